@@ -1,0 +1,93 @@
+// The 24-hour result cache (policy promise P12), keyed by the input's sha256 + output format + model.
+// Layout in the object store:
+//   results/<sha256hex>/<format>.<model>      the cleaned media; metadata: WhatsApp media id + when it was uploaded
+//   owners/<userKey>/<sha256hex>.<format>.<model>   an empty marker, so `delete` finds a user's entries
+// Expiry is enforced by the controller's garbage collector (object age > TTL), not by bucket
+// lifecycle rules, whose day granularity cannot keep a 24-hour promise.
+import type { ObjectStore } from "./object-store.ts";
+import type { OutputFormat } from "./separationjob.ts";
+
+export const RESULTS_PREFIX = "results/";
+export const OWNERS_PREFIX = "owners/";
+export const INPUTS_PREFIX = "inputs/";
+/** A WhatsApp media id we uploaded stays usable for 30 days; re-use it well inside that. */
+const MEDIA_ID_REUSE_MS = 29 * 24 * 3600 * 1000;
+
+export interface CacheKey {
+  sha256: string; // hex
+  format: OutputFormat;
+  model: string;
+}
+
+export interface CacheHit {
+  objectKey: string;
+  contentType: string;
+  size: number;
+  storedAt: Date;
+  /** Still-valid WhatsApp media id of this result, when we have one. */
+  whatsappMediaId?: string;
+}
+
+export const resultKey = (k: CacheKey) => `${RESULTS_PREFIX}${k.sha256}/${k.format}.${k.model}`;
+const ownerKey = (user: string, k: CacheKey) => `${OWNERS_PREFIX}${user}/${k.sha256}.${k.format}.${k.model}`;
+export const inputKey = (separationJobName: string) => `${INPUTS_PREFIX}${separationJobName}`;
+
+export class ResultCache {
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly ttlMs: number,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** A hit only while younger than the TTL, even if the collector has not run yet. */
+  async lookup(k: CacheKey): Promise<CacheHit | undefined> {
+    const info = await this.store.stat(resultKey(k));
+    if (!info || this.now().getTime() - info.lastModified.getTime() >= this.ttlMs) return undefined;
+    const uploadedAt = Number(info.metadata["whatsapp-uploaded-at"] ?? 0);
+    const mediaId = info.metadata["whatsapp-media-id"];
+    return {
+      objectKey: info.key,
+      contentType: info.contentType,
+      size: info.size,
+      storedAt: info.lastModified,
+      ...(mediaId && this.now().getTime() - uploadedAt < MEDIA_ID_REUSE_MS ? { whatsappMediaId: mediaId } : {}),
+    };
+  }
+
+  /** Records a finished result (copied from where the job wrote it) for `user`. Safe to repeat. */
+  async record(k: CacheKey, fromKey: string, user: string, whatsappMediaId?: string): Promise<void> {
+    const metadata: Record<string, string> = whatsappMediaId ? { "whatsapp-media-id": whatsappMediaId, "whatsapp-uploaded-at": String(this.now().getTime()) } : {};
+    await this.store.copy(fromKey, resultKey(k), metadata);
+    await this.addOwner(k, user);
+  }
+
+  /** Marks `user` as having received this result (a cache hit for another user's media counts too). */
+  async addOwner(k: CacheKey, user: string): Promise<void> {
+    await this.store.put(ownerKey(user, k), Buffer.alloc(0), 0, "application/octet-stream");
+  }
+
+  /** Deletes every cached result this user received and their markers; returns how many results went. */
+  async forgetUser(user: string): Promise<number> {
+    const markers: string[] = [];
+    const results: string[] = [];
+    for await (const o of this.store.list(`${OWNERS_PREFIX}${user}/`)) {
+      markers.push(o.key);
+      const [sha, format, ...model] = o.key.slice(`${OWNERS_PREFIX}${user}/`.length).split(".");
+      results.push(`${RESULTS_PREFIX}${sha}/${format}.${model.join(".")}`);
+    }
+    const existing = (await Promise.all(results.map(async (r) => ((await this.store.stat(r)) ? r : undefined)))).filter((r): r is string => !!r);
+    await this.store.remove([...existing, ...markers]);
+    return existing.length;
+  }
+
+  /** Deletes results and owner markers older than the TTL; returns the keys deleted. */
+  async expire(): Promise<string[]> {
+    const cutoff = this.now().getTime() - this.ttlMs;
+    const old: string[] = [];
+    for (const prefix of [RESULTS_PREFIX, OWNERS_PREFIX]) {
+      for await (const o of this.store.list(prefix)) if (o.lastModified.getTime() <= cutoff) old.push(o.key);
+    }
+    await this.store.remove(old);
+    return old;
+  }
+}
