@@ -97,9 +97,7 @@ export function createObjectStore(c: ObjectStoreConfig): ObjectStore {
       }
     },
     async copy(fromKey, toKey, metadata) {
-      const conds = new Minio.CopyConditions();
-      const source = new Minio.CopySourceOptions({ Bucket: bucket, Object: fromKey, MatchETag: "", NoMatchETag: "", MatchModifiedSince: "", MatchUnmodifiedSince: "" });
-      void conds;
+      const source = new Minio.CopySourceOptions({ Bucket: bucket, Object: fromKey });
       const dest = new Minio.CopyDestinationOptions({
         Bucket: bucket,
         Object: toKey,

@@ -33,11 +33,14 @@ const ownerKey = (user: string, k: CacheKey) => `${OWNERS_PREFIX}${user}/${k.sha
 export const inputKey = (separationJobName: string) => `${INPUTS_PREFIX}${separationJobName}`;
 
 export class ResultCache {
-  constructor(
-    private readonly store: ObjectStore,
-    private readonly ttlMs: number,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+  private readonly store: ObjectStore;
+  private readonly ttlMs: number;
+  private readonly now: () => Date;
+  constructor(store: ObjectStore, ttlMs: number, now: () => Date = () => new Date()) {
+    this.store = store;
+    this.ttlMs = ttlMs;
+    this.now = now;
+  }
 
   /** A hit only while younger than the TTL, even if the collector has not run yet. */
   async lookup(k: CacheKey): Promise<CacheHit | undefined> {
