@@ -250,7 +250,7 @@ const MediaInfoBody = z.object({
   // a string in Meta's examples; accept a number too
   file_size: z.union([z.string().regex(/^\d+$/), z.number().int()]).transform(Number),
 });
-const SendBody = z.object({ messages: z.array(z.object({ id: z.string() })).min(1) });
+const SendBody = z.object({ messages: z.tuple([z.object({ id: z.string() })], z.unknown()) });
 const UploadBody = z.object({ id: z.string() });
 const Success = z.object({ success: z.literal(true) });
 
@@ -297,7 +297,7 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
   }
 
   const send = async (phoneNumberId: string, message: object) =>
-    (await graph("POST", `${encodeURIComponent(phoneNumberId)}/messages`, SendBody, { messaging_product: "whatsapp", recipient_type: "individual", ...message })).messages[0]!.id;
+    (await graph("POST", `${encodeURIComponent(phoneNumberId)}/messages`, SendBody, { messaging_product: "whatsapp", recipient_type: "individual", ...message })).messages[0].id;
 
   const client: WhatsAppClient = {
     async getMediaInfo(mediaId, phoneNumberId) {
