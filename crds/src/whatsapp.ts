@@ -290,8 +290,7 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
     }
     const res = await call(apiRoot + path, init, timeoutMs);
     if (!res.ok) throw await errorFrom(res);
-    const json: unknown = await res.json();
-    const parsed = schema.safeParse(json);
+    const parsed = schema.safeParse(await res.json().catch(() => undefined));
     if (!parsed.success) throw new GraphApiError(`unexpected WhatsApp API response to ${method} ${path.split("?")[0]}`, { status: res.status, code: undefined });
     return parsed.data;
   }
@@ -322,10 +321,15 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
       }
       const chunks: Uint8Array[] = [];
       let size = 0;
-      for await (const chunk of res.body ?? []) {
-        size += chunk.byteLength;
-        if (size > maxBytes) throw new MediaTooLargeError(maxBytes); // leaving the loop cancels the stream
-        chunks.push(chunk);
+      try {
+        for await (const chunk of res.body ?? []) {
+          size += chunk.byteLength;
+          if (size > maxBytes) throw new MediaTooLargeError(maxBytes); // leaving the loop cancels the stream
+          chunks.push(chunk);
+        }
+      } catch (err) {
+        if (err instanceof MediaTooLargeError) throw err;
+        throw new GraphApiError(`media download interrupted: ${(err as Error).message}`, { status: 0, code: undefined }, { cause: err });
       }
       return Buffer.concat(chunks);
     },

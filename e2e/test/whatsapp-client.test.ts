@@ -308,6 +308,13 @@ describe("errors say whether to retry", () => {
     await assert.rejects(offline.sendText("1", USER, "x"), (e: GraphApiError) => e.status === 0 && e.kind === "temporary" && e.retryable);
   });
 
+  test("an answer that is not Graph's JSON is a typed error: retryable from a failing proxy, not from a confused one", async () => {
+    sim.failNext("messages", { httpStatus: 502 });
+    await assert.rejects(wa.sendText(sim.phoneNumberId, USER, "x"), (e: GraphApiError) => e.status === 502 && e.code === undefined && e.kind === "temporary" && e.retryable);
+    sim.failNext("messages", { httpStatus: 200 });
+    await assert.rejects(wa.sendText(sim.phoneNumberId, USER, "x"), (e: GraphApiError) => /unexpected WhatsApp API response/.test(e.message) && !e.retryable);
+  });
+
   test("a slow API times out into a retryable error", async () => {
     const impatient = createWhatsAppClient({ baseUrl: sim.baseUrl, version: sim.version, accessToken: TOKEN, timeoutMs: 100 });
     sim.delayNext("messages", 500);
