@@ -34,7 +34,14 @@ export async function main(environment: Record<string, string | undefined> = pro
     defaultUser: c.WHATSAPP_SIM_USER_WA_ID ? { waId: c.WHATSAPP_SIM_USER_WA_ID, name: c.WHATSAPP_SIM_USER_NAME ?? "Test user" } : undefined,
   });
   process.stdout.write(
-    `WhatsApp simulator\n  chat page:      ${sim.baseUrl}/\n  Graph API:      WHATSAPP_API_URL=${sim.baseUrl} WHATSAPP_API_VERSION=${sim.version}\n  phone number id ${sim.phoneNumberId}\n  webhooks to:    ${c.WHATSAPP_WEBHOOK_URL ?? "(none yet: the chat page cannot send)"}\n`,
+    [
+      "WhatsApp simulator",
+      `  chat page:      ${sim.baseUrl}/`,
+      `  Graph API:      WHATSAPP_API_URL=${sim.baseUrl} WHATSAPP_API_VERSION=${sim.version}`,
+      `  phone number:   WHATSAPP_PHONE_NUMBER_ID=${sim.phoneNumberId}`,
+      `  webhooks to:    ${c.WHATSAPP_WEBHOOK_URL ?? "(none: the chat page cannot reach the bot)"}`,
+      "",
+    ].join("\n"),
   );
   return sim;
 }
