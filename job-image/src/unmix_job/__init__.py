@@ -1,0 +1,1 @@
+"""unmix job: remove the music from one voice note or video with Demucs."""

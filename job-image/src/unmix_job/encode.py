@@ -1,0 +1,117 @@
+"""Encoding the cleaned audio back to what the user sent, in a form WhatsApp accepts.
+
+- ogg-opus: a voice note: Ogg/Opus mono, at or under 512 KB when the duration allows (WhatsApp
+  shows the play button only up to that size), so the bitrate is chosen from the duration.
+- mp3: MP3. m4a: AAC in M4A.
+- mp4: the original video stream copied bit for bit, plus the cleaned audio as AAC. WhatsApp
+  plays only H.264 (8-bit 4:2:0) + AAC in MP4, so any other video is re-encoded to H.264 Main.
+Metadata of the input (titles, locations) is not carried over.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import OutputFormat
+from .decode import SAMPLE_RATE
+from .media_tool import ffmpeg
+from .probe import MediaInfo, VideoStream
+
+VOICE_NOTE_MAX_BYTES = 512_000  # "512 KB", read as the smaller of kB and KiB
+OPUS_MAX_BPS = 32_000  # wideband speech is transparent well below this
+OPUS_MIN_BPS = 8_000  # under this speech gets hard to understand; longer notes go over 512 KB
+# Ogg pages and Opus packet framing add a few percent over the nominal bitrate.
+CONTAINER_HEADROOM = 0.9
+
+MIME_TYPES: dict[OutputFormat, str] = {
+    "ogg-opus": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "m4a": "audio/mp4",
+    "mp4": "video/mp4",
+}
+PLAYABLE_PIX_FMTS = ("yuv420p", "yuvj420p")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    path: Path
+    mime_type: str
+    audio_bitrate: int
+    video_copied: bool | None  # None: no video in the output
+
+
+def voice_note_bitrate(duration: float) -> int:
+    """The highest Opus bitrate (bps, whole kbps) that keeps a note of this length under 512 KB."""
+    budget = VOICE_NOTE_MAX_BYTES * 8 * CONTAINER_HEADROOM / max(duration, 1.0)
+    return int(max(OPUS_MIN_BPS, min(OPUS_MAX_BPS, budget)) // 1000 * 1000)
+
+
+def video_needs_reencode(video: VideoStream) -> bool:
+    return video.codec != "h264" or video.pix_fmt not in PLAYABLE_PIX_FMTS
+
+
+def encode(
+    fmt: OutputFormat,
+    vocals: Path,
+    peak: float,
+    duration: float,
+    source: Path,
+    info: MediaInfo,
+    keep_video: bool,
+    dest_dir: Path,
+) -> Encoded:
+    """Encode the vocals WAV; for mp4 with keep_video, mux it with the source's video stream."""
+    mono = fmt == "ogg-opus" or (info.audio is not None and info.audio.channels == 1)
+    filters = []
+    if peak > 0.99:
+        # Demucs's "rescale" clip mode: lower the whole stem rather than clip its peaks.
+        filters.append(f"volume={0.99 / peak:.6f}")
+    if mono:
+        # A plain average: ffmpeg's default stereo-to-mono matrix would add 3 dB.
+        filters.append("pan=mono|c0=0.5*c0+0.5*c1")
+    audio_filter = ["-af", ",".join(filters)] if filters else []
+    mime = MIME_TYPES[fmt]
+
+    if fmt == "ogg-opus":
+        bitrate = voice_note_bitrate(duration)
+        dest = dest_dir / "output.ogg"
+        ffmpeg(
+            "-i", str(vocals), *audio_filter, "-map_metadata", "-1",
+            "-c:a", "libopus", "-b:a", str(bitrate), "-vbr", "constrained", "-application", "voip",
+            "-ar", "48000", "-f", "ogg", str(dest),
+        )  # fmt: skip
+        return Encoded(dest, mime, bitrate, None)
+
+    bitrate = 64_000 if mono else 128_000
+    if fmt == "mp3":
+        dest = dest_dir / "output.mp3"
+        ffmpeg(
+            "-i", str(vocals), *audio_filter, "-map_metadata", "-1",
+            "-c:a", "libmp3lame", "-b:a", str(bitrate), "-ar", str(SAMPLE_RATE), "-f", "mp3", str(dest),
+        )  # fmt: skip
+        return Encoded(dest, mime, bitrate, None)
+
+    aac = ["-c:a", "aac", "-b:a", str(bitrate), "-ar", str(SAMPLE_RATE)]
+    if fmt == "m4a" or not keep_video or info.video is None:
+        dest = dest_dir / ("output.m4a" if fmt == "m4a" else "output.mp4")
+        ffmpeg(
+            "-i", str(vocals), *audio_filter, "-map_metadata", "-1", *aac,
+            "-movflags", "+faststart", "-f", "ipod" if fmt == "m4a" else "mp4", str(dest),
+        )  # fmt: skip
+        return Encoded(dest, mime, bitrate, None)
+
+    dest = dest_dir / "output.mp4"
+    copy = not video_needs_reencode(info.video)
+    video_codec = (
+        ["-c:v", "copy"]
+        if copy
+        else [
+            "-c:v", "libx264", "-profile:v", "main", "-pix_fmt", "yuv420p", "-preset", "veryfast",
+            "-crf", "23", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+        ]
+    )  # fmt: skip
+    ffmpeg(
+        "-i", str(source), "-i", str(vocals),
+        "-map", f"0:{info.video.index}", "-map", "1:a:0", "-map_metadata", "-1",
+        *video_codec, *audio_filter, *aac, "-movflags", "+faststart", "-f", "mp4", str(dest),
+    )  # fmt: skip
+    return Encoded(dest, mime, bitrate, copy)

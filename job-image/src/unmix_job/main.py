@@ -1,0 +1,136 @@
+"""Entry point: download → probe → decode → separate → encode → upload → manifest.
+
+Exit status per unmix_job.exit_codes; on failure a one-line reason goes to TERMINATION_LOG for
+the controller. Nothing is uploaded unless every step before the upload succeeded.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from . import manifest
+from .config import ConfigError, Settings
+from .decode import decode
+from .download import download
+from .encode import encode
+from .exit_codes import TRANSIENT_FAILURE, BadInput, ExitCode
+from .logs import log, set_trace
+from .probe import check_input, probe
+from .separate import DemucsParams, Separator, device_name, resolve_device
+from .upload import upload
+
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+def main() -> None:
+    sys.exit(run(os.environ))
+
+
+def run(env: Mapping[str, str]) -> int:
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as err:
+        path = Path(env.get("TERMINATION_LOG", "").strip() or DEFAULT_TERMINATION_LOG)
+        return _fail(path, TRANSIENT_FAILURE, f"job misconfigured: {err}")
+    set_trace(settings.traceparent)
+    try:
+        process(settings)
+    except BadInput as err:
+        return _fail(settings.termination_log, err.code, err.reason)
+    except torch.cuda.OutOfMemoryError:
+        return _fail(settings.termination_log, TRANSIENT_FAILURE, "the GPU ran out of memory")
+    except Exception as err:
+        traceback.print_exc(file=sys.stdout)
+        first_line = (str(err).splitlines() or [""])[0]
+        return _fail(settings.termination_log, TRANSIENT_FAILURE, f"{type(err).__name__}: {first_line}")
+    return ExitCode.OK
+
+
+def process(settings: Settings) -> None:
+    log(
+        f"start: kind={settings.input_kind} mime={settings.input_mime_type or '-'} "
+        f"format={settings.output_format} model={settings.model_name} device={settings.device}"
+    )
+    timer = manifest.StepTimer()
+    work = Path(tempfile.mkdtemp(prefix="unmix-", dir=settings.work_dir))
+    try:
+        source = work / "input"
+        with timer.step("download"):
+            input_bytes = download(settings.input_url, source, settings.max_input_bytes)
+        with timer.step("probe"):
+            info = probe(source)
+            stream = check_input(info, settings.max_duration_seconds)
+        with timer.step("decode"):
+            audio = decode(source, stream, work / "mix.wav", settings.max_duration_seconds)
+        log(f"input: {input_bytes} bytes, {info.container}, {stream.codec}, {audio.duration:.2f} s")
+
+        with timer.step("loadModel"):
+            device = resolve_device(settings.device)
+            params = DemucsParams(settings.segment, settings.overlap, settings.shifts, settings.chunk_seconds)
+            separator = Separator(settings.model_name, settings.model_repo, device, params)
+        with timer.step("separate"):
+            vocals = separator.separate(audio, work / "vocals.wav")
+        with timer.step("encode"):
+            keep_video = settings.input_kind == "video"
+            out = encode(
+                settings.output_format,
+                vocals.path,
+                vocals.peak,
+                audio.duration,
+                source,
+                info,
+                keep_video,
+                work,
+            )
+            out_info = probe(out.path)
+        size = out.path.stat().st_size
+        if size > settings.max_output_bytes:
+            raise BadInput(
+                ExitCode.OUTPUT_TOO_LARGE,
+                f"the result is {size} bytes, over the limit of {settings.max_output_bytes} bytes",
+            )
+        with timer.step("upload"):
+            upload(settings.output_url, out.path.read_bytes(), out.mime_type, "result")
+        result = manifest.build(
+            model=settings.model_name,
+            device=device.type,
+            device_name=device_name(device),
+            media_seconds=audio.duration,
+            input_bytes=input_bytes,
+            input_mime_type=settings.input_mime_type,
+            input_kind=settings.input_kind,
+            input_info=info,
+            output_format=settings.output_format,
+            mime_type=out.mime_type,
+            size_bytes=size,
+            audio_bitrate=out.audio_bitrate,
+            video_copied=out.video_copied,
+            output_info=out_info,
+            timer=timer,
+            traceparent=settings.traceparent,
+        )
+        upload(settings.manifest_url, json.dumps(result).encode(), "application/json", "manifest")
+        log(
+            f"done: {size} bytes {out.mime_type}, {audio.duration:.2f} s of media, "
+            f"separation RTF {result['realTimeFactor']}, total {result['totalSeconds']} s"
+        )
+    finally:
+        # The input and every intermediate are deleted, whatever happened (data policy).
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _fail(termination_log: Path, code: int, reason: str) -> int:
+    line = " ".join(reason.split())[:1000]
+    log(f"failed (exit {code}): {line}")
+    try:
+        termination_log.write_text(line + "\n")
+    except OSError as err:
+        log(f"could not write the termination log {termination_log}: {err.strerror}")
+    return code
