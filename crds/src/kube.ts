@@ -1,0 +1,114 @@
+// Kubernetes behind one narrow module: loading credentials, the SeparationJob resource, and the API
+// error reasons callers branch on. The controller adds what it alone needs (Jobs, Pods, Events,
+// Leases) in its own modules on top of `kubeConfig()`.
+import * as k8s from "@kubernetes/client-node";
+import { API_VERSION, GROUP, KIND, PLURAL, SeparationJob, type SeparationJobSpec, type SeparationJobStatus, USER_LABEL, VERSION, TRACEPARENT_ANNOTATION, separationJobName } from "./separationjob.ts";
+
+export { k8s };
+
+/** KUBECONFIG when set, else ~/.kube/config, else the in-cluster service account. */
+export function kubeConfig(): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromDefault();
+  return kc;
+}
+
+export const MERGE_PATCH = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
+
+/** The API's Status reason of a failed call (AlreadyExists, Conflict, NotFound, …). */
+export function apiReason(err: unknown): string | undefined {
+  const e = err as { code?: number; body?: unknown };
+  if (typeof e?.code !== "number") return undefined;
+  try {
+    const body = typeof e.body === "string" ? JSON.parse(e.body) : e.body;
+    if (body?.reason) return body.reason as string;
+  } catch {
+    // not a Status body
+  }
+  return ({ 404: "NotFound", 409: "Conflict", 410: "Expired", 422: "Invalid", 429: "TooManyRequests" } as Record<number, string>)[e.code];
+}
+
+export const isNotFound = (err: unknown) => apiReason(err) === "NotFound";
+export const isAlreadyExists = (err: unknown) => apiReason(err) === "AlreadyExists";
+export const isConflict = (err: unknown) => apiReason(err) === "Conflict";
+
+export interface NewSeparationJob {
+  spec: SeparationJobSpec;
+  /** Keyed hash of the sender (never the number itself). */
+  userKey: string;
+  traceparent?: string;
+}
+
+export class SeparationJobs {
+  private readonly api: k8s.CustomObjectsApi;
+  readonly namespace: string;
+  constructor(kc: k8s.KubeConfig, namespace: string) {
+    this.api = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.namespace = namespace;
+  }
+
+  private base(name?: string) {
+    return { group: GROUP, version: VERSION, namespace: this.namespace, plural: PLURAL, ...(name ? { name } : {}) };
+  }
+
+  /** Creates the job for a message; `created: false` when one already exists for that wamid. */
+  async create(n: NewSeparationJob): Promise<{ name: string; created: boolean }> {
+    const name = separationJobName(n.spec.message.id);
+    const body = {
+      apiVersion: API_VERSION,
+      kind: KIND,
+      metadata: { name, labels: { [USER_LABEL]: n.userKey, "app.kubernetes.io/managed-by": "unmix" }, annotations: n.traceparent ? { [TRACEPARENT_ANNOTATION]: n.traceparent } : {} },
+      spec: n.spec,
+    };
+    try {
+      await this.api.createNamespacedCustomObject({ ...this.base(), body });
+      return { name, created: true };
+    } catch (err) {
+      if (isAlreadyExists(err)) return { name, created: false };
+      throw err;
+    }
+  }
+
+  async get(name: string): Promise<SeparationJob | undefined> {
+    try {
+      return SeparationJob.parse(await this.api.getNamespacedCustomObject(this.base(name)));
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async list(labelSelector?: string): Promise<SeparationJob[]> {
+    const res = (await this.api.listNamespacedCustomObject({ ...this.base(), ...(labelSelector ? { labelSelector } : {}) })) as { items: unknown[] };
+    return res.items.map((i) => SeparationJob.parse(i));
+  }
+
+  listOfUser(userKey: string): Promise<SeparationJob[]> {
+    return this.list(`${USER_LABEL}=${userKey}`);
+  }
+
+  /** Deletes with background propagation so the owned Job and pods go too; false when already gone. */
+  async delete(name: string): Promise<boolean> {
+    try {
+      await this.api.deleteNamespacedCustomObject({ ...this.base(name), propagationPolicy: "Background" });
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Merge-patches /status guarded by resourceVersion, so a write based on a stale read fails with
+   * Conflict instead of overwriting a newer status.
+   */
+  async patchStatus(name: string, resourceVersion: string, status: SeparationJobStatus): Promise<SeparationJob> {
+    const res = await this.api.patchNamespacedCustomObjectStatus({ ...this.base(name), body: { metadata: { resourceVersion }, status } }, MERGE_PATCH);
+    return SeparationJob.parse(res);
+  }
+
+  /** Merge-patches metadata (finalizers, annotations). */
+  async patchMetadata(name: string, metadata: Record<string, unknown>): Promise<SeparationJob> {
+    return SeparationJob.parse(await this.api.patchNamespacedCustomObject({ ...this.base(name), body: { metadata } }, MERGE_PATCH));
+  }
+}
