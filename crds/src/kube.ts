@@ -47,8 +47,12 @@ export class SeparationJobs {
     this.namespace = namespace;
   }
 
-  private base(name?: string) {
-    return { group: GROUP, version: VERSION, namespace: this.namespace, plural: PLURAL, ...(name ? { name } : {}) };
+  private base() {
+    return { group: GROUP, version: VERSION, namespace: this.namespace, plural: PLURAL };
+  }
+
+  private named(name: string) {
+    return { ...this.base(), name };
   }
 
   /** Creates the job for a message; `created: false` when one already exists for that wamid. */
@@ -71,7 +75,7 @@ export class SeparationJobs {
 
   async get(name: string): Promise<SeparationJob | undefined> {
     try {
-      return SeparationJob.parse(await this.api.getNamespacedCustomObject(this.base(name)));
+      return SeparationJob.parse(await this.api.getNamespacedCustomObject(this.named(name)));
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -90,7 +94,7 @@ export class SeparationJobs {
   /** Deletes with background propagation so the owned Job and pods go too; false when already gone. */
   async delete(name: string): Promise<boolean> {
     try {
-      await this.api.deleteNamespacedCustomObject({ ...this.base(name), propagationPolicy: "Background" });
+      await this.api.deleteNamespacedCustomObject({ ...this.named(name), propagationPolicy: "Background" });
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;
@@ -103,12 +107,12 @@ export class SeparationJobs {
    * Conflict instead of overwriting a newer status.
    */
   async patchStatus(name: string, resourceVersion: string, status: SeparationJobStatus): Promise<SeparationJob> {
-    const res = await this.api.patchNamespacedCustomObjectStatus({ ...this.base(name), body: { metadata: { resourceVersion }, status } }, MERGE_PATCH);
+    const res = await this.api.patchNamespacedCustomObjectStatus({ ...this.named(name), body: { metadata: { resourceVersion }, status } }, MERGE_PATCH);
     return SeparationJob.parse(res);
   }
 
   /** Merge-patches metadata (finalizers, annotations). */
   async patchMetadata(name: string, metadata: Record<string, unknown>): Promise<SeparationJob> {
-    return SeparationJob.parse(await this.api.patchNamespacedCustomObject({ ...this.base(name), body: { metadata } }, MERGE_PATCH));
+    return SeparationJob.parse(await this.api.patchNamespacedCustomObject({ ...this.named(name), body: { metadata } }, MERGE_PATCH));
   }
 }
