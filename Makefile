@@ -1,0 +1,43 @@
+# The two commands that matter: `make dev` and `make test`. Both install what they need first
+# (idempotent; pinned in e2e/stack/versions.env, job-image/requirements*.txt and package-lock.json;
+# cached under .cache/).
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+CACHE ?= $(CURDIR)/.cache
+export UNMIX_CACHE := $(CACHE)
+export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
+
+.PHONY: dev test setup setup-stack setup-node setup-python typecheck lint format bench help
+
+help:
+	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
+	@echo "make test   run every test (TypeScript, Python, end to end)"
+
+dev: setup
+	node e2e/src/dev.ts
+
+test: setup
+	bash e2e/scripts/test.sh
+
+setup: setup-stack setup-node setup-python
+
+setup-stack:
+	bash e2e/stack/install.sh all
+
+# npm ci only when package-lock.json changed since the last install
+setup-node: setup-stack
+	@stamp=$(CACHE)/npm-ci.stamp; key=$$(sha256sum package-lock.json | cut -d' ' -f1)-$$(node --version); \
+	if [[ ! -d node_modules || "$$(cat $$stamp 2>/dev/null)" != "$$key" ]]; then \
+	  npm ci --no-audit --no-fund --loglevel=error && echo "$$key" > $$stamp; fi
+
+setup-python:
+	bash job-image/scripts/setup-test-env.sh >/dev/null
+
+typecheck: setup-node
+	npx tsc -p tsconfig.json
+
+lint: setup-node
+	npx biome check .
+
+format: setup-node
+	npx biome format --write .
