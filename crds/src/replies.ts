@@ -29,6 +29,7 @@ export const replies = {
     TooLong: (maxMinutes: number) => `This recording is too long for me: I can handle up to ${maxMinutes} minutes. Please send a shorter clip.`,
     Silent: "This recording seems to be silent, so there's nothing to clean up. Please check it has sound and send it again.",
     OutputTooLarge: "The cleaned file came out larger than WhatsApp allows (16 MB). Please send a shorter clip.",
+    TooLarge: (maxMb: number) => `This file is too large for me (the limit is ${maxMb} MB). Please send a shorter clip.`,
     MediaUnavailable: "I couldn't download your file from WhatsApp (it may have expired). Please send it again.",
     Busy: "Sorry, we're very busy right now and couldn't get to your file in time. Please send it again in a few minutes.",
     DeadlineExceeded: "Sorry, processing your file took too long and was stopped. A shorter clip will work better.",

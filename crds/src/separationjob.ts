@@ -15,6 +15,12 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const TRACEPARENT_ANNOTATION = "unmix.dev/traceparent";
 /** Label with the keyed hash of the sender, so `delete` and purges find a user's jobs without a phone number in a label. */
 export const USER_LABEL = "unmix.dev/user";
+/**
+ * Annotation with the wamid of the reply, written by whoever receives WhatsApp's status webhooks
+ * (the controller sends each reply with biz_opaque_callback_data = the SeparationJob's name). The
+ * controller reads it to settle a reply whose outcome a crash left unknown (status.reply.state Sending).
+ */
+export const REPLY_RECEIPT_ANNOTATION = "unmix.dev/reply-message-id";
 
 export const MediaKind = z.enum(["audio", "video"]);
 export type MediaKind = z.infer<typeof MediaKind>;
@@ -85,6 +91,7 @@ export const FailureClass = z.enum([
   "TooLong",
   "Silent",
   "OutputTooLarge",
+  "TooLarge",
   "MediaUnavailable",
   "Busy",
   "DeadlineExceeded",
@@ -126,7 +133,10 @@ export const SeparationJobStatus = z
       .optional(),
     reply: z
       .object({
-        state: z.enum(["Sending", "Sent"]).describe("Sending is written before the Graph API call, Sent after"),
+        state: z
+          .enum(["Uploaded", "Sending", "Sent"])
+          .describe("Sending is written before the Graph API call, Sent after; Uploaded: the result is on WhatsApp and nothing was sent (an attempt was refused)"),
+        kind: z.enum(["Result", "Failure"]).optional().describe("The cleaned media, or the text saying why there is none"),
         attemptedAt: z.string().datetime().optional(),
         messageId: z.string().optional().describe("wamid of our reply"),
         mediaId: z.string().optional().describe("WhatsApp media id of the uploaded result"),

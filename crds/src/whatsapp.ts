@@ -62,10 +62,13 @@ export interface WhatsAppClient {
   /** Returns the new media id (usable for 30 days). */
   uploadMedia(phoneNumberId: string, bytes: Uint8Array, mimeType: string, filename: string): Promise<string>;
   deleteMedia(mediaId: string): Promise<void>;
-  /** Each send returns the wamid of the message sent. */
-  sendText(phoneNumberId: string, to: Recipient, body: string, options?: { replyTo?: string }): Promise<string>;
-  sendAudio(phoneNumberId: string, to: Recipient, mediaId: string, options?: { voice?: boolean; replyTo?: string }): Promise<string>;
-  sendVideo(phoneNumberId: string, to: Recipient, mediaId: string, options?: { caption?: string; replyTo?: string }): Promise<string>;
+  /**
+   * Each send returns the wamid of the message sent. `callbackData` goes out as
+   * biz_opaque_callback_data and comes back in the message's status webhooks.
+   */
+  sendText(phoneNumberId: string, to: Recipient, body: string, options?: { replyTo?: string; callbackData?: string }): Promise<string>;
+  sendAudio(phoneNumberId: string, to: Recipient, mediaId: string, options?: { voice?: boolean; replyTo?: string; callbackData?: string }): Promise<string>;
+  sendVideo(phoneNumberId: string, to: Recipient, mediaId: string, options?: { caption?: string; replyTo?: string; callbackData?: string }): Promise<string>;
   /** An empty emoji removes our reaction. */
   sendReaction(phoneNumberId: string, to: Recipient, messageId: string, emoji: string): Promise<string>;
   /** The only kind of message allowed outside the 24-hour customer-service window. */
@@ -264,6 +267,7 @@ function addressee(r: Recipient): Record<string, string> {
 }
 
 const context = (replyTo: string | undefined) => (replyTo ? { context: { message_id: replyTo } } : {});
+const callback = (data: string | undefined) => (data ? { biz_opaque_callback_data: data } : {});
 
 export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppClient {
   const fetch = options.fetch ?? globalThis.fetch;
@@ -365,13 +369,20 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
       await graph("DELETE", encodeURIComponent(mediaId), Success);
     },
 
-    sendText: (phoneNumberId, to, body, o = {}) => send(phoneNumberId, { ...addressee(to), ...context(o.replyTo), type: "text", text: { body, preview_url: false } }),
+    sendText: (phoneNumberId, to, body, o = {}) =>
+      send(phoneNumberId, { ...addressee(to), ...context(o.replyTo), ...callback(o.callbackData), type: "text", text: { body, preview_url: false } }),
 
     sendAudio: (phoneNumberId, to, mediaId, o = {}) =>
-      send(phoneNumberId, { ...addressee(to), ...context(o.replyTo), type: "audio", audio: { id: mediaId, ...(o.voice ? { voice: true } : {}) } }),
+      send(phoneNumberId, { ...addressee(to), ...context(o.replyTo), ...callback(o.callbackData), type: "audio", audio: { id: mediaId, ...(o.voice ? { voice: true } : {}) } }),
 
     sendVideo: (phoneNumberId, to, mediaId, o = {}) =>
-      send(phoneNumberId, { ...addressee(to), ...context(o.replyTo), type: "video", video: { id: mediaId, ...(o.caption ? { caption: o.caption } : {}) } }),
+      send(phoneNumberId, {
+        ...addressee(to),
+        ...context(o.replyTo),
+        ...callback(o.callbackData),
+        type: "video",
+        video: { id: mediaId, ...(o.caption ? { caption: o.caption } : {}) },
+      }),
 
     sendReaction: (phoneNumberId, to, messageId, emoji) => send(phoneNumberId, { ...addressee(to), type: "reaction", reaction: { message_id: messageId, emoji } }),
 
