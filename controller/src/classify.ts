@@ -1,0 +1,102 @@
+// Pure readings of the Job and its pods: why a Job failed (in the classes the user is told about)
+// and why it is still waiting (the scheduler's own words, Kueue, image pulls).
+import { failureClassOfExitCode } from "@unmix/core/exit-codes";
+import { scrubText } from "@unmix/core/privacy";
+import type { FailureClass } from "@unmix/core/separationjob";
+import { CONTAINER, type JobView, jobCondition, type PodView } from "./jobs.ts";
+
+export interface Classification {
+  class: FailureClass;
+  /** For the SRE (status.failure.message, Events); never shown to the user. */
+  message: string;
+}
+
+const oneLine = (s: string | undefined) => scrubText((s ?? "").replace(/\s+/g, " ").trim()).slice(0, 1000);
+
+const newestFirst = (pods: PodView[]) => [...pods].sort((a, b) => (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? ""));
+
+/** The separation container's last termination in any of the pods, newest pod first. */
+function lastTermination(pods: PodView[]): { exitCode?: number; message?: string; reason?: string } | undefined {
+  for (const p of newestFirst(pods)) {
+    const c = p.status?.containerStatuses?.find((s) => s.name === CONTAINER);
+    const t = c?.state?.terminated ?? c?.lastState?.terminated;
+    if (t) return t;
+  }
+  return undefined;
+}
+
+export function classifyJobFailure(job: JobView, pods: PodView[]): Classification {
+  const failed = jobCondition(job, "Failed");
+  const reason = failed?.reason ?? "Unknown";
+  const term = lastTermination(pods);
+  switch (reason) {
+    case "PodFailurePolicy": {
+      // The Job controller names the exit code in its message; the pod may be gone already.
+      const fromMessage = /exit code (\d+)/.exec(failed?.message ?? "")?.[1];
+      const code = fromMessage !== undefined ? Number(fromMessage) : term?.exitCode;
+      const cls = code === undefined ? "Internal" : failureClassOfExitCode(code);
+      return { class: cls, message: oneLine(`exit code ${code ?? "?"}: ${term?.message || failed?.message || "the input cannot be processed"}`) };
+    }
+    case "DeadlineExceeded":
+      return { class: "DeadlineExceeded", message: oneLine(`the Job ran past its activeDeadlineSeconds: ${failed?.message ?? ""}`) };
+    case "BackoffLimitExceeded":
+      return {
+        class: "Internal",
+        message: oneLine(`retries exhausted (${job.status?.failed ?? "?"} failed pods); last: exit code ${term?.exitCode ?? "?"} ${term?.message ?? ""}`),
+      };
+    default:
+      return { class: "Internal", message: oneLine(`the Job failed (${reason}): ${failed?.message ?? ""}`) };
+  }
+}
+
+export interface Waiting {
+  /** The Scheduled condition's status. */
+  scheduled: "True" | "False" | "Unknown";
+  reason: string;
+  message: string;
+  /** When the pod was bound to a node, if it was. */
+  scheduledAt?: string;
+  node?: string;
+  /** A scheduled pod whose container cannot start (ErrImagePull, …). */
+  containerProblem?: { reason: string; message: string };
+  running: boolean;
+}
+
+const CONTAINER_PROBLEMS = new Set([
+  "ErrImagePull",
+  "ImagePullBackOff",
+  "InvalidImageName",
+  "CreateContainerConfigError",
+  "CreateContainerError",
+  "RunContainerError",
+]);
+
+export function explainWaiting(job: JobView, pods: PodView[]): Waiting {
+  if (job.spec?.suspend) {
+    return { scheduled: "False", reason: "Queued", message: "the Job is suspended, waiting for admission by its queue (Kueue)", running: false };
+  }
+  const live = newestFirst(pods.filter((p) => !p.metadata.deletionTimestamp));
+  const pod = live[0];
+  if (!pod) {
+    return { scheduled: "Unknown", reason: "PodPending", message: "waiting for the Job controller to create a pod", running: false };
+  }
+  const cond = pod.status?.conditions?.find((c) => c.type === "PodScheduled");
+  if (cond?.status === "True" || pod.spec?.nodeName) {
+    const c = pod.status?.containerStatuses?.find((s) => s.name === CONTAINER);
+    const waiting = c?.state?.waiting;
+    const problem = waiting?.reason && CONTAINER_PROBLEMS.has(waiting.reason) ? { reason: waiting.reason, message: oneLine(waiting.message) } : undefined;
+    return {
+      scheduled: "True",
+      reason: "Scheduled",
+      message: `pod ${pod.metadata.name} is on node ${pod.spec?.nodeName ?? "?"}`,
+      scheduledAt: cond?.lastTransitionTime ?? pod.status?.startTime,
+      node: pod.spec?.nodeName,
+      ...(problem ? { containerProblem: problem } : {}),
+      running: pod.status?.phase === "Running" || !!c?.state?.running,
+    };
+  }
+  if (cond?.status === "False") {
+    return { scheduled: "False", reason: cond.reason || "Unschedulable", message: oneLine(cond.message) || "no node can take the pod yet", running: false };
+  }
+  return { scheduled: "Unknown", reason: "PodPending", message: "the pod waits for the scheduler", running: false };
+}

@@ -1,0 +1,315 @@
+// The controller: leader election, then informers on SeparationJobs, their Jobs and pods feeding
+// one work queue, workers running the reconciler, a periodic resync and the garbage collector.
+// run() resolves when this replica stops leading (lost lease) or is stopped; stop() drains the
+// reconciles in flight and hands the lease back.
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { type k8s, kubeConfig, SeparationJobs } from "@unmix/core/kube";
+import { createLogger, type Logger } from "@unmix/core/log";
+import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
+import { ResultCache } from "@unmix/core/result-cache";
+import { GROUP, PLURAL, VERSION } from "@unmix/core/separationjob";
+import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
+import type { ControllerConfig } from "./config.ts";
+import { createEventRecorder } from "./events.ts";
+import { type FailpointHook, failpointsFromEnv } from "./failpoints.ts";
+import { GarbageCollector } from "./gc.ts";
+import type { Health } from "./http-server.ts";
+import { Informer, type KubeObject } from "./informer.ts";
+import { controllerOf, type JobView, MANAGED_BY, type PodView, SJ_LABEL } from "./jobs.ts";
+import { createKubeClient, type KubeClient } from "./kube-client.ts";
+import { LeaderElector } from "./leader-election.ts";
+import { createMetrics, type Metrics } from "./metrics.ts";
+import { Reconciler, RetryAfter } from "./reconciler.ts";
+import { WorkQueue } from "./workqueue.ts";
+
+export interface ControllerOptions {
+  config: ControllerConfig;
+  kubeConfig?: k8s.KubeConfig;
+  clock?: () => Date;
+  log?: Logger;
+  failpoint?: FailpointHook;
+  whatsapp?: WhatsAppClient;
+  store?: ObjectStore;
+}
+
+interface SjObject extends KubeObject {
+  status?: { conditions?: { type: string; status: string }[] };
+}
+
+const CACHE_SYNC_TIMEOUT_MS = 120_000;
+
+export class Controller {
+  readonly config: ControllerConfig;
+  readonly identity: string;
+  readonly metrics: Metrics;
+  readonly client: KubeClient;
+  readonly log: Logger;
+  readonly store: ObjectStore;
+  readonly gc: GarbageCollector;
+  private readonly clock: () => Date;
+  private readonly sjs: SeparationJobs;
+  private readonly elector?: LeaderElector;
+  private readonly reconciler: Reconciler;
+  private readonly queue: WorkQueue;
+  private readonly sjInformer: Informer<SjObject>;
+  private readonly jobInformer: Informer<JobView & KubeObject>;
+  private readonly podInformer: Informer<PodView & KubeObject>;
+  private readonly podsBySj = new Map<string, Map<string, PodView>>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private workers: Promise<void>[] = [];
+  private state: "idle" | "standby" | "syncing" | "leading" | "stopping" | "stopped" = "idle";
+  private stopRequested?: () => void;
+  private readonly stopped: Promise<void>;
+  private gcRunning = false;
+
+  constructor(o: ControllerOptions) {
+    const c = o.config;
+    this.config = c;
+    this.clock = o.clock ?? (() => new Date());
+    this.log = o.log ?? createLogger("unmix-controller");
+    this.identity = c.leaderElection.identity ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+    this.metrics = createMetrics();
+    this.client = createKubeClient(o.kubeConfig ?? kubeConfig());
+    this.client.onRequest((verb) => this.metrics.kubeRequests.inc({ verb }));
+    this.sjs = new SeparationJobs(this.client.kc, c.namespace);
+    this.store = o.store ?? createObjectStore(c.objectStore);
+    const cache = new ResultCache(this.store, c.gc.cacheTtlMs, this.clock);
+    this.stopped = new Promise((resolve) => {
+      this.stopRequested = resolve;
+    });
+
+    if (c.leaderElection.enabled) {
+      this.elector = new LeaderElector({
+        client: this.client,
+        namespace: c.namespace,
+        name: c.leaderElection.leaseName,
+        identity: this.identity,
+        leaseDurationMs: c.leaderElection.leaseDurationMs,
+        renewDeadlineMs: c.leaderElection.renewDeadlineMs,
+        retryPeriodMs: c.leaderElection.retryPeriodMs,
+        log: this.log,
+      });
+    }
+
+    this.queue = new WorkQueue({
+      baseDelayMs: c.queue.baseDelayMs,
+      maxDelayMs: c.queue.maxDelayMs,
+      qps: c.queue.qps,
+      burst: c.queue.burst,
+      onDepth: (d) => this.metrics.queueDepth.set(d),
+    });
+
+    const informer = <T extends KubeObject>(resource: string, path: string, labelSelector?: string) =>
+      new Informer<T>({
+        client: this.client,
+        path,
+        ...(labelSelector ? { labelSelector } : {}),
+        relistMs: c.informers.relistMs,
+        stallMs: c.informers.stallMs,
+        log: this.log.child({ informer: resource }),
+        onRelist: () => this.metrics.relists.inc({ resource }),
+        onWatchRestart: (reason) => this.metrics.watchRestarts.inc({ resource, reason }),
+      });
+    const ns = c.namespace;
+    const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
+    this.sjInformer = informer<SjObject>("separationjobs", `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`);
+    this.jobInformer = informer<JobView & KubeObject>("jobs", `/apis/batch/v1/namespaces/${ns}/jobs`, managed);
+    this.podInformer = informer<PodView & KubeObject>("pods", `/api/v1/namespaces/${ns}/pods`, managed);
+
+    this.reconciler = new Reconciler({
+      config: c,
+      client: this.client,
+      sjs: this.sjs,
+      store: this.store,
+      cache,
+      whatsapp: o.whatsapp ?? createWhatsAppClient({ ...c.whatsapp, userAgent: "unmix-controller/0.1" }),
+      events: createEventRecorder(this.client, this.identity, this.log, this.clock),
+      lookup: {
+        separationJob: (name) => this.sjInformer.get(name),
+        job: (name) => this.jobInformer.get(name),
+        pods: (name) => [...(this.podsBySj.get(name)?.values() ?? [])],
+      },
+      metrics: this.metrics,
+      log: this.log,
+      clock: this.clock,
+      failpoint: o.failpoint ?? failpointsFromEnv(),
+    });
+    this.gc = new GarbageCollector({ sjs: this.sjs, store: this.store, cache, clock: this.clock, log: this.log, metrics: this.metrics, settings: c.gc });
+    this.wireHandlers();
+  }
+
+  private wireHandlers(): void {
+    const finished = (o: SjObject) => o.status?.conditions?.some((c) => c.type === "Succeeded" && (c.status === "True" || c.status === "False")) ?? false;
+    const onSj = (o: SjObject) => {
+      const name = o.metadata?.name ?? "";
+      this.reconciler.observed(name, o.metadata?.resourceVersion);
+      if (!finished(o)) this.queue.add(name);
+    };
+    this.sjInformer.on("add", onSj);
+    this.sjInformer.on("update", onSj);
+    this.sjInformer.on("delete", (o) => {
+      const name = o.metadata?.name ?? "";
+      this.reconciler.forget(name);
+      this.queue.add(name); // removes what it stored
+    });
+    const onJob = (j: JobView) => {
+      const owner = controllerOf(j);
+      if (owner?.kind === "SeparationJob") this.queue.add(owner.name);
+    };
+    this.jobInformer.on("add", onJob);
+    this.jobInformer.on("update", onJob);
+    this.jobInformer.on("delete", onJob);
+    const onPod = (p: PodView, deleted = false) => {
+      const sj = p.metadata.labels?.[SJ_LABEL];
+      if (!sj) return;
+      let pods = this.podsBySj.get(sj);
+      if (deleted) {
+        pods?.delete(p.metadata.name);
+        if (pods?.size === 0) this.podsBySj.delete(sj);
+      } else {
+        if (!pods) {
+          pods = new Map();
+          this.podsBySj.set(sj, pods);
+        }
+        pods.set(p.metadata.name, p);
+      }
+      this.queue.add(sj);
+    };
+    this.podInformer.on("add", (p) => onPod(p));
+    this.podInformer.on("update", (p) => onPod(p));
+    this.podInformer.on("delete", (p) => onPod(p, true));
+  }
+
+  isLeader(): boolean {
+    return this.state === "leading" && (this.elector?.isLeader() ?? true);
+  }
+
+  readonly health: Health = {
+    liveness: () => {
+      if (this.state !== "leading") return undefined;
+      const limit = this.config.informers.relistMs + 3 * this.config.informers.stallMs;
+      for (const [name, inf] of [
+        ["separationjobs", this.sjInformer],
+        ["jobs", this.jobInformer],
+        ["pods", this.podInformer],
+      ] as const) {
+        const quiet = Date.now() - inf.lastActivity;
+        if (inf.lastActivity && quiet > limit) return `the ${name} informer has heard nothing for ${Math.round(quiet / 1000)} s`;
+      }
+      return undefined;
+    },
+    readiness: () => {
+      if (this.state === "idle" || this.state === "stopped") return `controller ${this.state}`;
+      if (this.state === "syncing") return "filling the caches";
+      return undefined; // standing by is ready: the replica is healthy and waiting for the lease
+    },
+  };
+
+  /**
+   * Runs until stopped ("stopped") or until leadership is lost ("lost"; the process should exit
+   * so that it restarts as a standby with empty caches).
+   */
+  async run(): Promise<"stopped" | "lost"> {
+    await this.store.ensureBucket();
+    this.state = "standby";
+    if (this.elector) {
+      const acquired = await Promise.race([this.elector.acquire(), this.stopped.then(() => false)]);
+      if (!acquired) {
+        this.state = "stopped";
+        return "stopped";
+      }
+    }
+    this.metrics.leader.set(1);
+    this.state = "syncing";
+    const synced = Promise.all([this.sjInformer.start(), this.jobInformer.start(), this.podInformer.start()]);
+    const timeout = new Promise<"timeout">((r) => this.timers.push(setTimeout(() => r("timeout"), CACHE_SYNC_TIMEOUT_MS).unref()));
+    const sync = await Promise.race([synced, timeout, this.stopped.then(() => "stopped" as const)]);
+    if (sync === "timeout") throw new Error(`the caches did not fill within ${CACHE_SYNC_TIMEOUT_MS / 1000} s`);
+    if (sync !== "stopped") {
+      this.state = "leading";
+      this.log.info({ identity: this.identity, separationJobs: this.sjInformer.size(), jobs: this.jobInformer.size() }, "caches filled; reconciling");
+      this.workers = Array.from({ length: this.config.queue.concurrency }, () => this.worker());
+      this.timers.push(setInterval(() => this.resync(), this.config.informers.resyncMs).unref());
+      this.timers.push(setInterval(() => void this.collectGarbage(), this.config.gc.intervalMs).unref());
+      this.timers.push(setTimeout(() => void this.collectGarbage(), Math.min(60_000, this.config.gc.intervalMs)).unref());
+    }
+    const outcome = this.elector
+      ? await Promise.race([this.elector.holdLeadership(), this.stopped.then(() => "stopped" as const)])
+      : await this.stopped.then(() => "stopped" as const);
+    if (outcome === "lost") {
+      this.log.error("stopping work: this replica no longer leads");
+      await this.shutdown(false);
+    }
+    return outcome;
+  }
+
+  /** Graceful stop: no new work, the reconciles in flight finish, the lease is handed back. */
+  async stop(): Promise<void> {
+    if (this.state === "stopping" || this.state === "stopped") return;
+    this.stopRequested?.();
+    await this.shutdown(true);
+  }
+
+  private async shutdown(release: boolean): Promise<void> {
+    this.state = "stopping";
+    for (const t of this.timers) clearInterval(t);
+    await this.queue.shutDown();
+    await Promise.all(this.workers);
+    await Promise.all([this.sjInformer.stop(), this.jobInformer.stop(), this.podInformer.stop()]);
+    await this.elector?.stop(release);
+    this.metrics.leader.set(0);
+    this.state = "stopped";
+  }
+
+  /** Level-triggered safety net: every unfinished SeparationJob is looked at again now and then. */
+  private resync(): void {
+    for (const sj of this.sjInformer.list()) {
+      const done = sj.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown");
+      if (!done) this.queue.add(sj.metadata?.name ?? "");
+    }
+  }
+
+  private async collectGarbage(): Promise<void> {
+    if (this.gcRunning || this.state !== "leading") return;
+    this.gcRunning = true;
+    try {
+      await this.gc.runOnce();
+    } catch (err) {
+      this.log.warn({ err }, "garbage collection failed; trying again next time");
+    } finally {
+      this.gcRunning = false;
+    }
+  }
+
+  private async worker(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      this.metrics.queueInFlight.set(this.queue.inFlight());
+      try {
+        const r = await this.reconciler.reconcile(key);
+        this.queue.forget(key);
+        if (r.requeueAfterMs !== undefined) this.queue.addAfter(key, r.requeueAfterMs);
+      } catch (err) {
+        this.metrics.queueRetries.inc();
+        if (err instanceof RetryAfter) this.queue.addAfter(key, err.ms);
+        else this.queue.addRateLimited(key);
+      } finally {
+        this.queue.done(key);
+        this.metrics.queueInFlight.set(this.queue.inFlight());
+      }
+    }
+  }
+
+  /** For tests and the benchmark. */
+  stats() {
+    return {
+      requests: this.client.requests,
+      queueDepth: this.queue.len(),
+      inFlight: this.queue.inFlight(),
+      adds: this.queue.adds,
+      retries: this.queue.retries,
+    };
+  }
+}

@@ -1,0 +1,196 @@
+// The batch/v1 Job that runs the separation for one SeparationJob: built by a pure function from
+// the SeparationJob, the configuration and presigned URLs, so what the pod may do is all in one place.
+import { BAD_INPUT_EXIT_CODES } from "@unmix/core/exit-codes";
+import { API_VERSION, KIND, type SeparationJob } from "@unmix/core/separationjob";
+import type { JobSettings } from "./config.ts";
+
+/** Label on the Job and its pods naming their SeparationJob. */
+export const SJ_LABEL = "unmix.dev/separationjob";
+export const MANAGED_BY = "unmix-controller";
+export const CONTAINER = "separate";
+export const WORK_DIR = "/work";
+export const KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name";
+
+/** Where the job writes, under the bucket: deleted once the reply is out. */
+export const workPrefix = (sjName: string) => `work/${sjName}/`;
+export const outputKey = (sjName: string) => `${workPrefix(sjName)}output`;
+export const manifestKey = (sjName: string) => `${workPrefix(sjName)}manifest.json`;
+
+// ── the parts of Jobs and Pods the controller reads (plain JSON, as the informers cache them) ──
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+}
+
+export interface JobCondition {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
+  lastTransitionTime?: string;
+}
+
+export interface JobView {
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    ownerReferences?: OwnerReference[];
+    deletionTimestamp?: string;
+    creationTimestamp?: string;
+  };
+  spec?: { suspend?: boolean };
+  status?: { active?: number; ready?: number; failed?: number; succeeded?: number; startTime?: string; completionTime?: string; conditions?: JobCondition[] };
+}
+
+export interface ContainerStateView {
+  waiting?: { reason?: string; message?: string };
+  running?: { startedAt?: string };
+  terminated?: { exitCode?: number; reason?: string; message?: string; finishedAt?: string };
+}
+
+export interface PodView {
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    creationTimestamp?: string;
+    deletionTimestamp?: string;
+  };
+  spec?: { nodeName?: string };
+  status?: {
+    phase?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string }[];
+    containerStatuses?: { name: string; state?: ContainerStateView; lastState?: ContainerStateView; restartCount?: number }[];
+    startTime?: string;
+  };
+}
+
+export function jobCondition(job: JobView | undefined, type: string): JobCondition | undefined {
+  return job?.status?.conditions?.find((c) => c.type === type && c.status === "True");
+}
+
+/** Only Complete and Failed are terminal (SuccessCriteriaMet / FailureTarget come first). */
+export function jobFinished(job: JobView | undefined): "Complete" | "Failed" | undefined {
+  if (jobCondition(job, "Complete")) return "Complete";
+  if (jobCondition(job, "Failed")) return "Failed";
+  return undefined;
+}
+
+export function controllerOf(obj: { metadata: { ownerReferences?: OwnerReference[] } }): OwnerReference | undefined {
+  return obj.metadata.ownerReferences?.find((r) => r.controller === true);
+}
+
+// ── the Job ──
+
+export interface PresignedUrls {
+  input: string;
+  output: string;
+  manifest: string;
+}
+
+const MIME_BY_FORMAT = { "ogg-opus": "audio/ogg", mp3: "audio/mpeg", m4a: "audio/mp4", mp4: "video/mp4" } as const;
+export const mimeTypeOfFormat = (format: keyof typeof MIME_BY_FORMAT) => MIME_BY_FORMAT[format];
+
+export function buildJob(sj: SeparationJob, s: JobSettings, urls: PresignedUrls, traceparent: string | undefined): Record<string, unknown> {
+  const name = sj.metadata.name;
+  const labels: Record<string, string> = {
+    "app.kubernetes.io/name": "unmix-job",
+    "app.kubernetes.io/component": "separation",
+    "app.kubernetes.io/managed-by": MANAGED_BY,
+    [SJ_LABEL]: name,
+  };
+  const env: Record<string, string> = {
+    ...s.extraEnv,
+    INPUT_URL: urls.input,
+    OUTPUT_URL: urls.output,
+    MANIFEST_URL: urls.manifest,
+    INPUT_KIND: sj.spec.media.kind,
+    INPUT_MIME_TYPE: sj.spec.media.mimeType,
+    OUTPUT_FORMAT: sj.spec.output.format,
+    MODEL_NAME: s.modelName,
+    DEVICE: s.gpuCount > 0 ? s.device : "cpu",
+    MAX_DURATION_SECONDS: String(s.maxDurationSeconds),
+    MAX_INPUT_BYTES: String(s.maxInputBytes),
+    WORK_DIR,
+    TMPDIR: WORK_DIR,
+    HOME: WORK_DIR,
+    ...(traceparent ? { TRACEPARENT: traceparent } : {}),
+  };
+  const gpu = s.gpuCount > 0 ? { [s.gpuResource]: String(s.gpuCount) } : {};
+  return {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: {
+      name,
+      labels: { ...labels, ...(s.kueueQueueName ? { [KUEUE_QUEUE_LABEL]: s.kueueQueueName } : {}) },
+      annotations: traceparent ? { "unmix.dev/traceparent": traceparent } : {},
+      ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name, uid: sj.metadata.uid, controller: true }],
+    },
+    spec: {
+      // no `suspend` at all: Kueue's webhook sets it to true and unsuspends on admission
+      backoffLimit: s.backoffLimit,
+      activeDeadlineSeconds: s.activeDeadlineSeconds,
+      ttlSecondsAfterFinished: s.ttlSecondsAfterFinished,
+      // no second pod (and no second GPU) until the first has fully terminated
+      podReplacementPolicy: "Failed",
+      podFailurePolicy: {
+        rules: [
+          // bad input cannot get better by retrying: fail the Job at once
+          { action: "FailJob", onExitCodes: { containerName: CONTAINER, operator: "In", values: [...BAD_INPUT_EXIT_CODES] } },
+          // preemption, eviction, node drain: not the job's fault, do not count against backoffLimit
+          { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+        ],
+      },
+      template: {
+        metadata: { labels },
+        spec: {
+          restartPolicy: "Never",
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: 30,
+          ...(s.runtimeClassName ? { runtimeClassName: s.runtimeClassName } : {}),
+          ...(s.priorityClassName ? { priorityClassName: s.priorityClassName } : {}),
+          ...(Object.keys(s.nodeSelector).length ? { nodeSelector: s.nodeSelector } : {}),
+          ...(s.tolerations.length ? { tolerations: s.tolerations } : {}),
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: s.runAsUser,
+            runAsGroup: s.runAsUser,
+            fsGroup: s.runAsUser,
+            seccompProfile: { type: "RuntimeDefault" },
+          },
+          containers: [
+            {
+              name: CONTAINER,
+              image: s.image,
+              imagePullPolicy: s.imagePullPolicy,
+              env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
+              resources: {
+                requests: { cpu: s.cpuRequest, memory: s.memoryRequest, ...gpu },
+                limits: { memory: s.memoryLimit, ...gpu },
+              },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                runAsNonRoot: true,
+                capabilities: { drop: ["ALL"] },
+              },
+              volumeMounts: [{ name: "work", mountPath: WORK_DIR }],
+              terminationMessagePolicy: "FallbackToLogsOnError",
+            },
+          ],
+          volumes: [{ name: "work", emptyDir: { sizeLimit: s.workDirSizeLimit } }],
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,228 @@
+// Pure builders of SeparationJob status changes, one per transition. Each returns a merge patch for
+// /status with the full conditions list (a list is replaced as a whole by a merge patch).
+import { type ConditionInput, findCondition, setCondition } from "@unmix/core/conditions";
+import type { Condition, FailureClass, SeparationJob, SeparationJobStatus } from "@unmix/core/separationjob";
+import type { Classification, Waiting } from "./classify.ts";
+
+export type StatusPatch = Partial<SeparationJobStatus>;
+export type Result = NonNullable<SeparationJobStatus["result"]>;
+export type ReplyKind = "Result" | "Failure";
+
+export const C = {
+  MediaFetched: "MediaFetched",
+  JobCreated: "JobCreated",
+  Scheduled: "Scheduled",
+  Separated: "Separated",
+  Replied: "Replied",
+  Succeeded: "Succeeded",
+} as const;
+
+export function conditionsWith(sj: SeparationJob, now: Date, ...inputs: ConditionInput[]): Condition[] {
+  let list: Condition[] = sj.status?.conditions ?? [];
+  for (const i of inputs) list = setCondition(list, i, now, sj.metadata.generation);
+  return list;
+}
+
+const cond = (type: string, status: Condition["status"], reason: string, message: string): ConditionInput => ({ type, status, reason, message });
+
+export function statusOf(sj: SeparationJob, type: string): Condition["status"] {
+  return findCondition(sj.status?.conditions, type)?.status ?? "Unknown";
+}
+
+export function reasonOf(sj: SeparationJob, type: string): string | undefined {
+  return findCondition(sj.status?.conditions, type)?.reason;
+}
+
+/** Succeeded is True or False: nothing more will happen (but garbage collection). */
+export function isFinished(sj: SeparationJob): boolean {
+  const s = findCondition(sj.status?.conditions, C.Succeeded)?.status;
+  return s === "True" || s === "False";
+}
+
+const generation = (sj: SeparationJob) => (sj.metadata.generation !== undefined ? { observedGeneration: sj.metadata.generation } : {});
+
+export function initialize(sj: SeparationJob, now: Date): StatusPatch {
+  const pending = (type: string, message: string) => cond(type, "Unknown", "Pending", message);
+  return {
+    ...generation(sj),
+    conditions: conditionsWith(
+      sj,
+      now,
+      pending(C.MediaFetched, "the media is not fetched from WhatsApp yet"),
+      pending(C.JobCreated, "no Job yet"),
+      pending(C.Scheduled, "no Job yet"),
+      pending(C.Separated, "no Job yet"),
+      pending(C.Replied, "nothing sent yet"),
+      pending(C.Succeeded, "waiting to fetch the media"),
+    ),
+  };
+}
+
+export function fetched(sj: SeparationJob, now: Date, f: { inputKey: string; bytes: number }): StatusPatch {
+  return {
+    ...generation(sj),
+    inputKey: f.inputKey,
+    inputBytes: f.bytes,
+    steps: { fetchedAt: now.toISOString() },
+    conditions: conditionsWith(
+      sj,
+      now,
+      cond(C.MediaFetched, "True", "Fetched", `${f.bytes} bytes stored, sha256 verified`),
+      cond(C.Succeeded, "Unknown", "CreatingJob", "creating the separation Job"),
+    ),
+  };
+}
+
+export function jobCreated(sj: SeparationJob, now: Date, jobName: string): StatusPatch {
+  return {
+    ...generation(sj),
+    jobName,
+    steps: { jobCreatedAt: now.toISOString() },
+    conditions: conditionsWith(
+      sj,
+      now,
+      cond(C.JobCreated, "True", "Created", `Job ${jobName}`),
+      cond(C.Scheduled, "Unknown", "PodPending", "waiting for a GPU node"),
+      cond(C.Succeeded, "Unknown", "WaitingForGPU", "waiting for a GPU node"),
+    ),
+  };
+}
+
+/** Conditions while the Job waits or runs; undefined when nothing changed. */
+export function progress(sj: SeparationJob, now: Date, w: Waiting): StatusPatch | undefined {
+  const inputs: ConditionInput[] = [cond(C.Scheduled, w.scheduled, w.reason, w.message)];
+  if (w.scheduled === "True") {
+    if (w.containerProblem) {
+      inputs.push(cond(C.Separated, "Unknown", w.containerProblem.reason, w.containerProblem.message || w.containerProblem.reason));
+      inputs.push(cond(C.Succeeded, "Unknown", w.containerProblem.reason, `the job container cannot start: ${w.containerProblem.reason}`));
+    } else {
+      inputs.push(cond(C.Separated, "Unknown", w.running ? "Running" : "Starting", w.running ? "separating on the GPU" : "the pod is starting"));
+      inputs.push(cond(C.Succeeded, "Unknown", "Running", "separating"));
+    }
+  } else {
+    inputs.push(cond(C.Succeeded, "Unknown", w.reason === "Queued" ? "Queued" : "WaitingForGPU", w.message));
+  }
+  const conditions = conditionsWith(sj, now, ...inputs);
+  const scheduledAt = w.scheduled === "True" && !sj.status?.steps?.scheduledAt ? (w.scheduledAt ?? now.toISOString()) : undefined;
+  const same = JSON.stringify(conditions) === JSON.stringify(sj.status?.conditions ?? []);
+  if (same && !scheduledAt) return undefined;
+  return { ...generation(sj), conditions, ...(scheduledAt ? { steps: { scheduledAt } } : {}) };
+}
+
+/** Classes found before any Job ran (the media itself). */
+const FETCH_CLASSES: readonly FailureClass[] = ["MediaUnavailable", "TooLarge"];
+
+export function failed(sj: SeparationJob, now: Date, f: Classification): StatusPatch {
+  const step = FETCH_CLASSES.includes(f.class) && statusOf(sj, C.MediaFetched) !== "True" ? C.MediaFetched : f.class === "Busy" ? C.Scheduled : C.Separated;
+  return {
+    ...generation(sj),
+    failure: { class: f.class, message: f.message.slice(0, 4096) },
+    conditions: conditionsWith(
+      sj,
+      now,
+      cond(step, "False", f.class, f.message),
+      cond(C.Succeeded, "Unknown", "Replying", `failed (${f.class}); telling the user`),
+    ),
+  };
+}
+
+export function separated(sj: SeparationJob, now: Date, result: Result, separatedAt: string): StatusPatch {
+  const rtf = result.realTimeFactor !== undefined ? ` (RTF ${result.realTimeFactor})` : "";
+  return {
+    ...generation(sj),
+    result,
+    steps: { separatedAt },
+    conditions: conditionsWith(
+      sj,
+      now,
+      cond(
+        C.Separated,
+        "True",
+        "Separated",
+        `${result.mediaSeconds ?? "?"} s of media separated in ${result.separateSeconds ?? "?"} s${rtf} on ${result.device ?? "?"}`,
+      ),
+      cond(C.Succeeded, "Unknown", "Replying", "sending the result"),
+    ),
+  };
+}
+
+/** Written, guarded by resourceVersion, before the Graph API call that sends the reply. */
+export function sending(sj: SeparationJob, now: Date, kind: ReplyKind, mediaId: string | undefined): StatusPatch {
+  return {
+    reply: { state: "Sending", kind, attemptedAt: now.toISOString(), ...(mediaId ? { mediaId } : {}) },
+    conditions: conditionsWith(sj, now, cond(C.Replied, "Unknown", "Sending", `sending the ${kind === "Result" ? "result" : "failure notice"}`)),
+  };
+}
+
+export function sent(sj: SeparationJob, now: Date, messageId: string, how: "response" | "receipt"): StatusPatch {
+  const reply = sj.status?.reply;
+  return {
+    reply: { ...reply, state: "Sent", messageId },
+    steps: { repliedAt: now.toISOString() },
+    conditions: conditionsWith(sj, now, cond(C.Replied, "True", "Sent", `reply ${messageId}${how === "receipt" ? " (confirmed by a status webhook)" : ""}`)),
+  };
+}
+
+/** WhatsApp refused the send (an HTTP answer, so nothing went out): the reply may be tried again. */
+export function refused(sj: SeparationJob, now: Date, why: string): StatusPatch {
+  const reply = sj.status?.reply;
+  return {
+    reply: {
+      state: "Uploaded",
+      ...(reply?.kind ? { kind: reply.kind } : {}),
+      ...(reply?.mediaId ? { mediaId: reply.mediaId } : {}),
+      ...(reply?.attemptedAt ? { attemptedAt: reply.attemptedAt } : {}),
+    },
+    conditions: conditionsWith(sj, now, cond(C.Replied, "Unknown", "Refused", why)),
+  };
+}
+
+/** The user cannot be reached (e.g. outside the 24-hour window): give up replying. */
+export function replyFailed(sj: SeparationJob, now: Date, why: string): StatusPatch {
+  const reply = sj.status?.reply;
+  return {
+    ...(reply ? { reply: { ...reply, state: reply.state === "Sending" ? "Uploaded" : reply.state } } : {}),
+    conditions: conditionsWith(sj, now, cond(C.Replied, "False", "ReplyFailed", why)),
+  };
+}
+
+/** A send whose outcome a crash left unknown, and no receipt came: never send again. */
+export function unconfirmed(sj: SeparationJob, now: Date): StatusPatch {
+  return {
+    conditions: conditionsWith(
+      sj,
+      now,
+      cond(
+        C.Replied,
+        "Unknown",
+        "ReplyUnconfirmed",
+        "the controller stopped during the send and no status webhook confirmed it; not sent again, so the user gets at most one reply",
+      ),
+    ),
+  };
+}
+
+export function finalized(sj: SeparationJob, now: Date, cacheKey: string | undefined): StatusPatch {
+  const failure = sj.status?.failure;
+  const replied = findCondition(sj.status?.conditions, C.Replied);
+  let success: ConditionInput;
+  if (failure) success = cond(C.Succeeded, "False", failure.class, failure.message);
+  else if (replied?.status === "True") success = cond(C.Succeeded, "True", "Succeeded", "the user has the result");
+  else success = cond(C.Succeeded, "False", replied?.reason === "ReplyUnconfirmed" ? "ReplyUnconfirmed" : "ReplyFailed", replied?.message ?? "no reply");
+  const repliedAt = sj.status?.steps?.repliedAt;
+  const total = repliedAt ? Math.max(0, (Date.parse(repliedAt) - Date.parse(sj.spec.message.timestamp)) / 1000) : undefined;
+  return {
+    ...generation(sj),
+    steps: { finishedAt: now.toISOString() },
+    ...(total !== undefined || cacheKey
+      ? {
+          result: {
+            ...sj.status?.result,
+            ...(total !== undefined ? { totalSeconds: Math.round(total * 1000) / 1000 } : {}),
+            ...(cacheKey ? { cacheKey } : {}),
+          },
+        }
+      : {}),
+    conditions: conditionsWith(sj, now, success),
+  };
+}

@@ -1,0 +1,255 @@
+// The pure reconcile decision in every state: one step per pass, from observed state only.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { findCondition } from "@unmix/core/conditions";
+import type { SeparationJob } from "@unmix/core/separationjob";
+import { classifyJobFailure, explainWaiting } from "../src/classify.ts";
+import { type Action, decide, type Observation } from "../src/decide.ts";
+import type { JobView, PodView } from "../src/jobs.ts";
+import * as S from "../src/status.ts";
+import { apply, at, job, newSj, pod, sjAt } from "./fixtures.ts";
+
+const PENDING_MS = 600_000;
+const CONFIRM_MS = 300_000;
+
+function run(sj: SeparationJob, o: { job?: JobView; pods?: PodView[]; now?: Date } = {}): Action {
+  const obs: Observation = { sj, job: o.job, pods: o.pods ?? [], now: o.now ?? at(20), pendingDeadlineMs: PENDING_MS, replyConfirmMs: CONFIRM_MS };
+  return decide(obs);
+}
+
+const complete = [{ type: "Complete", status: "True" }];
+const failedBy = (reason: string, message = "") => [{ type: "Failed", status: "True", reason, message }];
+
+describe("decide: the happy path, one step per pass", () => {
+  test("a new SeparationJob first gets its conditions, all Unknown", () => {
+    assert.deepEqual(run(sjAt("new")), { type: "Initialize" });
+    const init = S.initialize(newSj(), at(0));
+    assert.deepEqual(
+      init.conditions?.map((c) => [c.type, c.status, c.reason]),
+      ["MediaFetched", "JobCreated", "Scheduled", "Separated", "Replied", "Succeeded"].map((t) => [t, "Unknown", "Pending"]),
+    );
+    assert.ok(init.conditions?.every((c) => c.observedGeneration === 1 && c.lastTransitionTime === at(0).toISOString()));
+  });
+  test("then fetches the media", () => assert.deepEqual(run(sjAt("initialized")), { type: "FetchMedia" }));
+  test("then creates the Job", () => assert.deepEqual(run(sjAt("fetched")), { type: "CreateJob" }));
+  test("records a Job created before a crash instead of creating another", () =>
+    assert.deepEqual(run(sjAt("fetched"), { job: job() }), { type: "RecordJobCreated" }));
+  test("reads the result once the Job completed", () =>
+    assert.deepEqual(run(sjAt("jobCreated"), { job: job({ conditions: complete }) }), { type: "RecordSeparated", jobMissing: false }));
+  test("a Job only SuccessCriteriaMet is not finished yet", () => {
+    const a = run(sjAt("jobCreated"), {
+      job: job({ conditions: [{ type: "SuccessCriteriaMet", status: "True" }] }),
+      pods: [pod({ scheduled: "True", running: true })],
+    });
+    assert.equal(a.type, "UpdateProgress");
+  });
+  test("then sends the result", () => assert.deepEqual(run(sjAt("separated"), { job: job({ conditions: complete }) }), { type: "SendReply", kind: "Result" }));
+  test("then finalizes once the reply is Sent", () => assert.deepEqual(run(sjAt("sent")), { type: "Finalize" }));
+  test("and then does nothing more", () => {
+    assert.equal(run(sjAt("finished")).type, "Wait");
+    const done = sjAt("finished");
+    assert.equal(findCondition(done.status?.conditions, "Succeeded")?.status, "True");
+    assert.equal(done.status?.result?.totalSeconds, 14, "message at 09:59:58, reply at 10:00:12");
+  });
+  test("a SeparationJob being deleted is left alone", () => {
+    const sj = sjAt("fetched");
+    assert.equal(run({ ...sj, metadata: { ...sj.metadata, deletionTimestamp: at(5).toISOString() } }).type, "Wait");
+  });
+});
+
+describe("decide: waiting for a GPU", () => {
+  test("an unschedulable pod sets Scheduled=False with the scheduler's words", () => {
+    const message = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu. preemption: 0/1 nodes are available";
+    const a = run(sjAt("jobCreated"), { job: job(), pods: [pod({ scheduled: "False", reason: "Unschedulable", message })], now: at(30) });
+    assert.equal(a.type, "UpdateProgress");
+    if (a.type !== "UpdateProgress") return;
+    const scheduled = findCondition(a.patch.conditions, "Scheduled");
+    assert.equal(scheduled?.status, "False");
+    assert.equal(scheduled?.reason, "Unschedulable");
+    assert.match(scheduled?.message ?? "", /Insufficient nvidia\.com\/gpu/);
+    assert.equal(findCondition(a.patch.conditions, "Succeeded")?.reason, "WaitingForGPU");
+    assert.equal(a.requeueAfterMs, PENDING_MS - 28_000 + 100, "looks again when the pending deadline passes");
+  });
+  test("the same waiting state again writes nothing", () => {
+    const message = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.";
+    const pods = [pod({ scheduled: "False", reason: "Unschedulable", message })];
+    const first = run(sjAt("jobCreated"), { job: job(), pods, now: at(30) });
+    assert.equal(first.type, "UpdateProgress");
+    if (first.type !== "UpdateProgress") return;
+    const again = run(apply(sjAt("jobCreated"), first.patch), { job: job(), pods, now: at(40) });
+    assert.equal(again.type, "Wait");
+  });
+  test("past the pending deadline without a GPU: Busy", () => {
+    const pods = [pod({ scheduled: "False", reason: "Unschedulable", message: "0/1 nodes are available: 1 Insufficient nvidia.com/gpu." })];
+    const a = run(sjAt("jobCreated"), { job: job(), pods, now: at(2 + PENDING_MS / 1000) });
+    assert.equal(a.type, "RecordFailure");
+    if (a.type !== "RecordFailure") return;
+    assert.equal(a.failure.class, "Busy");
+    assert.match(a.failure.message, /Insufficient nvidia\.com\/gpu/);
+  });
+  test("the pending deadline does not apply once a pod was scheduled", () => {
+    const sj = sjAt("jobCreated");
+    const a = run(sj, { job: job(), pods: [pod({ scheduled: "True", running: true })], now: at(2 + PENDING_MS / 1000 + 60) });
+    assert.equal(a.type, "UpdateProgress");
+    if (a.type !== "UpdateProgress") return;
+    assert.equal(findCondition(a.patch.conditions, "Scheduled")?.status, "True");
+    assert.equal(a.patch.steps?.scheduledAt, at(4).toISOString());
+    assert.equal(a.requeueAfterMs, undefined, "the Job's events wake us from here");
+  });
+  test("a suspended Job (Kueue) shows as Queued and counts against the deadline", () => {
+    const a = run(sjAt("jobCreated"), { job: job({ suspend: true }), now: at(30) });
+    assert.equal(a.type, "UpdateProgress");
+    if (a.type !== "UpdateProgress") return;
+    assert.equal(findCondition(a.patch.conditions, "Scheduled")?.reason, "Queued");
+    assert.equal(findCondition(a.patch.conditions, "Succeeded")?.reason, "Queued");
+    assert.equal(run(sjAt("jobCreated"), { job: job({ suspend: true }), now: at(2 + PENDING_MS / 1000) }).type, "RecordFailure");
+  });
+  test("a scheduled pod that cannot pull its image says so", () => {
+    const a = run(sjAt("jobCreated"), {
+      job: job(),
+      pods: [pod({ scheduled: "True", waiting: { reason: "ImagePullBackOff", message: "Back-off pulling image" } })],
+    });
+    assert.equal(a.type, "UpdateProgress");
+    if (a.type !== "UpdateProgress") return;
+    assert.equal(findCondition(a.patch.conditions, "Separated")?.reason, "ImagePullBackOff");
+  });
+  test("no pod yet: Scheduled Unknown, waiting for the Job controller", () => {
+    const w = explainWaiting(job(), []);
+    assert.deepEqual([w.scheduled, w.reason], ["Unknown", "PodPending"]);
+  });
+  test("the newest live pod explains the wait", () => {
+    const old = pod({ scheduled: "True", terminated: { exitCode: 1 }, created: at(3), name: "a" });
+    const fresh = pod({ scheduled: "False", reason: "Unschedulable", message: "no GPU", created: at(8), name: "b" });
+    assert.equal(explainWaiting(job(), [old, fresh]).reason, "Unschedulable");
+  });
+});
+
+describe("decide: failures", () => {
+  const cases: [string, ReturnType<typeof failedBy>, PodView[], string][] = [
+    [
+      "exit 10 (undecodable) via podFailurePolicy",
+      failedBy("PodFailurePolicy", "Container separate for pod default/x failed with exit code 10 matching FailJob rule at index 0"),
+      [],
+      "BadInput",
+    ],
+    [
+      "exit 11 (no audio stream)",
+      failedBy("PodFailurePolicy", "Container separate for pod default/x failed with exit code 11 matching FailJob rule at index 0"),
+      [],
+      "NoAudio",
+    ],
+    [
+      "exit 12 (too long)",
+      failedBy("PodFailurePolicy", "Container separate for pod default/x failed with exit code 12 matching FailJob rule at index 0"),
+      [],
+      "TooLong",
+    ],
+    [
+      "exit 13 (output too large)",
+      failedBy("PodFailurePolicy", "Container separate for pod default/x failed with exit code 13 matching FailJob rule at index 0"),
+      [],
+      "OutputTooLarge",
+    ],
+    [
+      "exit 14 (silent)",
+      failedBy("PodFailurePolicy", "Container separate for pod default/x failed with exit code 14 matching FailJob rule at index 0"),
+      [],
+      "Silent",
+    ],
+    [
+      "podFailurePolicy without a code in the message: the pod's exit code",
+      failedBy("PodFailurePolicy", "matched"),
+      [pod({ scheduled: "True", terminated: { exitCode: 12, message: "too long" } })],
+      "TooLong",
+    ],
+    ["activeDeadlineSeconds", failedBy("DeadlineExceeded", "Job was active longer than specified deadline"), [], "DeadlineExceeded"],
+    [
+      "retries exhausted",
+      failedBy("BackoffLimitExceeded", "Job has reached the specified backoff limit"),
+      [pod({ scheduled: "True", terminated: { exitCode: 1, message: "CUDA error" } })],
+      "Internal",
+    ],
+    ["anything else", failedBy("SomethingNew"), [], "Internal"],
+  ];
+  for (const [what, conditions, pods, expected] of cases) {
+    test(`${what} → ${expected}`, () => {
+      const a = run(sjAt("jobCreated"), { job: job({ conditions }), pods });
+      assert.equal(a.type, "RecordFailure");
+      if (a.type === "RecordFailure") assert.equal(a.failure.class, expected);
+    });
+  }
+  test("the termination message reaches the SRE's failure message, phone numbers masked", () => {
+    const c = classifyJobFailure(job({ conditions: failedBy("BackoffLimitExceeded") }), [
+      pod({ scheduled: "True", terminated: { exitCode: 1, message: "failed for +4917623456789" } }),
+    ]);
+    assert.match(c.message, /failed for/);
+    assert.doesNotMatch(c.message, /4917623456789/);
+  });
+  test("a recorded failure is told to the user next, whatever the Job does meanwhile", () => {
+    const sj = apply(sjAt("jobCreated"), S.failed(sjAt("jobCreated"), at(30), { class: "Busy", message: "no GPU" }));
+    assert.deepEqual(run(sj, { job: job({ conditions: complete }) }), { type: "SendReply", kind: "Failure" });
+    assert.equal(findCondition(sj.status?.conditions, "Scheduled")?.reason, "Busy");
+  });
+  test("a fetch failure sets MediaFetched=False", () => {
+    const sj = apply(sjAt("initialized"), S.failed(sjAt("initialized"), at(3), { class: "MediaUnavailable", message: "gone" }));
+    assert.equal(findCondition(sj.status?.conditions, "MediaFetched")?.status, "False");
+    assert.deepEqual(run(sj), { type: "SendReply", kind: "Failure" });
+  });
+  test("after the failure notice is sent: finalize as Failed with the class as reason", () => {
+    let sj = apply(sjAt("jobCreated"), S.failed(sjAt("jobCreated"), at(30), { class: "TooLong", message: "exit 12" }));
+    sj = apply(sj, S.sending(sj, at(31), "Failure", undefined));
+    sj = apply(sj, S.sent(sj, at(32), "wamid.r", "response"));
+    assert.deepEqual(run(sj), { type: "Finalize" });
+    const done = apply(sj, S.finalized(sj, at(33), undefined));
+    const succeeded = findCondition(done.status?.conditions, "Succeeded");
+    assert.deepEqual([succeeded?.status, succeeded?.reason], ["False", "TooLong"]);
+  });
+  test("a Job gone before it was seen finishing: look for its result", () =>
+    assert.deepEqual(run(sjAt("jobCreated")), { type: "RecordSeparated", jobMissing: true }));
+  test("a Job of the same name owned by an earlier SeparationJob is deleted, not adopted", () =>
+    assert.equal(run(sjAt("fetched"), { job: job({ uid: "other" }) }).type, "DeleteForeignJob"));
+});
+
+describe("decide: the reply is sent at most once", () => {
+  test("Sending without a wamid, within the confirm window: wait for the receipt, never resend", () => {
+    const a = run(sjAt("sending"), { now: at(11 + 60) });
+    assert.equal(a.type, "Wait");
+    if (a.type === "Wait") assert.equal(a.requeueAfterMs, CONFIRM_MS - 60_000);
+  });
+  test("Sending with a receipt annotation: confirm it", () => {
+    const sj = sjAt("sending");
+    const withReceipt = { ...sj, metadata: { ...sj.metadata, annotations: { "unmix.dev/reply-message-id": "wamid.fromreceipt" } } };
+    assert.deepEqual(run(withReceipt, { now: at(12) }), { type: "ConfirmReply", messageId: "wamid.fromreceipt" });
+  });
+  test("Sending past the window without a receipt: give up, never resend", () => {
+    assert.deepEqual(run(sjAt("sending"), { now: at(11 + CONFIRM_MS / 1000) }), { type: "GiveUpReply" });
+    const gaveUp = apply(sjAt("sending"), S.unconfirmed(sjAt("sending"), at(400)));
+    assert.deepEqual(run(gaveUp), { type: "Finalize" });
+    const done = apply(gaveUp, S.finalized(gaveUp, at(401), "results/x"));
+    assert.deepEqual(
+      [findCondition(done.status?.conditions, "Succeeded")?.status, findCondition(done.status?.conditions, "Succeeded")?.reason],
+      ["False", "ReplyUnconfirmed"],
+    );
+  });
+  test("a refused send (nothing went out) may be sent again, reusing the upload", () => {
+    const refused = apply(sjAt("sending"), S.refused(sjAt("sending"), at(12), "rate limited"));
+    assert.equal(refused.status?.reply?.state, "Uploaded");
+    assert.equal(refused.status?.reply?.mediaId, "987654321");
+    assert.deepEqual(run(refused), { type: "SendReply", kind: "Result" });
+  });
+  test("an unreachable user (reply failed): finalize, no further send", () => {
+    const failed = apply(sjAt("sending"), S.replyFailed(sjAt("sending"), at(12), "outside the 24-hour window"));
+    assert.deepEqual(run(failed), { type: "Finalize" });
+  });
+  test("whatever state the walk is in, no decision ever sends after Sending or Sent", () => {
+    const stages = ["sending", "sent", "finished"] as const;
+    for (const stage of stages) {
+      for (const now of [at(12), at(200), at(10_000)]) {
+        for (const j of [undefined, job({ conditions: complete }), job()]) {
+          const a = run(sjAt(stage), { now, ...(j ? { job: j } : {}) });
+          assert.notEqual(a.type, "SendReply", `${stage} at ${now.toISOString()}`);
+        }
+      }
+    }
+  });
+});

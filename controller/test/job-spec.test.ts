@@ -1,0 +1,114 @@
+// What the separation pod may do, and the configuration that shapes it.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { ConfigError } from "@unmix/core/config";
+import { BAD_INPUT_EXIT_CODES } from "@unmix/core/exit-codes";
+import { loadControllerConfig } from "../src/config.ts";
+import { buildJob } from "../src/jobs.ts";
+import { newSj } from "./fixtures.ts";
+
+const baseEnv = {
+  S3_ENDPOINT: "http://minio:9000",
+  S3_BUCKET: "unmix",
+  S3_ACCESS_KEY: "a",
+  S3_SECRET_KEY: "b",
+  WHATSAPP_ACCESS_TOKEN: "token",
+  JOB_IMAGE: "ghcr.io/unmix/job:1.0",
+};
+
+// biome-ignore lint/suspicious/noExplicitAny: a JSON document walked in assertions
+type Json = any;
+
+describe("configuration", () => {
+  test("defaults follow the brief: 15/10/2 s lease, 24 h cache, 7 days retention, GPU toleration", () => {
+    const c = loadControllerConfig(baseEnv);
+    assert.deepEqual([c.leaderElection.leaseDurationMs, c.leaderElection.renewDeadlineMs, c.leaderElection.retryPeriodMs], [15_000, 10_000, 2_000]);
+    assert.equal(c.gc.cacheTtlMs, 24 * 3600_000);
+    assert.equal(c.gc.retentionMs, 7 * 24 * 3600_000);
+    assert.deepEqual(c.job.tolerations, [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
+    assert.equal(c.whatsapp.baseUrl, "https://graph.facebook.com");
+  });
+  test("a bad variable is named in the error", () => {
+    const bad = (env: Record<string, string>, name: RegExp) =>
+      assert.throws(
+        () => loadControllerConfig({ ...baseEnv, ...env }),
+        (e: unknown) => e instanceof ConfigError && e.problems.some((p) => name.test(p)),
+      );
+    bad({ JOB_TOLERATIONS: "[{" }, /^JOB_TOLERATIONS is invalid: not valid JSON/);
+    bad({ JOB_NODE_SELECTOR: '{"a": 1}' }, /^JOB_NODE_SELECTOR/);
+    bad({ JOB_CPU_REQUEST: "lots" }, /^JOB_CPU_REQUEST is invalid/);
+    bad({ WHATSAPP_API_VERSION: "24" }, /^WHATSAPP_API_VERSION is invalid/);
+    bad({ RENEW_DEADLINE_SECONDS: "20" }, /^RENEW_DEADLINE_SECONDS/);
+    assert.throws(
+      () => loadControllerConfig({ ...baseEnv, JOB_IMAGE: undefined as unknown as string }),
+      (e: unknown) => e instanceof ConfigError && e.problems.some((p) => /^JOB_IMAGE is not set/.test(p)),
+    );
+  });
+});
+
+describe("the separation Job", () => {
+  const config = loadControllerConfig({
+    ...baseEnv,
+    JOB_RUNTIME_CLASS: "nvidia",
+    JOB_PRIORITY_CLASS: "unmix-interactive",
+    JOB_NODE_SELECTOR: '{"nvidia.com/gpu.product":"NVIDIA-L4"}',
+    KUEUE_QUEUE_NAME: "gpu-queue",
+    JOB_EXTRA_ENV: '{"DEMUCS_SEGMENT":"7.8"}',
+  });
+  const sj = newSj();
+  const j: Json = buildJob(
+    sj,
+    config.job,
+    { input: "http://s3/in?sig", output: "http://s3/out?sig", manifest: "http://s3/m?sig" },
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+  );
+  const pod = j.spec.template.spec;
+  const container = pod.containers[0];
+  const env = Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+
+  test("named after its SeparationJob and owned by it", () => {
+    assert.equal(j.metadata.name, sj.metadata.name);
+    assert.deepEqual(j.metadata.ownerReferences, [
+      { apiVersion: "unmix.dev/v1alpha1", kind: "SeparationJob", name: sj.metadata.name, uid: "uid-1", controller: true },
+    ]);
+  });
+  test("a GPU in limits, tolerations, nodeSelector, runtime and priority class from configuration", () => {
+    assert.equal(container.resources.limits["nvidia.com/gpu"], "1");
+    assert.deepEqual(pod.tolerations, [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
+    assert.deepEqual(pod.nodeSelector, { "nvidia.com/gpu.product": "NVIDIA-L4" });
+    assert.equal(pod.runtimeClassName, "nvidia");
+    assert.equal(pod.priorityClassName, "unmix-interactive");
+    assert.equal(container.image, "ghcr.io/unmix/job:1.0");
+    assert.equal(container.imagePullPolicy, "IfNotPresent");
+  });
+  test("no credentials: presigned URLs only, no service-account token, non-root, read-only, no capabilities", () => {
+    assert.equal(pod.automountServiceAccountToken, false);
+    assert.deepEqual([env.INPUT_URL, env.OUTPUT_URL, env.MANIFEST_URL], ["http://s3/in?sig", "http://s3/out?sig", "http://s3/m?sig"]);
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+    assert.deepEqual(container.securityContext.capabilities, { drop: ["ALL"] });
+    assert.ok(!JSON.stringify(j).includes("unmix-test-secret") && !JSON.stringify(j).includes("token"), "no secret anywhere");
+    assert.deepEqual(pod.volumes, [{ name: "work", emptyDir: { sizeLimit: "4Gi" } }]);
+    assert.equal(env.WORK_DIR, "/work");
+  });
+  test("fails fast on bad input, ignores disruptions; retries, deadline, TTL, no double GPU", () => {
+    assert.deepEqual(j.spec.podFailurePolicy.rules, [
+      { action: "FailJob", onExitCodes: { containerName: "separate", operator: "In", values: [...BAD_INPUT_EXIT_CODES] } },
+      { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+    ]);
+    assert.equal(pod.restartPolicy, "Never");
+    assert.equal(j.spec.backoffLimit, 2);
+    assert.equal(j.spec.activeDeadlineSeconds, 900);
+    assert.equal(j.spec.ttlSecondsAfterFinished, 3600);
+    assert.equal(j.spec.podReplacementPolicy, "Failed");
+  });
+  test("the Kueue queue label, and suspend left to Kueue", () => {
+    assert.equal(j.metadata.labels["kueue.x-k8s.io/queue-name"], "gpu-queue");
+    assert.equal("suspend" in j.spec, false);
+  });
+  test("the job parameters and the message's traceparent", () => {
+    assert.equal(env.TRACEPARENT, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert.deepEqual([env.INPUT_KIND, env.OUTPUT_FORMAT, env.MODEL_NAME, env.DEMUCS_SEGMENT], ["audio", "ogg-opus", "htdemucs", "7.8"]);
+  });
+});
