@@ -8,4 +8,5 @@ venv=$("$job_image/scripts/setup-test-env.sh" | tail -n1)
 cd "$job_image"
 "$venv/bin/ruff" check --no-cache src tests bench
 "$venv/bin/ruff" format --no-cache --check src tests bench
+"$venv/bin/hadolint" Dockerfile
 exec "$venv/bin/python" -m pytest -p no:cacheprovider "$@"

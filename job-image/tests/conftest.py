@@ -316,6 +316,9 @@ class JobRun:
     termination: str | None
     store: Store
     work_dir: Path
+    # What the job wrote outside WORK_DIR: its cwd's content, and HOME/TMPDIR/XDG_CACHE_HOME if it
+    # created them (they point at paths that do not exist; as root it could create them).
+    stray_writes: list[Path]
 
     @property
     def output(self) -> bytes:
@@ -334,9 +337,15 @@ def run_job(store: Store, model_repo: Path, tmp_path: Path):
         store.objects["input"] = source.read_bytes()
         work_dir = tmp_path / "work"
         work_dir.mkdir(exist_ok=True)
+        cwd = tmp_path / "cwd"
+        cwd.mkdir(exist_ok=True)
+        elsewhere = [tmp_path / "home", tmp_path / "tmp", tmp_path / "cache"]
         termination = tmp_path / "termination-log"
         full_env = {
             "PATH": os.environ["PATH"],
+            "HOME": str(elsewhere[0]),
+            "TMPDIR": str(elsewhere[1]),
+            "XDG_CACHE_HOME": str(elsewhere[2]),
             "INPUT_URL": store.url("input"),
             "OUTPUT_URL": store.url("output"),
             "MANIFEST_URL": store.url("manifest"),
@@ -351,7 +360,9 @@ def run_job(store: Store, model_repo: Path, tmp_path: Path):
             **env,
         }
         command = Path(sys.executable).parent / "unmix-job"
-        proc = subprocess.run([str(command)], env=full_env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [str(command)], env=full_env, cwd=cwd, capture_output=True, text=True, timeout=300
+        )
         print(proc.stdout, proc.stderr)
         return JobRun(
             code=proc.returncode,
@@ -359,6 +370,7 @@ def run_job(store: Store, model_repo: Path, tmp_path: Path):
             termination=termination.read_text() if termination.exists() else None,
             store=store,
             work_dir=work_dir,
+            stray_writes=[*cwd.iterdir(), *(path for path in elsewhere if path.exists())],
         )
 
     return run

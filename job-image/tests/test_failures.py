@@ -35,6 +35,7 @@ def check_failed(run: JobRun, code: int) -> None:
     assert len(run.termination.strip()) > 10
     assert not [r for r in run.store.requests if r[0] == "PUT"], "a failed job uploaded something"
     assert list(run.work_dir.iterdir()) == []
+    assert run.stray_writes == []
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ def check_success(run: JobRun, content_type: str, source: Path) -> None:
     assert "trace_id=4bf92f3577b34da6a3ce929d0e0e4736" in run.stdout
     # Input and intermediates are gone (data policy); WORK_DIR is the only place written.
     assert list(run.work_dir.iterdir()) == []
+    assert run.stray_writes == []
 
 
 def test_voice_note_comes_back_as_a_voice_note(run_job, media: Media, tmp_path: Path) -> None:
@@ -136,3 +137,11 @@ def test_hevc_video_is_reencoded_to_h264_main(run_job, media: Media, tmp_path: P
         float(ffprobe(source)["format"]["duration"]), abs=1 / 25
     )
     assert run.output.index(b"moov") < run.output.index(b"mdat")
+
+
+def test_video_to_an_audio_format_drops_the_video(run_job, media: Media, tmp_path: Path) -> None:
+    source = media.video("h264")
+    run = run_job(source, "video", "m4a", "video/mp4")
+    check_success(run, "audio/mp4", source)
+    info = ffprobe(written(run, tmp_path, "out.m4a"))
+    assert [s["codec_type"] for s in info["streams"]] == ["audio"]
