@@ -25,10 +25,18 @@ function lastTermination(pods: PodView[]): { exitCode?: number; message?: string
   return undefined;
 }
 
-export function classifyJobFailure(job: JobView, pods: PodView[]): Classification {
+/**
+ * `everScheduled`: whether any pod of the Job was ever bound to a node. activeDeadlineSeconds counts
+ * from the Job's start, waiting included (unless Kueue holds it suspended), so a Job that never got
+ * a GPU and hit its deadline is Busy, not slow.
+ */
+export function classifyJobFailure(job: JobView, pods: PodView[], everScheduled = true): Classification {
   const failed = jobCondition(job, "Failed");
   const reason = failed?.reason ?? "Unknown";
   const term = lastTermination(pods);
+  if (reason === "DeadlineExceeded" && !everScheduled && !pods.some((p) => p.spec?.nodeName)) {
+    return { class: "Busy", message: oneLine(`no GPU before the Job's activeDeadlineSeconds passed: ${failed?.message ?? ""}`) };
+  }
   switch (reason) {
     case "PodFailurePolicy": {
       // The Job controller names the exit code in its message; the pod may be gone already.

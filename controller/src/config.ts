@@ -120,6 +120,12 @@ const WHATSAPP_MAX_MB = 16;
 export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
   if (c.RENEW_DEADLINE_SECONDS >= c.LEASE_DURATION_SECONDS)
     ctx.addIssue({ code: "custom", path: ["RENEW_DEADLINE_SECONDS"], message: "must be shorter than LEASE_DURATION_SECONDS" });
+  if (c.JOB_PENDING_DEADLINE_SECONDS >= c.JOB_ACTIVE_DEADLINE_SECONDS)
+    ctx.addIssue({
+      code: "custom",
+      path: ["JOB_PENDING_DEADLINE_SECONDS"],
+      message: "must be shorter than JOB_ACTIVE_DEADLINE_SECONDS, which counts the time a Job waits for a GPU too",
+    });
   if (c.RETRY_PERIOD_SECONDS >= c.RENEW_DEADLINE_SECONDS)
     ctx.addIssue({ code: "custom", path: ["RETRY_PERIOD_SECONDS"], message: "must be shorter than RENEW_DEADLINE_SECONDS" });
 }).transform((c) => ({
@@ -156,7 +162,7 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
     replyConfirmMs: c.REPLY_CONFIRM_SECONDS * 1000,
     maxInputBytes: c.MAX_INPUT_BYTES,
     maxDurationMinutes: Math.floor(c.MAX_DURATION_SECONDS / 60),
-    maxInputMb: Math.floor(c.MAX_INPUT_BYTES / 1024 / 1024),
+    maxInputMb: Math.round((c.MAX_INPUT_BYTES / 1024 / 1024) * 10) / 10,
     whatsappMaxMb: WHATSAPP_MAX_MB,
     modelName: c.MODEL_NAME,
     /** Presigned URLs live as long as a Job may: waiting, running, and a margin (S3 caps them at 7 days). */

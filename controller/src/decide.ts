@@ -80,7 +80,7 @@ export function decide(o: Observation): Action {
   // ── the Job ran ──
   const finished = jobFinished(job);
   if (finished === "Complete") return { type: "RecordSeparated", jobMissing: false };
-  if (finished === "Failed") return { type: "RecordFailure", failure: classifyJobFailure(job, o.pods) };
+  if (finished === "Failed") return { type: "RecordFailure", failure: classifyJobFailure(job, o.pods, !!status.steps?.scheduledAt) };
 
   // ── the Job waits or runs ──
   const waiting = explainWaiting(job, o.pods);

@@ -162,7 +162,12 @@ describe("decide: failures", () => {
       [pod({ scheduled: "True", terminated: { exitCode: 12, message: "too long" } })],
       "TooLong",
     ],
-    ["activeDeadlineSeconds", failedBy("DeadlineExceeded", "Job was active longer than specified deadline"), [], "DeadlineExceeded"],
+    [
+      "activeDeadlineSeconds after running",
+      failedBy("DeadlineExceeded", "Job was active longer than specified deadline"),
+      [pod({ scheduled: "True", terminated: { exitCode: 143 } })],
+      "DeadlineExceeded",
+    ],
     [
       "retries exhausted",
       failedBy("BackoffLimitExceeded", "Job has reached the specified backoff limit"),
@@ -251,5 +256,20 @@ describe("decide: the reply is sent at most once", () => {
         }
       }
     }
+  });
+});
+
+describe("decide: activeDeadlineSeconds counts the wait too", () => {
+  test("a Job that hit its deadline without ever getting a GPU is Busy", () => {
+    const a = run(sjAt("jobCreated"), {
+      job: job({ conditions: failedBy("DeadlineExceeded", "Job was active longer than specified deadline") }),
+      pods: [pod({ scheduled: "False", reason: "Unschedulable" })],
+    });
+    assert.equal(a.type === "RecordFailure" && a.failure.class, "Busy");
+  });
+  test("one that ran and hit it is DeadlineExceeded", () => {
+    const sj = apply(sjAt("jobCreated"), { steps: { scheduledAt: at(4).toISOString() } });
+    const a = run(sj, { job: job({ conditions: failedBy("DeadlineExceeded") }) });
+    assert.equal(a.type === "RecordFailure" && a.failure.class, "DeadlineExceeded");
   });
 });

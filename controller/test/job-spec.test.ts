@@ -39,6 +39,7 @@ describe("configuration", () => {
     bad({ JOB_CPU_REQUEST: "lots" }, /^JOB_CPU_REQUEST is invalid/);
     bad({ WHATSAPP_API_VERSION: "24" }, /^WHATSAPP_API_VERSION is invalid/);
     bad({ RENEW_DEADLINE_SECONDS: "20" }, /^RENEW_DEADLINE_SECONDS/);
+    bad({ JOB_PENDING_DEADLINE_SECONDS: "900" }, /^JOB_PENDING_DEADLINE_SECONDS is invalid: must be shorter than JOB_ACTIVE_DEADLINE_SECONDS/);
     assert.throws(
       () => loadControllerConfig({ ...baseEnv, JOB_IMAGE: undefined as unknown as string }),
       (e: unknown) => e instanceof ConfigError && e.problems.some((p) => /^JOB_IMAGE is not set/.test(p)),
