@@ -161,10 +161,18 @@ describe("every failure class reaches the user in plain words", () => {
     const job = await h.batch.readNamespacedJob({ name: sent.name, namespace: ns });
     assert.equal(job.status?.failed, 1, "podFailurePolicy failed the Job at once");
   });
-  test("no audio stream (exit 11): NoAudio", () => expectFailure({ content: "EXIT=11", type: "video" }, "NoAudio", replies.failure.NoAudio));
-  test("too long (exit 12): TooLong, with the limit in minutes", () => expectFailure({ content: "EXIT=12\n900 s" }, "TooLong", replies.failure.TooLong(5)));
-  test("result too large (exit 13): OutputTooLarge", () => expectFailure({ content: "EXIT=13" }, "OutputTooLarge", replies.failure.OutputTooLarge));
-  test("silent (exit 14): Silent", () => expectFailure({ content: "EXIT=14" }, "Silent", replies.failure.Silent));
+  test("no audio stream (exit 11): NoAudio", async () => {
+    await expectFailure({ content: "EXIT=11", type: "video" }, "NoAudio", replies.failure.NoAudio);
+  });
+  test("too long (exit 12): TooLong, with the limit in minutes", async () => {
+    await expectFailure({ content: "EXIT=12\n900 s" }, "TooLong", replies.failure.TooLong(5));
+  });
+  test("result too large (exit 13): OutputTooLarge", async () => {
+    await expectFailure({ content: "EXIT=13" }, "OutputTooLarge", replies.failure.OutputTooLarge);
+  });
+  test("silent (exit 14): Silent", async () => {
+    await expectFailure({ content: "EXIT=14" }, "Silent", replies.failure.Silent);
+  });
   test("a transient failure is retried, then Internal when the retries run out", async () => {
     const { sent, sj } = await expectFailure({ content: "EXIT=1\nCUDA error: out of memory" }, "Internal", replies.failure.Internal);
     const job = await h.batch.readNamespacedJob({ name: sent.name, namespace: ns });
@@ -175,7 +183,9 @@ describe("every failure class reaches the user in plain words", () => {
     const { sent } = await expectFailure({ content: "whatever", mediaId: "999999999999999" }, "MediaUnavailable", replies.failure.MediaUnavailable);
     await assert.rejects(h.batch.readNamespacedJob({ name: sent.name, namespace: ns }), (e: { code?: number }) => e.code === 404);
   });
-  test("media larger than the limit: TooLarge", () => expectFailure({ content: Buffer.alloc(70 * 1024, 7) }, "TooLarge", replies.failure.TooLarge(0.1)));
+  test("media larger than the limit: TooLarge", async () => {
+    await expectFailure({ content: Buffer.alloc(70 * 1024, 7) }, "TooLarge", replies.failure.TooLarge(0.1));
+  });
 });
 
 describe("deleting a SeparationJob mid-flight", () => {
