@@ -4,7 +4,6 @@
 // reconciles in flight and hands the lease back.
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { type k8s, kubeConfig, SeparationJobs } from "@unmix/core/kube";
 import { createLogger, type Logger } from "@unmix/core/log";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
@@ -18,14 +17,17 @@ import type { Health } from "./http-server.ts";
 import { Informer, type KubeObject } from "./informer.ts";
 import { controllerOf, type JobView, MANAGED_BY, type PodView, SJ_LABEL } from "./jobs.ts";
 import { createKubeClient, type KubeClient } from "./kube-client.ts";
+import type { KubeConnection } from "./kube-config.ts";
 import { LeaderElector } from "./leader-election.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { Reconciler, RetryAfter } from "./reconciler.ts";
+import { type SeparationJobApi, separationJobApi } from "./sj-api.ts";
 import { WorkQueue } from "./workqueue.ts";
 
 export interface ControllerOptions {
   config: ControllerConfig;
-  kubeConfig?: k8s.KubeConfig;
+  /** Where the API server is (loadKubeConnection()). */
+  kube: KubeConnection;
   clock?: () => Date;
   log?: Logger;
   failpoint?: FailpointHook;
@@ -39,6 +41,30 @@ interface SjObject extends KubeObject {
 
 const CACHE_SYNC_TIMEOUT_MS = 120_000;
 
+// The caches keep only what the controller reads (client-go's transform functions): a Job's pod
+// template, with its presigned URLs, and most of a pod's spec are never looked at again.
+function slimMeta(m: JobView["metadata"] | PodView["metadata"]) {
+  const { name, namespace, uid, resourceVersion, labels, creationTimestamp, deletionTimestamp } = m;
+  const ownerReferences = "ownerReferences" in m ? m.ownerReferences : undefined;
+  return { name, namespace, uid, resourceVersion, labels, creationTimestamp, deletionTimestamp, ...(ownerReferences ? { ownerReferences } : {}) };
+}
+const slimJob = (j: JobView & KubeObject): JobView & KubeObject => ({
+  metadata: slimMeta(j.metadata),
+  spec: { ...(j.spec?.suspend !== undefined ? { suspend: j.spec.suspend } : {}) },
+  ...(j.status ? { status: j.status } : {}),
+});
+const slimPod = (p: PodView & KubeObject): PodView & KubeObject => ({
+  metadata: slimMeta(p.metadata),
+  spec: { ...(p.spec?.nodeName ? { nodeName: p.spec.nodeName } : {}) },
+  status: {
+    ...(p.status?.phase ? { phase: p.status.phase } : {}),
+    ...(p.status?.startTime ? { startTime: p.status.startTime } : {}),
+    conditions:
+      p.status?.conditions?.map(({ type, status, reason, message, lastTransitionTime }) => ({ type, status, reason, message, lastTransitionTime })) ?? [],
+    containerStatuses: p.status?.containerStatuses?.map(({ name, state, lastState, restartCount }) => ({ name, state, lastState, restartCount })) ?? [],
+  },
+});
+
 export class Controller {
   readonly config: ControllerConfig;
   readonly identity: string;
@@ -48,7 +74,7 @@ export class Controller {
   readonly store: ObjectStore;
   readonly gc: GarbageCollector;
   private readonly clock: () => Date;
-  private readonly sjs: SeparationJobs;
+  private readonly sjs: SeparationJobApi;
   private readonly elector?: LeaderElector;
   private readonly reconciler: Reconciler;
   private readonly queue: WorkQueue;
@@ -70,9 +96,9 @@ export class Controller {
     this.log = o.log ?? createLogger("unmix-controller");
     this.identity = c.leaderElection.identity ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
     this.metrics = createMetrics();
-    this.client = createKubeClient(o.kubeConfig ?? kubeConfig());
+    this.client = createKubeClient(o.kube);
     this.client.onRequest((verb) => this.metrics.kubeRequests.inc({ verb }));
-    this.sjs = new SeparationJobs(this.client.kc, c.namespace);
+    this.sjs = separationJobApi(this.client, c.namespace);
     this.store = o.store ?? createObjectStore(c.objectStore);
     const cache = new ResultCache(this.store, c.gc.cacheTtlMs, this.clock);
     this.stopped = new Promise((resolve) => {
@@ -100,11 +126,12 @@ export class Controller {
       onDepth: (d) => this.metrics.queueDepth.set(d),
     });
 
-    const informer = <T extends KubeObject>(resource: string, path: string, labelSelector?: string) =>
+    const informer = <T extends KubeObject>(resource: string, path: string, labelSelector?: string, transform?: (o: T) => T) =>
       new Informer<T>({
         client: this.client,
         path,
         ...(labelSelector ? { labelSelector } : {}),
+        ...(transform ? { transform } : {}),
         relistMs: c.informers.relistMs,
         stallMs: c.informers.stallMs,
         log: this.log.child({ informer: resource }),
@@ -114,8 +141,8 @@ export class Controller {
     const ns = c.namespace;
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
     this.sjInformer = informer<SjObject>("separationjobs", `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`);
-    this.jobInformer = informer<JobView & KubeObject>("jobs", `/apis/batch/v1/namespaces/${ns}/jobs`, managed);
-    this.podInformer = informer<PodView & KubeObject>("pods", `/api/v1/namespaces/${ns}/pods`, managed);
+    this.jobInformer = informer<JobView & KubeObject>("jobs", `/apis/batch/v1/namespaces/${ns}/jobs`, managed, slimJob);
+    this.podInformer = informer<PodView & KubeObject>("pods", `/api/v1/namespaces/${ns}/pods`, managed, slimPod);
 
     this.reconciler = new Reconciler({
       config: c,
@@ -258,6 +285,7 @@ export class Controller {
     await Promise.all(this.workers);
     await Promise.all([this.sjInformer.stop(), this.jobInformer.stop(), this.podInformer.stop()]);
     await this.elector?.stop(release);
+    await this.client.close();
     this.metrics.leader.set(0);
     this.state = "stopped";
   }

@@ -3,12 +3,12 @@
 // mid-flight, a crash before cleanup) once older than a grace period, and finished SeparationJobs
 // past retention.
 import { findCondition } from "@unmix/core/conditions";
-import type { SeparationJobs } from "@unmix/core/kube";
 import type { Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { INPUTS_PREFIX, type ResultCache } from "@unmix/core/result-cache";
 import type { SeparationJob } from "@unmix/core/separationjob";
 import type { Metrics } from "./metrics.ts";
+import type { SeparationJobApi } from "./sj-api.ts";
 import { isFinished } from "./status.ts";
 
 export interface GcSettings {
@@ -23,7 +23,7 @@ export interface GcReport {
 }
 
 export interface GcDeps {
-  sjs: SeparationJobs;
+  sjs: SeparationJobApi;
   store: ObjectStore;
   /** Built with the same clock. */
   cache: ResultCache;

@@ -4,7 +4,6 @@
 // whatever a watch missed, a restart of a stalled watch, and a restart with back-off after any error.
 // Handlers get add/update/delete; objects in the cache are shared and must not be mutated.
 import { setTimeout as sleep } from "node:timers/promises";
-import { k8s } from "@unmix/core/kube";
 import type { Logger } from "@unmix/core/log";
 import type { KubeClient } from "./kube-client.ts";
 
@@ -24,7 +23,7 @@ export interface InformerOptions<T> {
   /** Restart a watch that delivered nothing (not even a bookmark) for this long. */
   stallMs: number;
   pageSize?: number;
-  /** Applied to every object before it is cached (the default drops managedFields). */
+  /** Applied to every object before it is cached (the default drops managedFields); it may build a new object. */
   transform?: (obj: T) => T;
   log: Logger;
   onRelist?: () => void;
@@ -48,7 +47,6 @@ export class Informer<T extends KubeObject> {
   private resourceVersion = "";
   private readonly handlers = { add: [] as Handler<T>[], update: [] as Handler<T>[], delete: [] as Handler<T>[] };
   private readonly o: InformerOptions<T>;
-  private readonly watch: k8s.Watch;
   private readonly transform: (obj: T) => T;
   private stopped = true;
   private synced = false;
@@ -63,9 +61,6 @@ export class Informer<T extends KubeObject> {
 
   constructor(o: InformerOptions<T>) {
     this.o = o;
-    this.watch = new k8s.Watch(o.client.kc);
-    // the client's inactivity timeout is our stall detector: no byte for stallMs ends the watch
-    (this.watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = o.stallMs;
     this.transform = o.transform ?? stripManagedFields;
   }
 
@@ -179,61 +174,61 @@ export class Informer<T extends KubeObject> {
   }
 
   /** Watches from the cached resourceVersion until the watch ends; says why it ended. */
-  private watchOnce(): Promise<"stall" | "expired" | "closed" | "relist"> {
-    return new Promise((resolve, reject) => {
-      let expired = false;
-      const query = Object.fromEntries(
-        new URLSearchParams(
-          this.query({ resourceVersion: this.resourceVersion, allowWatchBookmarks: "true", timeoutSeconds: String(300 + Math.floor(Math.random() * 300)) }),
-        ),
-      );
-      const onEvent = (type: string, raw: unknown) => {
-        this.lastActivity = Date.now();
-        if (type === "ERROR") {
-          const status = raw as { code?: number };
-          if (status.code === 410) expired = true;
-          this.current?.abort();
-          return;
-        }
-        const obj = this.transform(raw as T);
-        const rv = obj.metadata?.resourceVersion;
-        if (type === "BOOKMARK") {
-          if (rv) this.resourceVersion = rv;
-          return;
-        }
-        const name = keyOf(obj);
-        const before = this.objects.get(name);
-        if (type === "DELETED") {
-          this.objects.delete(name);
-          this.emit("delete", obj);
-        } else if (type === "ADDED" || type === "MODIFIED") {
-          this.objects.set(name, obj);
-          if (!before) this.emit("add", obj);
-          else if (before.metadata?.resourceVersion !== rv) this.emit("update", obj, before);
-        }
+  private async watchOnce(): Promise<"stall" | "expired" | "closed" | "relist"> {
+    const ctrl = new AbortController();
+    this.current = ctrl;
+    if (this.stopped || this.relistDue) ctrl.abort();
+    let expired = false;
+    const onEvent = (type: string, raw: unknown) => {
+      this.lastActivity = Date.now();
+      if (type === "ERROR") {
+        if ((raw as { code?: number }).code === 410) expired = true;
+        ctrl.abort();
+        return;
+      }
+      const obj = this.transform(raw as T);
+      const rv = obj.metadata?.resourceVersion;
+      if (type === "BOOKMARK") {
         if (rv) this.resourceVersion = rv;
-      };
-      const onDone = (err: unknown) => {
-        this.current = undefined;
-        if (this.stopped || this.relistDue) return resolve("relist");
-        const e = err as { name?: string; statusCode?: number; code?: number } | null | undefined;
-        if (expired || e?.statusCode === 410 || e?.code === 410) {
-          this.resourceVersion = "";
-          return resolve("expired");
-        }
-        if (e?.name === "TimeoutError") return resolve("stall");
-        if (e?.name === "AbortError") return resolve("relist");
-        if (e) return reject(err);
-        resolve("closed");
-      };
-      this.watch
-        .watch(`${this.o.path}`, query, onEvent, onDone)
-        .then((controller) => {
-          this.current = controller;
-          if (this.stopped || this.relistDue) controller.abort();
-        })
-        .catch(reject);
-    });
+        return;
+      }
+      const name = keyOf(obj);
+      const before = this.objects.get(name);
+      if (type === "DELETED") {
+        this.objects.delete(name);
+        this.emit("delete", obj);
+      } else if (type === "ADDED" || type === "MODIFIED") {
+        this.objects.set(name, obj);
+        if (!before) this.emit("add", obj);
+        else if (before.metadata?.resourceVersion !== rv) this.emit("update", obj, before);
+      }
+      if (rv) this.resourceVersion = rv;
+    };
+    // the server ends a watch after timeoutSeconds; spread them so watches do not reconnect in step
+    const query: Record<string, string> = {
+      resourceVersion: this.resourceVersion,
+      allowWatchBookmarks: "true",
+      timeoutSeconds: String(300 + Math.floor(Math.random() * 300)),
+      ...(this.o.labelSelector ? { labelSelector: this.o.labelSelector } : {}),
+    };
+    try {
+      await this.o.client.watch(this.o.path, query, onEvent, { signal: ctrl.signal, inactivityMs: this.o.stallMs });
+    } catch (err) {
+      if (expired || (err as { code?: number }).code === 410) {
+        this.resourceVersion = "";
+        return "expired";
+      }
+      if (this.stopped || this.relistDue) return "relist";
+      if ((err as { name?: string }).name === "TimeoutError") return "stall";
+      throw err;
+    } finally {
+      this.current = undefined;
+    }
+    if (expired) {
+      this.resourceVersion = "";
+      return "expired";
+    }
+    return this.stopped || this.relistDue ? "relist" : "closed";
   }
 
   private emit(event: "add" | "update" | "delete", obj: T, old?: T): void {

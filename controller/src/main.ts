@@ -5,15 +5,19 @@
 // Losing the lease exits 1, so Kubernetes restarts the replica as a standby with empty caches.
 import { loadConfigOrExit } from "@unmix/core/config";
 import { createLogger } from "@unmix/core/log";
-import { startTelemetry } from "@unmix/core/telemetry";
 import { ControllerConfig } from "./config.ts";
 import { Controller } from "./controller.ts";
 import { startHttpServer } from "./http-server.ts";
+import { loadKubeConnection } from "./kube-config.ts";
 
 const config = loadConfigOrExit(ControllerConfig);
-const telemetry = startTelemetry("unmix-controller");
+// the OpenTelemetry SDK only when traces are exported: it is heavy, and the controller is not
+const telemetry =
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+    ? (await import("@unmix/core/telemetry")).startTelemetry("unmix-controller")
+    : { shutdown: async () => {} };
 const log = createLogger("unmix-controller");
-const controller = new Controller({ config, log });
+const controller = new Controller({ config, log, kube: await loadKubeConnection() });
 const http = await startHttpServer({ ...config.http, registry: controller.metrics.registry, health: controller.health });
 log.info({ identity: controller.identity, namespace: config.namespace, http: http.url }, "controller starting");
 

@@ -3,13 +3,11 @@
 // resourceVersion it was decided on, record Events for the transitions, and say when to look again.
 import { normalizeSha256 } from "@unmix/core";
 import { findCondition } from "@unmix/core/conditions";
-import { apiReason, type SeparationJobs } from "@unmix/core/kube";
 import type { Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { replies } from "@unmix/core/replies";
 import { type CacheKey, inputKey, type ResultCache, resultKey } from "@unmix/core/result-cache";
 import { type FailureClass, SeparationJob, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/core/separationjob";
-import { contextFromTraceparent, currentTraceparent, inSpan, tracer } from "@unmix/core/telemetry";
 import { GraphApiError, MediaIntegrityError, MediaTooLargeError, type Recipient, type WhatsAppClient } from "@unmix/core/whatsapp";
 import { z } from "zod";
 import type { Classification } from "./classify.ts";
@@ -18,9 +16,11 @@ import { type Action, decide } from "./decide.ts";
 import type { EventRecorder } from "./events.ts";
 import type { FailpointHook } from "./failpoints.ts";
 import { buildJob, controllerOf, type JobView, jobFinished, manifestKey, mimeTypeOfFormat, outputKey, type PodView, workPrefix } from "./jobs.ts";
-import type { KubeClient } from "./kube-client.ts";
+import { type KubeClient, reasonOf } from "./kube-client.ts";
 import type { Metrics } from "./metrics.ts";
+import type { SeparationJobApi } from "./sj-api.ts";
 import * as S from "./status.ts";
+import { currentTraceparent, inSpan, traceIdOf } from "./tracing.ts";
 
 /** Thrown to retry after a given delay rather than the queue's back-off. */
 export class RetryAfter extends Error {
@@ -47,7 +47,7 @@ export interface Lookup {
 export interface ReconcilerDeps {
   config: ControllerConfig;
   client: KubeClient;
-  sjs: SeparationJobs;
+  sjs: SeparationJobApi;
   store: ObjectStore;
   cache: ResultCache;
   whatsapp: WhatsAppClient;
@@ -87,8 +87,6 @@ const WARNING_REASONS = new Set([
   "ReplyUnconfirmed",
 ]);
 
-const traceIdOf = (traceparent: string | undefined) => /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}$/.exec(traceparent ?? "")?.[1];
-
 /** Resource versions are etcd revisions in practice; compare them only to prefer the newer copy. */
 function newer<T extends { metadata?: { resourceVersion?: string } }>(a: T | undefined, b: T | undefined): T | undefined {
   if (!a) return b;
@@ -103,7 +101,6 @@ export class Reconciler {
   private readonly d: ReconcilerDeps;
   /** The objects our own status writes returned, until the informer has caught up with them. */
   private readonly written = new Map<string, SeparationJob>();
-  private readonly tracer = tracer("unmix-controller");
 
   constructor(d: ReconcilerDeps) {
     this.d = d;
@@ -161,18 +158,14 @@ export class Reconciler {
     }
     const started = performance.now();
     try {
-      const r = await inSpan(
-        this.tracer,
-        `reconcile ${action.type}`,
-        contextFromTraceparent(traceparent),
-        { "unmix.separationjob": name, "unmix.action": action.type },
-        () => this.act(current, job, action, log, traceparent),
+      const r = await inSpan(`reconcile ${action.type}`, traceparent, { "unmix.separationjob": name, "unmix.action": action.type }, () =>
+        this.act(current, job, action, log, traceparent),
       );
       this.d.metrics.reconcileDuration.observe({ action: action.type, result: "ok" }, (performance.now() - started) / 1000);
       return r;
     } catch (err) {
       this.d.metrics.reconcileDuration.observe({ action: action.type, result: "error" }, (performance.now() - started) / 1000);
-      if (apiReason(err) === "Conflict") log.debug({ action: action.type }, "status changed meanwhile; will look again");
+      if (reasonOf(err) === "Conflict") log.debug({ action: action.type }, "status changed meanwhile; will look again");
       else log.warn({ err, action: action.type }, "reconcile failed; retrying with back-off");
       throw err;
     }
@@ -520,7 +513,7 @@ export class Reconciler {
         await this.write(sj, S.sent(sj, this.d.clock(), messageId, "response"), log);
         return;
       } catch (err) {
-        if (apiReason(err) !== "Conflict" || attempt >= 10) throw err;
+        if (reasonOf(err) !== "Conflict" || attempt >= 10) throw err;
         const fresh = await this.d.sjs.get(sj.metadata.name);
         if (!fresh || fresh.status?.reply?.state === "Sent") return;
         sj = fresh;

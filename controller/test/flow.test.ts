@@ -26,7 +26,7 @@ let controller: InProcessController;
 before(async () => {
   h = await startHarness({ gpus: 4 });
   ns = await h.namespace();
-  controller = startController(h, h.env(ns, { MAX_INPUT_BYTES: String(64 * 1024), MAX_DURATION_SECONDS: "300" }));
+  controller = await startController(h, h.env(ns, { MAX_INPUT_BYTES: String(64 * 1024), MAX_DURATION_SECONDS: "300" }));
 });
 after(async () => {
   await controller?.stop();

@@ -19,6 +19,7 @@ import { type Stack, startStack } from "../../e2e/src/stack/index.ts";
 import { type SentMessage, startWhatsAppSimulator, type WhatsAppSimulator } from "../../e2e/src/whatsapp-sim/index.ts";
 import { loadControllerConfig } from "../src/config.ts";
 import { Controller } from "../src/controller.ts";
+import { kubeconfigConnection } from "../src/kube-config.ts";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const STANDIN_IMAGE = "unmix/job-standin";
@@ -298,14 +299,14 @@ export interface InProcessController {
   stop(): Promise<void>;
 }
 
-export function startController(h: Harness, env: Record<string, string>, o: { clock?: () => Date; logFile?: string } = {}): InProcessController {
+export async function startController(h: Harness, env: Record<string, string>, o: { clock?: () => Date; logFile?: string } = {}): Promise<InProcessController> {
   const config = loadControllerConfig(env);
   const log = createLogger(
     "unmix-controller",
     { level: "info" },
     createWriteStream(o.logFile ?? join(logDir(h), `controller-${env.WATCH_NAMESPACE}.log`), { flags: "a" }),
   );
-  const controller = new Controller({ config, kubeConfig: h.kc, log, ...(o.clock ? { clock: o.clock } : {}) });
+  const controller = new Controller({ config, kube: await kubeconfigConnection(env.KUBECONFIG as string), log, ...(o.clock ? { clock: o.clock } : {}) });
   const running = controller.run();
   return {
     controller,

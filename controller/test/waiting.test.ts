@@ -28,9 +28,9 @@ before(async () => {
   patientNs = await h.namespace();
   hastyNs = await h.namespace();
   shortNs = await h.namespace();
-  controllers.push(startController(h, h.env(patientNs, { JOB_PENDING_DEADLINE_SECONDS: "300" })));
-  controllers.push(startController(h, h.env(hastyNs, { JOB_PENDING_DEADLINE_SECONDS: "4", JOB_ACTIVE_DEADLINE_SECONDS: "60" })));
-  controllers.push(startController(h, h.env(shortNs, { JOB_PENDING_DEADLINE_SECONDS: "5", JOB_ACTIVE_DEADLINE_SECONDS: "6" })));
+  controllers.push(await startController(h, h.env(patientNs, { JOB_PENDING_DEADLINE_SECONDS: "300" })));
+  controllers.push(await startController(h, h.env(hastyNs, { JOB_PENDING_DEADLINE_SECONDS: "4", JOB_ACTIVE_DEADLINE_SECONDS: "60" })));
+  controllers.push(await startController(h, h.env(shortNs, { JOB_PENDING_DEADLINE_SECONDS: "5", JOB_ACTIVE_DEADLINE_SECONDS: "6" })));
 });
 after(async () => {
   for (const c of controllers) await c.stop();
