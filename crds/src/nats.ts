@@ -1,0 +1,315 @@
+// NATS JetStream behind one narrow module: the connection (reconnecting forever), the streams,
+// consumer and key-value buckets the product relies on (created or updated idempotently at start-up
+// by whichever process comes first), publishing with a deduplication id and headers, and the audit
+// stream writer. Business rules use this, never the client library's topology calls.
+import { readFileSync } from "node:fs";
+import {
+  AckPolicy,
+  connect,
+  credsAuthenticator,
+  DeliverPolicy,
+  DiscardPolicy,
+  Events,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type KV,
+  type MsgHdrs,
+  type NatsConnection,
+  nanos,
+  headers as natsHeaders,
+  type PubAck,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+  type Subscription,
+} from "nats";
+import { z } from "zod";
+import { env } from "./config.ts";
+
+export type { JetStreamClient, JetStreamManager, JsMsg, KV, MsgHdrs, NatsConnection, PubAck, Subscription };
+export { AckPolicy, DeliverPolicy };
+
+export const NatsConfig = z.object({
+  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222").describe("comma-separated server URLs"),
+  /** A NATS credentials file (JWT + nkey seed), when the server requires one. */
+  NATS_CREDS_FILE: z.string().min(1).optional(),
+  /** Replicas of every stream and bucket (1 on a single server, 3 on a cluster). */
+  NATS_REPLICAS: env.int(1, 1),
+});
+export type NatsConfig = z.infer<typeof NatsConfig>;
+
+/** Stream names. */
+export const STREAMS = {
+  /** Inbound WhatsApp messages between the webhook and the worker (work queue). */
+  inbound: "UNMIX_INBOUND",
+  /** What happened to each message, status receipts and webhook errors: no media, no user ids. */
+  audit: "UNMIX_AUDIT",
+  /** Messages the worker gave up on, kept visible for an operator. */
+  deadLetter: "UNMIX_DEADLETTER",
+} as const;
+
+/** Subjects carry the keyed hash of the user, so a user's pending entries can be purged by subject. */
+export const subjects = {
+  inbound: (userKey: string) => `unmix.inbound.${userKey}`,
+  audit: (event: string) => `unmix.audit.${event}`,
+  deadLetter: (userKey: string) => `unmix.deadletter.${userKey}`,
+};
+
+/** Key-value bucket names. */
+export const BUCKETS = {
+  processed: "unmix_processed",
+  optOut: "unmix_optout",
+  rateLimit: "unmix_ratelimit",
+  active: "unmix_active",
+} as const;
+
+export const WORKER_CONSUMER = "worker";
+
+/** Headers the webhook sets on each inbound message. */
+export const HEADERS = { msgId: "Nats-Msg-Id", traceparent: "traceparent", tracestate: "tracestate" } as const;
+
+export interface Topology {
+  replicas: number;
+  /** How long an unhandled inbound message is kept (Meta redelivers for up to 7 days anyway). */
+  inboundMaxAgeMs: number;
+  /** JetStream's duplicate window for Nats-Msg-Id; the processed-ids bucket covers the time after it. */
+  duplicateWindowMs: number;
+  auditMaxAgeMs: number;
+  deadLetterMaxAgeMs: number;
+  processedTtlMs: number;
+  activeTtlMs: number;
+  rateLimitTtlMs: number;
+  /** The worker's durable consumer; left as it is when absent (the webhook alone does not own it). */
+  consumer?: {
+    ackWaitMs: number;
+    maxDeliver: number;
+    /** Redelivery delays after a missed ack, in order; at most maxDeliver entries. */
+    backoffMs: number[];
+    maxAckPending: number;
+  };
+}
+
+export interface PublishOptions {
+  /** Deduplication id (Nats-Msg-Id): a second publish within the duplicate window is dropped. */
+  msgId?: string;
+  headers?: Record<string, string | undefined>;
+  timeoutMs?: number;
+}
+
+export class NatsUnavailableError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "NatsUnavailableError";
+  }
+}
+
+export interface Nats {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  /** False while the client is disconnected (between a disconnect and a reconnect). */
+  connected(): boolean;
+  /** Round trip to the server and a JetStream account call; false when either fails. */
+  ping(timeoutMs?: number): Promise<boolean>;
+  /** Publishes to a stream and waits for its acknowledgement; fails fast while disconnected. */
+  publish(subject: string, data: Uint8Array | string, o?: PublishOptions): Promise<PubAck>;
+  /** Appends to the audit stream; the entry must hold no phone number, user id or content. */
+  audit(event: string, entry: Record<string, unknown>, o?: PublishOptions): Promise<PubAck>;
+  kv(bucket: string): Promise<KV>;
+  /** Deletes every message of `stream` on `subject`; returns how many went. */
+  purgeSubject(stream: string, subject: string): Promise<number>;
+  /** Drains subscriptions and pending publishes, then closes. */
+  drain(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  url: string;
+  name: string;
+  credsFile?: string;
+  /** Called on connection state changes (for logs and readiness). */
+  onStatus?: (event: string, data?: unknown) => void;
+}
+
+export async function connectNats(o: ConnectOptions): Promise<Nats> {
+  const nc = await connect({
+    servers: o.url.split(",").map((s) => s.trim()),
+    name: o.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    waitOnFirstConnect: true,
+    ...(o.credsFile ? { authenticator: credsAuthenticator(readFileSync(o.credsFile)) } : {}),
+  });
+  let up = true;
+  (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === Events.Disconnect) up = false;
+      if (s.type === Events.Reconnect) up = true;
+      o.onStatus?.(s.type, s.data);
+    }
+  })().catch(() => {});
+  const js = nc.jetstream();
+  const jsm = await nc.jetstreamManager();
+  const buckets = new Map<string, Promise<KV>>();
+
+  const nats: Nats = {
+    nc,
+    js,
+    jsm,
+    connected: () => up && !nc.isClosed(),
+    async ping(timeoutMs = 2000) {
+      if (!nats.connected()) return false;
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("timeout")), timeoutMs);
+      });
+      try {
+        await Promise.race([Promise.all([nc.rtt(), jsm.getAccountInfo()]), timeout]);
+        return true;
+      } catch {
+        return false;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async publish(subject, data, p = {}) {
+      if (!nats.connected()) throw new NatsUnavailableError("not connected to NATS");
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(p.headers ?? {})) if (v !== undefined) h.set(k, v);
+      try {
+        return await js.publish(subject, data, { ...(p.msgId ? { msgID: p.msgId } : {}), headers: h, timeout: p.timeoutMs ?? 5000 });
+      } catch (err) {
+        throw new NatsUnavailableError(`JetStream did not take the message: ${(err as Error).message}`, { cause: err });
+      }
+    },
+    audit(event, entry, p) {
+      return nats.publish(subjects.audit(event), JSON.stringify({ event, at: new Date().toISOString(), ...entry }), p);
+    },
+    kv(bucket) {
+      let kv = buckets.get(bucket);
+      if (!kv) {
+        kv = js.views.kv(bucket, { bindOnly: true });
+        kv.catch(() => buckets.delete(bucket));
+        buckets.set(bucket, kv);
+      }
+      return kv;
+    },
+    async purgeSubject(stream, subject) {
+      return (await jsm.streams.purge(stream, { filter: subject })).purged;
+    },
+    drain: () => (nc.isClosed() ? Promise.resolve() : nc.drain()),
+    async close() {
+      if (!nc.isClosed()) await nc.close();
+    },
+  };
+  return nats;
+}
+
+const DAY_MS = 24 * 3600_000;
+
+export const defaultTopology: Topology = {
+  replicas: 1,
+  inboundMaxAgeMs: 7 * DAY_MS,
+  duplicateWindowMs: 10 * 60_000,
+  auditMaxAgeMs: 30 * DAY_MS,
+  deadLetterMaxAgeMs: 14 * DAY_MS,
+  processedTtlMs: 8 * DAY_MS,
+  activeTtlMs: 30 * DAY_MS,
+  rateLimitTtlMs: 2 * 3600_000,
+  consumer: { ackWaitMs: 30_000, maxDeliver: 6, backoffMs: [30_000, 60_000, 300_000, 900_000, 1_800_000], maxAckPending: 256 },
+};
+
+async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.info(cfg.name);
+  } catch {
+    try {
+      await jsm.streams.add(cfg);
+      return;
+    } catch (err) {
+      // another replica created it at the same moment: fall through to the update
+      if (!/already in use/i.test((err as Error).message)) throw err;
+    }
+  }
+  const { retention: _fixed, storage: _alsoFixed, ...mutable } = cfg;
+  await jsm.streams.update(cfg.name, mutable);
+}
+
+/** Creates or updates every stream, the worker's durable consumer and the buckets. Safe to repeat. */
+export async function ensureTopology(nats: Nats, t: Topology = defaultTopology): Promise<void> {
+  const { jsm, js } = nats;
+  const common = { storage: StorageType.File, num_replicas: t.replicas, discard: DiscardPolicy.Old };
+  await ensureStream(jsm, {
+    ...common,
+    name: STREAMS.inbound,
+    subjects: ["unmix.inbound.>"],
+    retention: RetentionPolicy.Workqueue,
+    max_age: nanos(t.inboundMaxAgeMs),
+    duplicate_window: nanos(t.duplicateWindowMs),
+  });
+  await ensureStream(jsm, {
+    ...common,
+    name: STREAMS.audit,
+    subjects: ["unmix.audit.>"],
+    retention: RetentionPolicy.Limits,
+    max_age: nanos(t.auditMaxAgeMs),
+    duplicate_window: nanos(Math.min(t.duplicateWindowMs, t.auditMaxAgeMs)),
+  });
+  await ensureStream(jsm, {
+    ...common,
+    name: STREAMS.deadLetter,
+    subjects: ["unmix.deadletter.>"],
+    retention: RetentionPolicy.Limits,
+    max_age: nanos(t.deadLetterMaxAgeMs),
+    duplicate_window: nanos(Math.min(t.duplicateWindowMs, t.deadLetterMaxAgeMs)),
+  });
+  if (t.consumer) await ensureWorkerConsumer(jsm, t.consumer);
+  const buckets: [string, number, string][] = [
+    [BUCKETS.processed, t.processedTtlMs, "hashes of the wamids already handled (drops Meta's late redeliveries)"],
+    [BUCKETS.optOut, 0, "users who sent stop"],
+    [BUCKETS.rateLimit, t.rateLimitTtlMs, "per-user job counts in the current window"],
+    [BUCKETS.active, t.activeTtlMs, "recently active users and their reply address (policy-change notices)"],
+  ];
+  for (const [bucket, ttl, description] of buckets) {
+    await js.views.kv(bucket, { replicas: t.replicas, history: 1, storage: StorageType.File, ttl, description });
+    // an existing bucket keeps its first settings unless told: apply the configured TTL
+    const info = await jsm.streams.info(kvStream(bucket));
+    if (info.config.max_age !== nanos(ttl)) await jsm.streams.update(kvStream(bucket), { max_age: nanos(ttl) });
+  }
+}
+
+async function ensureWorkerConsumer(jsm: JetStreamManager, c: NonNullable<Topology["consumer"]>): Promise<void> {
+  const settings = {
+    ack_wait: nanos(c.ackWaitMs),
+    max_deliver: c.maxDeliver,
+    backoff: c.backoffMs.slice(0, c.maxDeliver).map(nanos),
+    max_ack_pending: c.maxAckPending,
+  };
+  try {
+    await jsm.consumers.info(STREAMS.inbound, WORKER_CONSUMER);
+  } catch (err) {
+    if (!/not found/i.test((err as Error).message)) throw err;
+    try {
+      await jsm.consumers.add(STREAMS.inbound, {
+        durable_name: WORKER_CONSUMER,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: "unmix.inbound.>",
+        ...settings,
+      });
+      return;
+    } catch (addErr) {
+      // another replica created it at the same moment: fall through to the update
+      if (!/already (exists|in use)/i.test((addErr as Error).message)) throw addErr;
+    }
+  }
+  await jsm.consumers.update(STREAMS.inbound, WORKER_CONSUMER, settings);
+}
+
+/** The subject a bucket stores `key` under (for purging a key with its history). */
+export const kvSubject = (bucket: string, key: string) => `$KV.${bucket}.${key}`;
+export const kvStream = (bucket: string) => `KV_${bucket}`;
+
+/** The advisory JetStream publishes when a message reached the consumer's max_deliver unacknowledged. */
+export const maxDeliveriesAdvisory = (stream: string, consumer: string) => `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${consumer}`;
