@@ -1,0 +1,106 @@
+// The controller killed (SIGKILL) between each pair of steps, then started again: the user gets
+// exactly one reply (none only where a crash hit the instant between "Sending" and WhatsApp's
+// answer and no receipt could settle it), exactly one Job ran, and nothing of theirs is left.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { normalizeSha256 } from "@unmix/core";
+import { findCondition } from "@unmix/core/conditions";
+import { replies } from "@unmix/core/replies";
+import { ResultCache } from "@unmix/core/result-cache";
+import type { Failpoint } from "../src/failpoints.ts";
+import { type ChildController, finished, type Harness, repliesTo, spawnController, startHarness, storedFor, succeeded } from "./harness.ts";
+
+let h: Harness;
+const running: ChildController[] = [];
+
+before(async () => {
+  h = await startHarness({ gpus: 4 });
+});
+after(async () => {
+  for (const c of running) await c.kill("SIGKILL");
+  await h?.stop();
+});
+
+async function killedAt(c: ChildController, fp: string): Promise<void> {
+  const outcome = await Promise.race([c.exited, sleep(90_000, "still running")]);
+  assert.equal(outcome, "SIGKILL", `the controller should have died at failpoint ${fp}`);
+}
+
+interface Expect {
+  replies: number;
+  succeeded: "True" | "False";
+  reason: string;
+}
+
+async function crashAt(fp: Failpoint, o: { content?: string; receipts?: boolean; expect: Expect }) {
+  h.enableReceipts(o.receipts ?? true);
+  const ns = await h.namespace();
+  const env = (extra: Record<string, string> = {}) => h.env(ns, { REPLY_CONFIRM_SECONDS: "4", ...extra });
+  const first = spawnController(h, env({ UNMIX_FAILPOINTS: fp }));
+  running.push(first);
+  const sent = await h.userSends(ns, { content: o.content ?? `crash at ${fp}` });
+  await killedAt(first, fp);
+
+  const second = spawnController(h, env());
+  running.push(second);
+  const sj = await finished(h, ns, sent.name);
+  await second.kill("SIGTERM");
+
+  const userSaw = repliesTo(h.sim, sent.wamid);
+  assert.equal(userSaw.length, o.expect.replies, `replies after a crash at ${fp}`);
+  assert.equal(succeeded(sj)?.status, o.expect.succeeded);
+  assert.equal(succeeded(sj)?.reason, o.expect.reason);
+  if (o.expect.replies === 1 && o.expect.succeeded === "True")
+    assert.equal(sj.status?.reply?.messageId, userSaw[0]?.id, "the recorded wamid is the one the user got");
+  assert.deepEqual(await storedFor(h.store, sent.name), [], "no input or intermediate left");
+  const pods = await h.core.listNamespacedPod({ namespace: ns, labelSelector: `unmix.dev/separationjob=${sent.name}` });
+  if (findCondition(sj.status?.conditions, "JobCreated")?.status === "True") assert.equal(pods.items.length, 1, "exactly one pod ran: one Job, run once");
+  return { sj, sent, userSaw };
+}
+
+const ok: Expect = { replies: 1, succeeded: "True", reason: "Succeeded" };
+
+describe("a crash between each pair of steps", () => {
+  for (const fp of [
+    "fetch:stored",
+    "fetch:recorded",
+    "job:created",
+    "job:recorded",
+    "separated:recorded",
+    "reply:uploaded",
+    "reply:recorded",
+    "finalize:cached",
+    "finalize:cleaned",
+  ] as const) {
+    test(`killed at ${fp}: one reply, all cleaned up`, async () => {
+      const { sj } = await crashAt(fp, { expect: ok });
+      const hit = await new ResultCache(h.store, 24 * 3600_000).lookup({
+        sha256: normalizeSha256(sj.spec.media.sha256),
+        format: "ogg-opus",
+        model: "htdemucs",
+      });
+      assert.ok(hit, "the result is cached");
+    });
+  }
+
+  test("killed after WhatsApp accepted the reply, before Sent was written: the receipt settles it, no second reply", async () => {
+    const { sj } = await crashAt("reply:sent", { receipts: true, expect: ok });
+    assert.match(findCondition(sj.status?.conditions, "Replied")?.message ?? "", /status webhook/);
+  });
+
+  test("the same without any receipt: still one reply, recorded as unconfirmed", async () => {
+    await crashAt("reply:sent", { receipts: false, expect: { replies: 1, succeeded: "False", reason: "ReplyUnconfirmed" } });
+  });
+
+  test("killed after Sending was written, before the call: no reply rather than a risk of two (the documented window)", async () => {
+    const { sj } = await crashAt("reply:sending", { receipts: true, expect: { replies: 0, succeeded: "False", reason: "ReplyUnconfirmed" } });
+    const hit = await new ResultCache(h.store, 24 * 3600_000).lookup({ sha256: normalizeSha256(sj.spec.media.sha256), format: "ogg-opus", model: "htdemucs" });
+    assert.ok(hit, "cached, so sending it again gets the result at once");
+  });
+
+  test("killed after a failure was recorded, before the user was told: told once", async () => {
+    const { userSaw } = await crashAt("failure:recorded", { content: "EXIT=10", expect: { replies: 1, succeeded: "False", reason: "BadInput" } });
+    assert.equal(userSaw[0]?.text, replies.failure.BadInput);
+  });
+});
