@@ -18,7 +18,7 @@ const log = createLogger("test", { level: "silent" });
 before(async () => {
   stack = await startStack({ components: ["kube"], gpus: 0 });
   client = createKubeClient(await kubeconfigConnection(stack.kube?.kubeconfigPath as string));
-  core = (stack.kube?.kc as k8s.KubeConfig).makeApiClient(k8s.CoreV1Api);
+  core = (stack.kube as NonNullable<Stack["kube"]>).kc.makeApiClient(k8s.CoreV1Api);
 });
 after(async () => {
   await client?.close();
@@ -90,7 +90,8 @@ describe("informer", () => {
 describe("leader election on a Lease", () => {
   const elector = (identity: string, name: string, over: Partial<ConstructorParameters<typeof LeaderElector>[0]> = {}) =>
     new LeaderElector({ client, namespace: "default", name, identity, leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 500, log, ...over });
-  const lease = (name: string) => (stack.kube?.kc as k8s.KubeConfig).makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ name, namespace: "default" });
+  const lease = (name: string) =>
+    (stack.kube as NonNullable<Stack["kube"]>).kc.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ name, namespace: "default" });
 
   test("one leads, the other waits; a crashed leader's lease expires and the other takes over", async () => {
     const a = elector("a", "le-crash");
