@@ -7,9 +7,11 @@
 // Deliberate differences from a kubelet (documented in e2e/README.md): no container isolation; volume
 // mount paths are local folders and env values/args that start with a mount path are rewritten to
 // them; a projected service-account token volume also gets a kubeconfig (KUBECONFIG) since the
-// in-cluster paths cannot exist; each pod gets its own loopback address (127.1.x.y) as its pod IP.
+// in-cluster paths cannot exist; each pod gets its own loopback address (127.1.x.y) as its pod IP;
+// with no kube-proxy, each Service gets a loopback address (127.2.x.y) where the agent forwards
+// connections to a ready endpoint, and pods see it in the kubelet's service variables.
 import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
-import { connect } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { type ManagedProcess, spawnManaged } from "./processes.ts";
@@ -75,6 +77,10 @@ export class NodeAgent {
   private heartbeat?: NodeJS.Timeout;
   private resync?: NodeJS.Timeout;
   private nextIp = 1;
+  private nextServiceIp = 1;
+  /** Service (namespace/name) → its local address and one forwarding listener per port. */
+  private readonly services = new Map<string, Promise<{ ip: string; listeners: Map<number, Server> }>>();
+  private readonly forwarded = new Set<Socket>();
   private gpus: number;
   private readonly o: NodeAgentOptions;
 
@@ -102,6 +108,11 @@ export class NodeAgent {
     clearInterval(this.resync);
     await this.informer?.stop();
     await Promise.all([...this.pods.values()].map((r) => this.killPod(r, 0)));
+    for (const entry of this.services.values()) {
+      const { listeners } = await entry.catch(() => ({ listeners: new Map<number, Server>() }));
+      for (const l of listeners.values()) l.close();
+    }
+    for (const socket of this.forwarded) socket.destroy();
   }
 
   /** Changes the advertised GPU count (for tests of capacity). */
@@ -437,7 +448,9 @@ export class NodeAgent {
               apiVersion: "v1",
               kind: "Config",
               clusters: [{ name: "in-cluster", cluster: { server: cluster?.server, "certificate-authority-data": cluster?.caData } }],
-              users: [{ name: "sa", user: { tokenFile: join(local, src.serviceAccountToken.path) } }],
+              // tokenFile for client-go (kubectl); client-node ignores it, so the token itself too
+              // (valid for the projected expirationSeconds: this agent does not rotate it)
+              users: [{ name: "sa", user: { tokenFile: join(local, src.serviceAccountToken.path), token: tr.status?.token ?? "" } }],
               contexts: [{ name: "in-cluster", context: { cluster: "in-cluster", user: "sa", namespace: ns } }],
               "current-context": "in-cluster",
             }),
@@ -461,11 +474,105 @@ export class NodeAgent {
     return mounts;
   }
 
+  /**
+   * The variables a kubelet injects for each Service of the pod's namespace (enableServiceLinks,
+   * on by default): NAME_SERVICE_HOST, NAME_SERVICE_PORT and NAME_SERVICE_PORT_<PORT NAME>. The
+   * host is the Service's local address here, not its ClusterIP (nothing routes ClusterIPs on this
+   * machine); the ports are the Service's ports. Docker-link style variables are not set.
+   */
+  private async serviceEnv(ns: string): Promise<Record<string, string>> {
+    const env: Record<string, string> = {};
+    const { items } = await this.core.listNamespacedService({ namespace: ns }).catch(() => ({ items: [] as k8s.V1Service[] }));
+    for (const svc of items) {
+      const ports = svc.spec?.ports ?? [];
+      if (!svc.spec?.clusterIP || svc.spec.clusterIP === "None" || !ports.length) continue;
+      // only Services with a selector (their endpoints are pods here); default/kubernetes keeps the
+      // API server's own address set below
+      if (!Object.keys(svc.spec.selector ?? {}).length) continue;
+      const { ip, listeners } = await this.serviceProxy(svc);
+      const served = ports.filter((p) => listeners.has(p.port));
+      if (!served.length) continue;
+      const name = (svc.metadata?.name ?? "").toUpperCase().replace(/-/g, "_");
+      env[`${name}_SERVICE_HOST`] = ip;
+      env[`${name}_SERVICE_PORT`] = String(served[0]?.port);
+      for (const p of served) if (p.name) env[`${name}_SERVICE_PORT_${p.name.toUpperCase().replace(/-/g, "_")}`] = String(p.port);
+    }
+    return env;
+  }
+
+  /**
+   * A Service's local address, listening on each of its TCP ports: every connection goes to a
+   * ready endpoint (looked up afresh per connection); with none ready the connection is closed, as
+   * kube-proxy rejects it. This is kube-proxy's old userspace mode, on loopback.
+   */
+  private serviceProxy(svc: k8s.V1Service): Promise<{ ip: string; listeners: Map<number, Server> }> {
+    const ns = svc.metadata?.namespace ?? "default";
+    const svcName = svc.metadata?.name ?? "";
+    const key = `${ns}/${svcName}`;
+    let entry = this.services.get(key);
+    if (!entry) {
+      const n = this.nextServiceIp++;
+      entry = Promise.resolve({ ip: `127.2.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`, listeners: new Map<number, Server>() });
+      this.services.set(key, entry);
+    }
+    return entry.then(async (proxy) => {
+      for (const port of svc.spec?.ports ?? []) {
+        if ((port.protocol ?? "TCP") !== "TCP" || proxy.listeners.has(port.port)) continue;
+        const server = createServer((client) => {
+          this.forwarded.add(client);
+          client.on("close", () => this.forwarded.delete(client));
+          client.on("error", () => client.destroy());
+          void this.endpointFor(ns, svcName, port.name ?? "").then((to) => {
+            if (!to || client.destroyed) return void client.destroy();
+            const upstream = connect(to, () => client.pipe(upstream).pipe(client));
+            upstream.on("error", () => client.destroy());
+            client.on("close", () => upstream.destroy());
+          });
+        });
+        proxy.listeners.set(port.port, server);
+        // a port this user may not bind (below 1024 without root) is left out, and so is its variable
+        const bound = await new Promise<boolean>((resolve) => {
+          server.once("error", () => resolve(false));
+          server.listen(port.port, proxy.ip, () => resolve(true));
+        });
+        if (!bound) proxy.listeners.delete(port.port);
+      }
+      return proxy;
+    });
+  }
+
+  /**
+   * A ready endpoint of a Service port, chosen as kube-proxy would from the EndpointSlice controller's
+   * work: the ready, not terminating pods its selector matches, at the port its targetPort names.
+   * The slices themselves cannot help here: their API rejects loopback addresses like our pod IPs.
+   */
+  private async endpointFor(ns: string, service: string, portName: string): Promise<{ host: string; port: number } | undefined> {
+    try {
+      const svc = await this.core.readNamespacedService({ name: service, namespace: ns });
+      const port = svc.spec?.ports?.find((p) => (p.name ?? "") === portName);
+      const selector = Object.entries(svc.spec?.selector ?? {});
+      if (!port || !selector.length) return undefined;
+      const { items } = await this.core.listNamespacedPod({ namespace: ns, labelSelector: selector.map(([k, v]) => `${k}=${v}`).join(",") });
+      const ready: { host: string; port: number }[] = [];
+      for (const pod of items) {
+        const ip = pod.status?.podIP;
+        if (!ip || pod.metadata?.deletionTimestamp || pod.status?.conditions?.find((c) => c.type === "Ready")?.status !== "True") continue;
+        const target = port.targetPort ?? port.port;
+        const number = typeof target === "number" ? target : /^\d+$/.test(target) ? Number(target) : pod.spec?.containers.flatMap((c) => c.ports ?? []).find((p) => p.name === target)?.containerPort;
+        if (number) ready.push({ host: ip, port: number });
+      }
+      return ready[Math.floor(Math.random() * ready.length)];
+    } catch {
+      return undefined;
+    }
+  }
+
   private async resolveEnv(pod: k8s.V1Pod, run: PodRun, spec: k8s.V1Container, mounts: Map<string, string>): Promise<Record<string, string>> {
     const ns = run.namespace;
     const env: Record<string, string> = {};
     const cluster = new URL(this.kc.getCurrentCluster()?.server ?? "https://127.0.0.1");
-    // the service variables a kubelet injects for the default kubernetes Service
+    // the variables a kubelet injects for the namespace's Services, then for the default kubernetes Service
+    if (pod.spec?.enableServiceLinks !== false) Object.assign(env, await this.serviceEnv(ns));
     env.KUBERNETES_SERVICE_HOST = cluster.hostname;
     env.KUBERNETES_SERVICE_PORT = cluster.port || "443";
     for (const m of mounts.keys()) if (m === "/var/run/secrets/kubernetes.io/serviceaccount") env.KUBECONFIG = join(mounts.get(m) as string, "kubeconfig");
