@@ -88,6 +88,7 @@ export class Controller {
   private stopRequested?: () => void;
   private readonly stopped: Promise<void>;
   private gcRunning = false;
+  private stopping?: Promise<void>;
 
   constructor(o: ControllerOptions) {
     const c = o.config;
@@ -243,7 +244,7 @@ export class Controller {
     if (this.elector) {
       const acquired = await Promise.race([this.elector.acquire(), this.stopped.then(() => false)]);
       if (!acquired) {
-        this.state = "stopped";
+        await this.stopping;
         return "stopped";
       }
     }
@@ -266,16 +267,19 @@ export class Controller {
       : await this.stopped.then(() => "stopped" as const);
     if (outcome === "lost") {
       this.log.error("stopping work: this replica no longer leads");
-      await this.shutdown(false);
+      this.stopping ??= this.shutdown(false);
     }
+    await this.stopping;
     return outcome;
   }
 
   /** Graceful stop: no new work, the reconciles in flight finish, the lease is handed back. */
-  async stop(): Promise<void> {
-    if (this.state === "stopping" || this.state === "stopped") return;
-    this.stopRequested?.();
-    await this.shutdown(true);
+  stop(): Promise<void> {
+    if (!this.stopping) {
+      this.stopRequested?.();
+      this.stopping = this.state === "stopped" ? Promise.resolve() : this.shutdown(true);
+    }
+    return this.stopping;
   }
 
   private async shutdown(release: boolean): Promise<void> {

@@ -21,9 +21,7 @@ const controller = new Controller({ config, log, kube: await loadKubeConnection(
 const http = await startHttpServer({ ...config.http, registry: controller.metrics.registry, health: controller.health });
 log.info({ identity: controller.identity, namespace: config.namespace, http: http.url }, "controller starting");
 
-let exiting = false;
 async function exit(code: number): Promise<never> {
-  exiting = true;
   await http.close().catch(() => {});
   await telemetry.shutdown().catch(() => {});
   process.exit(code);
@@ -32,19 +30,21 @@ async function exit(code: number): Promise<never> {
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.once(signal, () => {
     log.info({ signal }, "shutting down: draining reconciles in flight, releasing the lease");
-    const force = setTimeout(() => {
+    // within the pod's terminationGracePeriodSeconds (30 s by default)
+    setTimeout(() => {
       log.error("shutdown took too long; exiting");
       process.exit(1);
-    }, 25_000);
-    force.unref();
-    void controller.stop().then(() => exit(0));
+    }, 25_000).unref();
+    void controller.stop();
   });
 }
 
 try {
+  // resolves once stopped (after the drain and the lease release) or once leadership is lost
   const outcome = await controller.run();
-  if (!exiting) await exit(outcome === "lost" ? 1 : 0);
+  await exit(outcome === "lost" ? 1 : 0);
 } catch (err) {
   log.fatal({ err }, "controller failed");
+  await controller.stop().catch(() => {});
   await exit(1);
 }

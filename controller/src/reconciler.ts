@@ -596,7 +596,8 @@ export class Reconciler {
     const st = sj.status?.steps ?? {};
     const at = (s: string | undefined) => (s ? Date.parse(s) : undefined);
     const span = (step: "fetch" | "queue" | "separate" | "reply" | "total", from: number | undefined, to: number | undefined) => {
-      if (from !== undefined && to !== undefined && to >= from) this.d.metrics.stepSeconds.observe({ step }, (to - from) / 1000);
+      // the Kubernetes times have whole seconds, ours milliseconds: a step can seem to end before it began
+      if (from !== undefined && to !== undefined) this.d.metrics.stepSeconds.observe({ step }, Math.max(0, to - from) / 1000);
     };
     span("fetch", at(sj.metadata.creationTimestamp), at(st.fetchedAt));
     span("queue", at(st.jobCreatedAt), at(st.scheduledAt));

@@ -76,10 +76,11 @@ describe("leader election", () => {
   test("a leader stopped with SIGTERM hands the lease back and the standby carries on", async () => {
     h.enableReceipts(true);
     const ns = await h.namespace();
-    const { leader, standby, standbyName } = await pair(ns);
+    const { leader, standby, standbyName, leaderName } = await pair(ns);
     const sent = [await h.userSends(ns, { content: "SLEEP=2\nhandover" })];
     await until("the job", async () => ((await h.batch.listNamespacedJob({ namespace: ns })).items.length === 1 ? true : undefined));
     assert.equal(await leader.kill("SIGTERM"), 0, "a clean exit");
+    assert.notEqual((await holder(ns))?.holder, leaderName, "the lease was handed back on the way out, not left to expire");
     await until("the standby to hold the lease", async () => ((await holder(ns))?.holder === standbyName ? true : undefined));
     sent.push(await h.userSends(ns, { content: "after the handover" }));
     await allDone(ns, sent);
