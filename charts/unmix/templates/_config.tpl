@@ -1,0 +1,171 @@
+{{/*
+The services' configuration: environment variable name → value, one map per component. This file
+is the only place that knows the variable names of ingress/src/config.ts and
+controller/src/config.ts; ConfigMaps render these maps and each pod carries a checksum of its own
+map (and of the chart's Secrets), so a changed value rolls exactly the pods that read it.
+*/}}
+
+{{/* Shared by every service (a service ignores the variables it does not use). */}}
+{{- define "unmix.env.common" -}}
+LOG_LEVEL: {{ .Values.logLevel | quote }}
+S3_ENDPOINT: {{ required "objectStore.endpoint is required (e.g. http://minio.storage.svc:9000)" .Values.objectStore.endpoint | quote }}
+{{- with .Values.objectStore.publicEndpoint }}
+S3_PUBLIC_ENDPOINT: {{ . | quote }}
+{{- end }}
+S3_REGION: {{ .Values.objectStore.region | quote }}
+S3_BUCKET: {{ .Values.objectStore.bucket | quote }}
+WHATSAPP_API_URL: {{ .Values.whatsapp.apiUrl | quote }}
+WHATSAPP_API_VERSION: {{ .Values.whatsapp.apiVersion | quote }}
+MODEL_NAME: {{ .Values.job.demucs.model | quote }}
+{{- with .Values.telemetry.otlpEndpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+{{- end }}
+{{- with .Values.telemetry.resourceAttributes }}
+OTEL_RESOURCE_ATTRIBUTES: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* What the webhook and the worker share: NATS, the JetStream layout (whichever starts first creates it), listeners. */}}
+{{- define "unmix.env.ingressBase" -}}
+{{- $s := .Values.nats.streams }}
+NATS_URL: {{ required "nats.url is required (NATS with JetStream, e.g. nats://nats.nats.svc:4222)" .Values.nats.url | quote }}
+NATS_REPLICAS: {{ .Values.nats.replicas | quote }}
+{{- if include "unmix.natsAuth" . }}
+NATS_CREDS_FILE: {{ printf "/etc/unmix/nats/%s" .Values.nats.credsKey | quote }}
+{{- end }}
+INBOUND_MAX_AGE_SECONDS: {{ $s.inboundMaxAgeSeconds | quote }}
+DEDUP_WINDOW_SECONDS: {{ $s.dedupWindowSeconds | quote }}
+AUDIT_MAX_AGE_SECONDS: {{ $s.auditMaxAgeSeconds | quote }}
+DEADLETTER_MAX_AGE_SECONDS: {{ $s.deadLetterMaxAgeSeconds | quote }}
+PROCESSED_TTL_SECONDS: {{ .Values.limits.processedIdsTtlSeconds | quote }}
+ACTIVE_USER_TTL_SECONDS: {{ .Values.limits.activeUserTtlSeconds | quote }}
+PORT: {{ .Values.ingress.ports.http | quote }}
+{{- end }}
+
+{{- define "unmix.env.webhookOnly" -}}
+WEBHOOK_BODY_LIMIT_BYTES: {{ .Values.ingress.bodyLimitBytes | int64 | quote }}
+PUBLISH_TIMEOUT_MS: {{ .Values.ingress.publishTimeoutMs | quote }}
+SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.ingress.terminationGracePeriodSeconds 5 | quote }}
+{{- end }}
+
+{{- define "unmix.env.workerOnly" -}}
+{{- $w := .Values.worker }}
+ADMIN_PORT: {{ .Values.ingress.ports.admin | quote }}
+KUBE_NAMESPACE: {{ .Release.Namespace | quote }}
+RESULT_CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | quote }}
+RATE_LIMIT_PER_HOUR: {{ .Values.limits.userJobsPerHour | quote }}
+MAX_MEDIA_BYTES: {{ .Values.limits.maxInputBytes | int64 | quote }}
+WORKER_CONCURRENCY: {{ $w.concurrency | quote }}
+WORKER_ACK_WAIT_SECONDS: {{ $w.ackWaitSeconds | quote }}
+WORKER_MAX_DELIVER: {{ $w.maxDeliver | quote }}
+WORKER_BACKOFF_SECONDS: {{ join "," $w.backoffSeconds | quote }}
+{{- end }}
+
+{{/* The webhook pods (and, with worker.enabled=false, the worker too: ROLE=all). */}}
+{{- define "unmix.env.ingress" -}}
+ROLE: {{ ternary "webhook" "all" .Values.worker.enabled | quote }}
+{{ include "unmix.env.ingressBase" . }}
+{{ include "unmix.env.webhookOnly" . }}
+{{- if not .Values.worker.enabled }}
+{{ include "unmix.env.workerOnly" . }}
+{{- end }}
+{{- end }}
+
+{{/* The worker Deployment. */}}
+{{- define "unmix.env.worker" -}}
+ROLE: "worker"
+{{ include "unmix.env.ingressBase" . }}
+SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.worker.terminationGracePeriodSeconds 5 | quote }}
+{{ include "unmix.env.workerOnly" . }}
+{{- end }}
+
+{{/* The controller, and through it the GPU Jobs. */}}
+{{- define "unmix.env.controller" -}}
+{{- $j := .Values.job }}
+{{- $c := .Values.controller }}
+WATCH_NAMESPACE: {{ .Release.Namespace | quote }}
+HTTP_PORT: {{ $c.ports.http | quote }}
+JOB_IMAGE: {{ include "unmix.image" (dict "ctx" . "image" $j.image) | quote }}
+JOB_IMAGE_PULL_POLICY: {{ $j.image.pullPolicy | quote }}
+JOB_GPU_RESOURCE: {{ $j.gpu.resourceName | quote }}
+JOB_GPU_COUNT: {{ $j.gpu.count | quote }}
+JOB_DEVICE: {{ $j.device | quote }}
+{{- with $j.runtimeClassName }}
+JOB_RUNTIME_CLASS: {{ . | quote }}
+{{- end }}
+{{- with $j.priorityClassName }}
+JOB_PRIORITY_CLASS: {{ . | quote }}
+{{- end }}
+{{- with $j.kueue.queueName }}
+KUEUE_QUEUE_NAME: {{ . | quote }}
+{{- end }}
+JOB_NODE_SELECTOR: {{ $j.nodeSelector | toJson | quote }}
+JOB_TOLERATIONS: {{ $j.tolerations | toJson | quote }}
+JOB_CPU_REQUEST: {{ $j.resources.requests.cpu | quote }}
+JOB_MEMORY_REQUEST: {{ $j.resources.requests.memory | quote }}
+JOB_MEMORY_LIMIT: {{ $j.resources.limits.memory | quote }}
+JOB_WORK_DIR_SIZE_LIMIT: {{ $j.scratchSizeLimit | quote }}
+JOB_RUN_AS_USER: {{ $j.runAsUser | quote }}
+JOB_BACKOFF_LIMIT: {{ $j.backoffLimit | quote }}
+JOB_ACTIVE_DEADLINE_SECONDS: {{ $j.activeDeadlineSeconds | quote }}
+JOB_TTL_SECONDS_AFTER_FINISHED: {{ $j.ttlSecondsAfterFinished | quote }}
+JOB_PENDING_DEADLINE_SECONDS: {{ $j.pendingDeadlineSeconds | quote }}
+{{- $demucs := dict "DEMUCS_OVERLAP" ($j.demucs.overlap | toString) "DEMUCS_SHIFTS" ($j.demucs.shifts | toString) "CHUNK_SECONDS" ($j.demucs.chunkSeconds | toString) }}
+{{- with $j.demucs.segment }}{{ $_ := set $demucs "DEMUCS_SEGMENT" (. | toString) }}{{ end }}
+JOB_EXTRA_ENV: {{ merge (dict) $j.extraEnv $demucs | toJson | quote }}
+MAX_DURATION_SECONDS: {{ .Values.limits.maxDurationSeconds | quote }}
+MAX_INPUT_BYTES: {{ .Values.limits.maxInputBytes | int64 | quote }}
+FETCH_DEADLINE_SECONDS: {{ $c.fetchDeadlineSeconds | quote }}
+REPLY_CONFIRM_SECONDS: {{ $c.replyConfirmSeconds | quote }}
+RECONCILE_CONCURRENCY: {{ $c.concurrency | quote }}
+LEADER_ELECT: "true"
+LEASE_NAME: {{ include "unmix.leaseName" . | quote }}
+LEASE_DURATION_SECONDS: {{ $c.leaderElection.leaseDurationSeconds | quote }}
+RENEW_DEADLINE_SECONDS: {{ $c.leaderElection.renewDeadlineSeconds | quote }}
+RETRY_PERIOD_SECONDS: {{ $c.leaderElection.retryPeriodSeconds | quote }}
+CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | quote }}
+SJ_RETENTION_SECONDS: {{ .Values.limits.retentionSeconds | quote }}
+ORPHAN_GRACE_SECONDS: {{ .Values.limits.orphanGraceSeconds | quote }}
+GC_INTERVAL_SECONDS: {{ $c.gcIntervalSeconds | quote }}
+{{- end }}
+
+{{/* Listen addresses: (dict "ctx" $ "names" (list "HOST" "ADMIN_HOST")) → EnvVars. */}}
+{{- define "unmix.env.listen" -}}
+{{- $addr := .ctx.Values.listenAddress }}
+{{- range .names }}
+- name: {{ . }}
+{{- if eq $addr "podIP" }}
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+{{- else }}
+  value: {{ $addr | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Fingerprints of what the chart writes into its own Secrets (checksummed into pods with the config). */}}
+{{- define "unmix.secretData" -}}
+{{- if not .Values.whatsapp.existingSecret }}
+whatsapp: {{ list .Values.whatsapp.appSecret .Values.whatsapp.accessToken .Values.whatsapp.verifyToken | toJson | sha256sum }}
+{{- end }}
+{{- if not .Values.objectStore.existingSecret }}
+objectStore: {{ list .Values.objectStore.accessKey .Values.objectStore.secretKey | toJson | sha256sum }}
+{{- end }}
+{{- if and (include "unmix.natsAuth" .) (not .Values.nats.existingSecret) }}
+nats: {{ .Values.nats.creds | sha256sum }}
+{{- end }}
+{{- if not .Values.keys.existingSecret }}
+keys: {{ list .Values.keys.adminToken .Values.keys.userKey | toJson | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{- define "unmix.verifyToken" -}}
+{{- include "unmix.keptRandom" (dict "ctx" . "secret" (include "unmix.whatsappSecretName" .) "key" .Values.whatsapp.secretKeys.verifyToken "value" .Values.whatsapp.verifyToken) }}
+{{- end }}
+
+{{/* (dict "ctx" $ "component" "ingress") → the checksum annotation value for that component's pods. */}}
+{{- define "unmix.checksum" -}}
+{{- $env := include (printf "unmix.env.%s" .component) .ctx }}
+{{- list (include "unmix.env.common" .ctx) $env (include "unmix.secretData" .ctx) .ctx.Values.listenAddress | toJson | sha256sum }}
+{{- end }}
