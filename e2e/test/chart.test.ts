@@ -313,6 +313,19 @@ describe("chart, statically", () => {
       const unread = [...names].filter((n) => !n.startsWith("OTEL_") && !new RegExp(`\\b${n}\\b`).test(sources));
       assert.deepEqual(unread, [], "variables no service reads (renamed on one side?)");
     }
+    // Helm reads numbers from values files as floats: a million seconds must not become "1e+06"
+    const { objects } = await render({
+      ...REQUIRED,
+      limits: { retentionSeconds: 31536000, cacheTtlSeconds: 2000000 },
+      worker: { backoffSeconds: [5, 1.5, 2000000] },
+    });
+    const values = objects.filter((o) => o.kind === "ConfigMap").flatMap((o) => Object.entries(o.data ?? {}));
+    assert.deepEqual(
+      values.filter(([, v]) => /\de[+-]?\d/.test(v) && !/^[{[]/.test(v)),
+      [],
+    );
+    assert.ok(values.some(([k, v]) => k === "SJ_RETENTION_SECONDS" && v === "31536000"));
+    assert.ok(values.some(([k, v]) => k === "WORKER_BACKOFF_SECONDS" && v === "5,1.5,2000000"));
   });
 
   test("the values table in charts/unmix/README.md is generated from values.yaml and up to date", async () => {

@@ -29,36 +29,36 @@ OTEL_RESOURCE_ATTRIBUTES: {{ . | quote }}
 {{- define "unmix.env.ingressBase" -}}
 {{- $s := .Values.nats.streams }}
 NATS_URL: {{ required "nats.url is required (NATS with JetStream, e.g. nats://nats.nats.svc:4222)" .Values.nats.url | quote }}
-NATS_REPLICAS: {{ .Values.nats.replicas | quote }}
+NATS_REPLICAS: {{ .Values.nats.replicas | int64 | quote }}
 {{- if include "unmix.natsAuth" . }}
 NATS_CREDS_FILE: {{ printf "/etc/unmix/nats/%s" .Values.nats.credsKey | quote }}
 {{- end }}
-INBOUND_MAX_AGE_SECONDS: {{ $s.inboundMaxAgeSeconds | quote }}
-DEDUP_WINDOW_SECONDS: {{ $s.dedupWindowSeconds | quote }}
-AUDIT_MAX_AGE_SECONDS: {{ $s.auditMaxAgeSeconds | quote }}
-DEADLETTER_MAX_AGE_SECONDS: {{ $s.deadLetterMaxAgeSeconds | quote }}
-PROCESSED_TTL_SECONDS: {{ .Values.limits.processedIdsTtlSeconds | quote }}
-ACTIVE_USER_TTL_SECONDS: {{ .Values.limits.activeUserTtlSeconds | quote }}
-PORT: {{ .Values.ingress.ports.http | quote }}
+INBOUND_MAX_AGE_SECONDS: {{ $s.inboundMaxAgeSeconds | int64 | quote }}
+DEDUP_WINDOW_SECONDS: {{ $s.dedupWindowSeconds | int64 | quote }}
+AUDIT_MAX_AGE_SECONDS: {{ $s.auditMaxAgeSeconds | int64 | quote }}
+DEADLETTER_MAX_AGE_SECONDS: {{ $s.deadLetterMaxAgeSeconds | int64 | quote }}
+PROCESSED_TTL_SECONDS: {{ .Values.limits.processedIdsTtlSeconds | int64 | quote }}
+ACTIVE_USER_TTL_SECONDS: {{ .Values.limits.activeUserTtlSeconds | int64 | quote }}
+PORT: {{ .Values.ingress.ports.http | int64 | quote }}
 {{- end }}
 
 {{- define "unmix.env.webhookOnly" -}}
 WEBHOOK_BODY_LIMIT_BYTES: {{ .Values.ingress.bodyLimitBytes | int64 | quote }}
-PUBLISH_TIMEOUT_MS: {{ .Values.ingress.publishTimeoutMs | quote }}
-SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.ingress.terminationGracePeriodSeconds 5 | quote }}
+PUBLISH_TIMEOUT_MS: {{ .Values.ingress.publishTimeoutMs | int64 | quote }}
+SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.ingress.terminationGracePeriodSeconds (add .Values.ingress.preStopSleepSeconds 10) | quote }}
 {{- end }}
 
 {{- define "unmix.env.workerOnly" -}}
 {{- $w := .Values.worker }}
-ADMIN_PORT: {{ .Values.ingress.ports.admin | quote }}
+ADMIN_PORT: {{ .Values.ingress.ports.admin | int64 | quote }}
 KUBE_NAMESPACE: {{ .Release.Namespace | quote }}
-RESULT_CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | quote }}
-RATE_LIMIT_PER_HOUR: {{ .Values.limits.userJobsPerHour | quote }}
+RESULT_CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | int64 | quote }}
+RATE_LIMIT_PER_HOUR: {{ .Values.limits.userJobsPerHour | int64 | quote }}
 MAX_MEDIA_BYTES: {{ .Values.limits.maxInputBytes | int64 | quote }}
-WORKER_CONCURRENCY: {{ $w.concurrency | quote }}
-WORKER_ACK_WAIT_SECONDS: {{ $w.ackWaitSeconds | quote }}
-WORKER_MAX_DELIVER: {{ $w.maxDeliver | quote }}
-WORKER_BACKOFF_SECONDS: {{ join "," $w.backoffSeconds | quote }}
+WORKER_CONCURRENCY: {{ $w.concurrency | int64 | quote }}
+WORKER_ACK_WAIT_SECONDS: {{ $w.ackWaitSeconds | int64 | quote }}
+WORKER_MAX_DELIVER: {{ $w.maxDeliver | int64 | quote }}
+WORKER_BACKOFF_SECONDS: {{ include "unmix.numbers" $w.backoffSeconds | quote }}
 {{- end }}
 
 {{/* The webhook pods (and, with worker.enabled=false, the worker too: ROLE=all). */}}
@@ -75,7 +75,7 @@ ROLE: {{ ternary "webhook" "all" .Values.worker.enabled | quote }}
 {{- define "unmix.env.worker" -}}
 ROLE: "worker"
 {{ include "unmix.env.ingressBase" . }}
-SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.worker.terminationGracePeriodSeconds 5 | quote }}
+SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.worker.terminationGracePeriodSeconds 10 | quote }}
 {{ include "unmix.env.workerOnly" . }}
 {{- end }}
 
@@ -84,11 +84,11 @@ SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.worker.terminationGracePeriodSeconds 5 
 {{- $j := .Values.job }}
 {{- $c := .Values.controller }}
 WATCH_NAMESPACE: {{ .Release.Namespace | quote }}
-HTTP_PORT: {{ $c.ports.http | quote }}
+HTTP_PORT: {{ $c.ports.http | int64 | quote }}
 JOB_IMAGE: {{ include "unmix.image" (dict "ctx" . "image" $j.image) | quote }}
 JOB_IMAGE_PULL_POLICY: {{ $j.image.pullPolicy | quote }}
 JOB_GPU_RESOURCE: {{ $j.gpu.resourceName | quote }}
-JOB_GPU_COUNT: {{ $j.gpu.count | quote }}
+JOB_GPU_COUNT: {{ $j.gpu.count | int64 | quote }}
 JOB_DEVICE: {{ $j.device | quote }}
 {{- with $j.runtimeClassName }}
 JOB_RUNTIME_CLASS: {{ . | quote }}
@@ -105,28 +105,28 @@ JOB_CPU_REQUEST: {{ $j.resources.requests.cpu | quote }}
 JOB_MEMORY_REQUEST: {{ $j.resources.requests.memory | quote }}
 JOB_MEMORY_LIMIT: {{ $j.resources.limits.memory | quote }}
 JOB_WORK_DIR_SIZE_LIMIT: {{ $j.scratchSizeLimit | quote }}
-JOB_RUN_AS_USER: {{ $j.runAsUser | quote }}
-JOB_BACKOFF_LIMIT: {{ $j.backoffLimit | quote }}
-JOB_ACTIVE_DEADLINE_SECONDS: {{ $j.activeDeadlineSeconds | quote }}
-JOB_TTL_SECONDS_AFTER_FINISHED: {{ $j.ttlSecondsAfterFinished | quote }}
-JOB_PENDING_DEADLINE_SECONDS: {{ $j.pendingDeadlineSeconds | quote }}
+JOB_RUN_AS_USER: {{ $j.runAsUser | int64 | quote }}
+JOB_BACKOFF_LIMIT: {{ $j.backoffLimit | int64 | quote }}
+JOB_ACTIVE_DEADLINE_SECONDS: {{ $j.activeDeadlineSeconds | int64 | quote }}
+JOB_TTL_SECONDS_AFTER_FINISHED: {{ $j.ttlSecondsAfterFinished | int64 | quote }}
+JOB_PENDING_DEADLINE_SECONDS: {{ $j.pendingDeadlineSeconds | int64 | quote }}
 {{- $demucs := dict "DEMUCS_OVERLAP" ($j.demucs.overlap | toString) "DEMUCS_SHIFTS" ($j.demucs.shifts | toString) "CHUNK_SECONDS" ($j.demucs.chunkSeconds | toString) }}
 {{- with $j.demucs.segment }}{{ $_ := set $demucs "DEMUCS_SEGMENT" (. | toString) }}{{ end }}
 JOB_EXTRA_ENV: {{ merge (dict) $j.extraEnv $demucs | toJson | quote }}
-MAX_DURATION_SECONDS: {{ .Values.limits.maxDurationSeconds | quote }}
+MAX_DURATION_SECONDS: {{ .Values.limits.maxDurationSeconds | int64 | quote }}
 MAX_INPUT_BYTES: {{ .Values.limits.maxInputBytes | int64 | quote }}
-FETCH_DEADLINE_SECONDS: {{ $c.fetchDeadlineSeconds | quote }}
-REPLY_CONFIRM_SECONDS: {{ $c.replyConfirmSeconds | quote }}
-RECONCILE_CONCURRENCY: {{ $c.concurrency | quote }}
+FETCH_DEADLINE_SECONDS: {{ $c.fetchDeadlineSeconds | int64 | quote }}
+REPLY_CONFIRM_SECONDS: {{ $c.replyConfirmSeconds | int64 | quote }}
+RECONCILE_CONCURRENCY: {{ $c.concurrency | int64 | quote }}
 LEADER_ELECT: "true"
 LEASE_NAME: {{ include "unmix.leaseName" . | quote }}
-LEASE_DURATION_SECONDS: {{ $c.leaderElection.leaseDurationSeconds | quote }}
-RENEW_DEADLINE_SECONDS: {{ $c.leaderElection.renewDeadlineSeconds | quote }}
-RETRY_PERIOD_SECONDS: {{ $c.leaderElection.retryPeriodSeconds | quote }}
-CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | quote }}
-SJ_RETENTION_SECONDS: {{ .Values.limits.retentionSeconds | quote }}
-ORPHAN_GRACE_SECONDS: {{ .Values.limits.orphanGraceSeconds | quote }}
-GC_INTERVAL_SECONDS: {{ $c.gcIntervalSeconds | quote }}
+LEASE_DURATION_SECONDS: {{ $c.leaderElection.leaseDurationSeconds | int64 | quote }}
+RENEW_DEADLINE_SECONDS: {{ $c.leaderElection.renewDeadlineSeconds | int64 | quote }}
+RETRY_PERIOD_SECONDS: {{ $c.leaderElection.retryPeriodSeconds | int64 | quote }}
+CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | int64 | quote }}
+SJ_RETENTION_SECONDS: {{ .Values.limits.retentionSeconds | int64 | quote }}
+ORPHAN_GRACE_SECONDS: {{ .Values.limits.orphanGraceSeconds | int64 | quote }}
+GC_INTERVAL_SECONDS: {{ $c.gcIntervalSeconds | int64 | quote }}
 {{- end }}
 
 {{/* Listen addresses: (dict "ctx" $ "names" (list "HOST" "ADMIN_HOST")) → EnvVars. */}}
@@ -168,4 +168,13 @@ keys: {{ list .Values.keys.adminToken .Values.keys.userKey | toJson | sha256sum 
 {{- define "unmix.checksum" -}}
 {{- $env := include (printf "unmix.env.%s" .component) .ctx }}
 {{- list (include "unmix.env.common" .ctx) $env (include "unmix.secretData" .ctx) .ctx.Values.listenAddress | toJson | sha256sum }}
+{{- end }}
+
+{{/* A list of numbers as "a,b,c", whole numbers without a decimal point or exponent. */}}
+{{- define "unmix.numbers" -}}
+{{- $out := list }}
+{{- range . }}
+{{- $out = append $out (ternary (int64 . | toString) (toString .) (eq (float64 .) (floor .))) }}
+{{- end }}
+{{- join "," $out }}
 {{- end }}

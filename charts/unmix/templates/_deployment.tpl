@@ -95,6 +95,13 @@ spec:
           securityContext:
             {{- toYaml $.Values.securityContext | nindent 12 }}
           terminationMessagePolicy: FallbackToLogsOnError
+          {{- with .preStopSleepSeconds }}
+          # keep serving while the endpoint is removed from Services and Gateways, then drain
+          lifecycle:
+            preStop:
+              sleep:
+                seconds: {{ . }}
+          {{- end }}
           volumeMounts:
             - name: tmp
               mountPath: /tmp
