@@ -11,9 +11,9 @@ status=0
 echo "== type check (tsc)"
 npx tsc -p tsconfig.json || status=1
 
-echo "== job-image (pytest)"
+echo "== job-image (ruff, hadolint, pytest)"
 venv=$(bash job-image/scripts/setup-test-env.sh | tail -n 1)
-(cd job-image && "$venv/bin/python" -m pytest -p no:cacheprovider -q tests) 2>&1 | tee "$logs/pytest.log"
+bash job-image/scripts/test.sh -q 2>&1 | tee "$logs/pytest.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 py_pass=$(grep -oE '[0-9]+ passed' "$logs/pytest.log" | tail -1 | cut -d' ' -f1)
 py_fail=$(grep -oE '[0-9]+ (failed|error)' "$logs/pytest.log" | awk '{s+=$1} END {print s+0}')
