@@ -1,0 +1,146 @@
+// Support and admin endpoints, on their own listener (ADMIN_HOST:ADMIN_PORT), never on the public
+// webhook one, each request authenticated with the bearer token ADMIN_TOKEN:
+//   POST /admin/purge      {phone} or {userId}: erase a user's data (policy P14: a child's data),
+//                          exactly as their own `delete` would, without messaging them
+//   POST /admin/broadcast  {text} and/or {template}: a policy-change notice (P15) to recently active
+//                          users; inside the 24-hour window as text, outside it only as a template
+//   GET  /admin/jobs       recent SeparationJobs with the sender's profile name (P2: shown here only)
+import { timingSafeEqual } from "node:crypto";
+import { findCondition } from "@unmix/core/conditions";
+import type { SeparationJobs } from "@unmix/core/kube";
+import { USER_LABEL } from "@unmix/core/separationjob";
+import { GraphApiError, type WhatsAppClient } from "@unmix/core/whatsapp";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import { type EraseDeps, eraseUser } from "./erase.ts";
+import type { UserState } from "./users.ts";
+
+export interface AdminOptions extends EraseDeps {
+  token: string;
+  users: UserState;
+  jobs: SeparationJobs;
+  whatsapp: WhatsAppClient;
+  now?: () => number;
+}
+
+const WINDOW_MS = 24 * 3600_000;
+/** Leave a margin: a text sent as the window closes fails with 131047. */
+const WINDOW_MARGIN_MS = 10 * 60_000;
+
+const PurgeBody = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    phone: { type: "string", pattern: "^\\+?[0-9][0-9 ()-]{5,24}$" },
+    userId: { type: "string", pattern: "^[A-Z]{2}\\.[A-Za-z0-9]{1,128}$" },
+  },
+  minProperties: 1,
+  maxProperties: 1,
+} as const;
+
+const BroadcastBody = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    text: { type: "string", minLength: 1, maxLength: 4096 },
+    template: {
+      type: "object",
+      additionalProperties: false,
+      required: ["name", "languageCode"],
+      properties: {
+        name: { type: "string", minLength: 1, maxLength: 512 },
+        languageCode: { type: "string", minLength: 2, maxLength: 16 },
+        bodyParameters: { type: "array", maxItems: 20, items: { type: "string", maxLength: 1024 } },
+      },
+    },
+  },
+  minProperties: 1,
+} as const;
+
+const JobsQuery = { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 500, default: 50 } } } as const;
+
+interface BroadcastRequest {
+  text?: string;
+  template?: { name: string; languageCode: string; bodyParameters?: string[] };
+}
+
+function bearerMatches(req: FastifyRequest, token: string): boolean {
+  const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "");
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
+  const now = o.now ?? Date.now;
+
+  app.addHook("onRequest", async (req, reply) => {
+    if (!bearerMatches(req, o.token)) {
+      req.log.warn({ path: req.routeOptions.url }, "admin request refused: bad or missing bearer token");
+      return reply.code(401).header("www-authenticate", 'Bearer realm="unmix-admin"').send({ error: "unauthorized" });
+    }
+  });
+
+  app.post<{ Body: { phone?: string; userId?: string } }>("/admin/purge", { schema: { body: PurgeBody } }, async (req) => {
+    const ids = req.body.phone ? { waId: req.body.phone.replace(/\D/g, "") } : { userId: req.body.userId as string };
+    const erased = await eraseUser(ids, o);
+    req.log.info({ by: req.body.phone ? "phone" : "userId", ...erased }, "admin purge");
+    await o.nats.audit("admin-purge", { results: erased.results, jobs: erased.jobs }).catch(() => {});
+    return erased;
+  });
+
+  app.post<{ Body: BroadcastRequest }>("/admin/broadcast", { schema: { body: BroadcastBody } }, async (req) => {
+    const { text, template } = req.body;
+    const counts = { sent: 0, skipped: 0, failed: 0, asText: 0, asTemplate: 0 };
+    for await (const user of o.users.activeUsers()) {
+      if (await o.users.isOptedOut({ primary: user.key, all: [user.key] })) {
+        counts.skipped++;
+        continue;
+      }
+      const to = { ...(user.waId ? { waId: user.waId } : {}), ...(user.userId ? { userId: user.userId } : {}) };
+      const inWindow = now() - user.lastSeen < WINDOW_MS - WINDOW_MARGIN_MS;
+      try {
+        if (text && inWindow) {
+          await o.whatsapp.sendText(user.phoneNumberId, to, text);
+          counts.asText++;
+        } else if (template) {
+          await o.whatsapp.sendTemplate(user.phoneNumberId, to, template);
+          counts.asTemplate++;
+        } else {
+          counts.skipped++; // outside the window only an approved template may be sent
+          continue;
+        }
+        counts.sent++;
+      } catch (err) {
+        counts.failed++;
+        req.log.warn(
+          { err: err instanceof GraphApiError ? { code: err.code, kind: err.kind } : { message: (err as Error).message } },
+          "broadcast message not sent",
+        );
+      }
+    }
+    req.log.info(counts, "policy broadcast");
+    await o.nats.audit("admin-broadcast", counts).catch(() => {});
+    return counts;
+  });
+
+  app.get<{ Querystring: { limit: number } }>("/admin/jobs", { schema: { querystring: JobsQuery } }, async (req) => {
+    const jobs = await o.jobs.list();
+    jobs.sort((a, b) => String(b.metadata.creationTimestamp ?? "").localeCompare(String(a.metadata.creationTimestamp ?? "")));
+    return {
+      jobs: jobs.slice(0, req.query.limit).map((j) => {
+        const done = findCondition(j.status?.conditions, "Succeeded");
+        return {
+          name: j.metadata.name,
+          createdAt: j.metadata.creationTimestamp,
+          user: j.metadata.labels?.[USER_LABEL],
+          profileName: j.spec.sender.profileName ?? null,
+          kind: j.spec.media.kind,
+          format: j.spec.output.format,
+          status: done?.status ?? "Unknown",
+          reason: done?.reason ?? null,
+          failure: j.status?.failure?.class ?? null,
+          totalSeconds: j.status?.result?.totalSeconds ?? null,
+        };
+      }),
+    };
+  });
+};

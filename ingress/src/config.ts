@@ -1,0 +1,93 @@
+// The ingress's configuration: every variable validated with zod at start-up. What a role does not
+// use it does not require (the webhook alone needs no WhatsApp token, kubeconfig or object store).
+import { env, parseConfig } from "@unmix/core/config";
+import { MediaConfig } from "@unmix/core/media";
+import { NatsConfig } from "@unmix/core/nats";
+import { ObjectStoreConfig } from "@unmix/core/object-store";
+import { WhatsAppConfig } from "@unmix/core/whatsapp";
+import { z } from "zod";
+
+export const Role = z.enum(["webhook", "worker", "all"]);
+export type Role = z.infer<typeof Role>;
+
+const DAY = 24 * 3600;
+
+/** A comma-separated list of durations in seconds, e.g. "30,60,300". */
+const secondsList = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .transform((v) =>
+      v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .map(Number),
+    )
+    .pipe(z.array(z.number().positive("each delay must be a positive number of seconds")).min(1));
+
+const Base = z
+  .object({
+    ROLE: Role.default("all"),
+    /** The Helm chart binds to the pod IP. */
+    HOST: z.string().min(1).default("0.0.0.0"),
+    PORT: env.port(8080),
+    /** Admin endpoints (purge, broadcast, jobs) listen here, never on the public listener; off without ADMIN_TOKEN. */
+    ADMIN_HOST: z.string().min(1).default("127.0.0.1"),
+    ADMIN_PORT: env.port(8081),
+    ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+    /** HMAC key for user keys (the hash of a phone number or BSUID used in labels, KV keys and subjects). */
+    USER_KEY_SECRET: env.secret(),
+    SHUTDOWN_TIMEOUT_SECONDS: env.seconds(25),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    // JetStream layout
+    INBOUND_MAX_AGE_SECONDS: env.seconds(7 * DAY),
+    DEDUP_WINDOW_SECONDS: env.seconds(600),
+    AUDIT_MAX_AGE_SECONDS: env.seconds(30 * DAY),
+    DEADLETTER_MAX_AGE_SECONDS: env.seconds(14 * DAY),
+    PROCESSED_TTL_SECONDS: env.seconds(8 * DAY).pipe(z.number().min(7 * DAY, "must outlive Meta's 7-day retry window (604800 s or more)")),
+    ACTIVE_USER_TTL_SECONDS: env.seconds(30 * DAY),
+  })
+  .extend(NatsConfig.shape);
+
+const Webhook = z.object({
+  WHATSAPP_APP_SECRET: env.secret(),
+  WHATSAPP_VERIFY_TOKEN: z.string().min(8, "must be at least 8 characters"),
+  WEBHOOK_BODY_LIMIT_BYTES: env.int(3 * 1024 * 1024, 1024),
+  PUBLISH_TIMEOUT_MS: env.int(5000, 100),
+});
+
+const Worker = z
+  .object({
+    KUBE_NAMESPACE: z.string().min(1).default("default"),
+    MODEL_NAME: z.string().min(1).default("htdemucs"),
+    RESULT_CACHE_TTL_SECONDS: env.seconds(DAY),
+    RATE_LIMIT_PER_HOUR: env.int(20, 1),
+    WORKER_CONCURRENCY: env.int(8, 1),
+    WORKER_ACK_WAIT_SECONDS: env.seconds(30).pipe(z.number().min(1)),
+    WORKER_MAX_DELIVER: env.int(6, 2),
+    /** Delay before each redelivery of a message whose handling failed; the last one repeats. */
+    WORKER_BACKOFF_SECONDS: secondsList("5,30,120,600,1800"),
+  })
+  .extend(WhatsAppConfig.shape)
+  .extend(ObjectStoreConfig.shape)
+  .extend(MediaConfig.shape);
+
+export type WebhookConfig = z.infer<typeof Webhook>;
+export type WorkerConfig = z.infer<typeof Worker>;
+export type IngressConfig = z.infer<typeof Base> & Partial<WebhookConfig> & Partial<WorkerConfig> & { ROLE: Role };
+
+export const servesWebhook = (r: Role) => r === "webhook" || r === "all";
+export const runsWorker = (r: Role) => r === "worker" || r === "all";
+
+/** Parses the environment for the role it names; throws ConfigError naming each bad variable. */
+export function parseIngressConfig(e: Record<string, string | undefined> = process.env): IngressConfig {
+  const role = parseConfig(z.object({ ROLE: Role.default("all") }), e).ROLE;
+  let schema = Base;
+  if (servesWebhook(role)) schema = schema.extend(Webhook.shape) as unknown as typeof Base;
+  if (runsWorker(role)) schema = schema.extend(Worker.shape) as unknown as typeof Base;
+  return parseConfig(schema, e) as IngressConfig;
+}
+
+export const requireWebhook = (c: IngressConfig) => c as IngressConfig & WebhookConfig;
+export const requireWorker = (c: IngressConfig) => c as IngressConfig & WorkerConfig;

@@ -1,0 +1,216 @@
+// The message worker: a durable JetStream pull consumer ("worker" on UNMIX_INBOUND) shared by every
+// replica, so it scales out by running more of them. Each message is acknowledged explicitly after
+// it was handled; a failure is retried after the next delay of WORKER_BACKOFF_SECONDS, up to
+// WORKER_MAX_DELIVER deliveries; then the message goes to the dead-letter stream (counted, visible,
+// never silently dropped). Messages whose handler never returned (a crashed or hung replica) reach
+// max_deliver on the server; its MAX_DELIVERIES advisory moves them to the dead-letter stream too.
+// Meta redelivers for up to 7 days, longer than JetStream's duplicate window: a processed-ids bucket
+// (hash of the wamid, TTL ≥ 7 days) drops those late copies.
+import type { Logger } from "@unmix/core/log";
+import {
+  BUCKETS,
+  HEADERS,
+  type JsMsg,
+  type KV,
+  maxDeliveriesAdvisory,
+  type Nats,
+  STREAMS,
+  type Subscription,
+  subjects,
+  WORKER_CONSUMER,
+} from "@unmix/core/nats";
+import { scrubText } from "@unmix/core/privacy";
+import { contextFromTraceparent, inSpan, tracer } from "@unmix/core/telemetry";
+import { InboundMessage, messageRef } from "./envelope.ts";
+import type { MessageHandler, Outcome } from "./handler.ts";
+import { type Metrics, typeLabel } from "./metrics.ts";
+
+export interface WorkerOptions {
+  concurrency: number;
+  maxDeliver: number;
+  /** Delay before redelivery n (1-based) is backoffMs[n-1]; the last one repeats. */
+  backoffMs: number[];
+  ackWaitMs: number;
+}
+
+export interface WorkerDeps {
+  nats: Nats;
+  handler: MessageHandler;
+  metrics: Metrics;
+  log: Logger;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Worker {
+  private readonly d: WorkerDeps;
+  private readonly o: WorkerOptions;
+  private readonly inFlight = new Set<Promise<void>>();
+  private stopping = false;
+  private loop?: Promise<void>;
+  private messages?: { stop(): void };
+  private advisories?: Subscription;
+  private processed?: KV;
+
+  constructor(d: WorkerDeps, o: WorkerOptions) {
+    this.d = d;
+    this.o = o;
+  }
+
+  async start(): Promise<void> {
+    this.processed = await this.d.nats.kv(BUCKETS.processed);
+    // every replica listens, one (queue group) moves each given-up message
+    this.advisories = this.d.nats.nc.subscribe(maxDeliveriesAdvisory(STREAMS.inbound, WORKER_CONSUMER), {
+      queue: "unmix-deadletter",
+      callback: (err, msg) => {
+        if (err) return;
+        const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
+        this.deadLetterBySeq(advisory.stream_seq, advisory.deliveries).catch((e) =>
+          this.d.log.error({ err: e, seq: advisory.stream_seq }, "could not move a message to the dead-letter stream"),
+        );
+      },
+    });
+    const consumer = await this.d.nats.js.consumers.get(STREAMS.inbound, WORKER_CONSUMER);
+    this.loop = (async () => {
+      while (!this.stopping) {
+        try {
+          const messages = await consumer.consume({ max_messages: this.o.concurrency });
+          this.messages = messages;
+          for await (const msg of messages) {
+            if (this.stopping) {
+              msg.nak(); // give it back at once to a replica that keeps running
+              continue;
+            }
+            while (this.inFlight.size >= this.o.concurrency) await Promise.race(this.inFlight);
+            const work = this.process(msg).finally(() => this.inFlight.delete(work));
+            this.inFlight.add(work);
+          }
+        } catch (err) {
+          if (this.stopping) break;
+          this.d.log.warn({ err }, "consuming stopped; starting again");
+          await sleep(1000);
+        }
+      }
+    })();
+  }
+
+  /** Stops pulling, hands back what was pulled but not started, and waits for the rest to finish. */
+  async stop(timeoutMs = 25_000): Promise<void> {
+    this.stopping = true;
+    this.messages?.stop();
+    await Promise.race([Promise.all([this.loop, ...this.inFlight]), sleep(timeoutMs)]);
+    this.advisories?.unsubscribe();
+  }
+
+  private delayFor(deliveryCount: number): number {
+    const list = this.o.backoffMs;
+    return list[Math.min(deliveryCount, list.length) - 1] ?? 1000;
+  }
+
+  private async process(msg: JsMsg): Promise<void> {
+    const { metrics, log } = this.d;
+    const started = performance.now();
+    metrics.inFlight.inc();
+    // tell JetStream we are still at it, well inside the ack wait
+    const keepAlive = setInterval(() => msg.working(), Math.max(250, Math.floor(this.o.ackWaitMs / 3)));
+    let type = "other";
+    let ref = "";
+    try {
+      let m: InboundMessage;
+      try {
+        m = InboundMessage.parse(JSON.parse(msg.string()));
+      } catch (err) {
+        // retrying cannot fix a message that does not parse
+        await this.deadLetter(msg, `malformed: ${(err as Error).message}`, "malformed");
+        msg.term();
+        return;
+      }
+      type = typeLabel(m.type);
+      ref = messageRef(m.id);
+      const processed = this.processed as KV;
+      const seen = await processed.get(ref);
+      if (seen && seen.operation === "PUT") {
+        metrics.handled.inc({ type, outcome: "redelivery_dropped" });
+        await msg.ackAck();
+        return;
+      }
+      const traceparent = msg.headers?.get(HEADERS.traceparent) || undefined;
+      const outcome: Outcome = await inSpan(
+        tracer("unmix-ingress"),
+        "unmix.worker.handle",
+        contextFromTraceparent(traceparent),
+        { "unmix.message.ref": ref, "unmix.message.type": type, "messaging.system": "nats" },
+        () => this.d.handler.handle(m, ref),
+      );
+      await processed.put(ref, outcome);
+      await this.d.nats
+        .audit(outcome.replaceAll("_", "-"), { ref, timestamp: m.timestamp, type })
+        .catch((err) => log.warn({ err: scrubError(err), ref }, "audit entry not written"));
+      await msg.ackAck();
+      metrics.handled.inc({ type, outcome });
+      metrics.handleDuration.observe({ outcome }, (performance.now() - started) / 1000);
+      log.debug({ ref, type, outcome }, "handled");
+    } catch (err) {
+      const deliveries = msg.info.deliveryCount;
+      if (deliveries >= this.o.maxDeliver) {
+        log.error({ ref, type, deliveries, err: scrubError(err) }, "giving up on a message after its last delivery");
+        try {
+          await this.deadLetter(msg, (err as Error).message, "failed");
+          msg.term();
+        } catch (dlErr) {
+          // the server still holds it: its MAX_DELIVERIES advisory moves it later
+          log.error({ ref, err: scrubError(dlErr) }, "could not dead-letter a message");
+        }
+      } else {
+        metrics.failures.inc();
+        log.warn({ ref, type, deliveries, err: scrubError(err) }, "handling failed; will retry");
+        msg.nak(this.delayFor(deliveries));
+      }
+      metrics.handleDuration.observe({ outcome: "failed" }, (performance.now() - started) / 1000);
+    } finally {
+      clearInterval(keepAlive);
+      metrics.inFlight.dec();
+    }
+  }
+
+  private async deadLetter(msg: JsMsg, reason: string, kind: string): Promise<void> {
+    await this.publishDeadLetter(msg.subject, msg.data, msg.headers?.get(HEADERS.msgId) ?? String(msg.seq), msg.info.deliveryCount, reason, kind);
+  }
+
+  private async deadLetterBySeq(seq: number, deliveries: number): Promise<void> {
+    const jsm = this.d.nats.jsm;
+    let stored: Awaited<ReturnType<typeof jsm.streams.getMessage>>;
+    try {
+      stored = await jsm.streams.getMessage(STREAMS.inbound, { seq });
+    } catch {
+      return; // already handled (acked, terminated or moved by another replica)
+    }
+    await this.publishDeadLetter(
+      stored.subject,
+      stored.data,
+      stored.header.get(HEADERS.msgId) || String(seq),
+      deliveries,
+      "no acknowledgement after the last delivery",
+      "unacknowledged",
+    );
+    await jsm.streams.deleteMessage(STREAMS.inbound, seq, false).catch(() => {});
+  }
+
+  private async publishDeadLetter(subject: string, data: Uint8Array, msgId: string, deliveries: number, reason: string, kind: string): Promise<void> {
+    const userKey = subject.split(".").at(-1) ?? "unknown";
+    const ref = messageRef(msgId);
+    const ack = await this.d.nats.publish(subjects.deadLetter(userKey), data, {
+      msgId: `dead-letter.${ref}`,
+      headers: { "Unmix-Reason": scrubText(reason).slice(0, 512), "Unmix-Deliveries": String(deliveries), "Unmix-Ref": ref },
+    });
+    if (!ack.duplicate) {
+      this.d.metrics.deadLettered.inc({ reason: kind });
+      await this.d.nats.audit("dead-lettered", { ref, reason: kind }).catch(() => {});
+    }
+  }
+}
+
+function scrubError(err: unknown) {
+  const e = err as Error;
+  return { type: e?.name, message: scrubText(String(e?.message ?? err)) };
+}
