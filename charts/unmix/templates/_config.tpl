@@ -64,19 +64,19 @@ WORKER_BACKOFF_SECONDS: {{ include "unmix.numbers" $w.backoffSeconds | quote }}
 {{/* The webhook pods (and, with worker.enabled=false, the worker too: ROLE=all). */}}
 {{- define "unmix.env.ingress" -}}
 ROLE: {{ ternary "webhook" "all" .Values.worker.enabled | quote }}
-{{ include "unmix.env.ingressBase" . }}
-{{ include "unmix.env.webhookOnly" . }}
+{{ include "unmix.env.ingressBase" . | trim }}
+{{ include "unmix.env.webhookOnly" . | trim }}
 {{- if not .Values.worker.enabled }}
-{{ include "unmix.env.workerOnly" . }}
+{{ include "unmix.env.workerOnly" . | trim }}
 {{- end }}
 {{- end }}
 
 {{/* The worker Deployment. */}}
 {{- define "unmix.env.worker" -}}
 ROLE: "worker"
-{{ include "unmix.env.ingressBase" . }}
+{{ include "unmix.env.ingressBase" . | trim }}
 SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.worker.terminationGracePeriodSeconds 10 | quote }}
-{{ include "unmix.env.workerOnly" . }}
+{{ include "unmix.env.workerOnly" . | trim }}
 {{- end }}
 
 {{/* The controller, and through it the GPU Jobs. */}}

@@ -89,7 +89,7 @@ spec:
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
-          {{- include "unmix.probes" (dict "ctx" $ "port" .probePort) | nindent 10 }}
+          {{- include "unmix.probes" (dict "ctx" $ "port" .probePort) | trim | nindent 10 }}
           resources:
             {{- toYaml $v.resources | nindent 12 }}
           securityContext:
