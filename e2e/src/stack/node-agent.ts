@@ -558,7 +558,12 @@ export class NodeAgent {
         const ip = pod.status?.podIP;
         if (!ip || pod.metadata?.deletionTimestamp || pod.status?.conditions?.find((c) => c.type === "Ready")?.status !== "True") continue;
         const target = port.targetPort ?? port.port;
-        const number = typeof target === "number" ? target : /^\d+$/.test(target) ? Number(target) : pod.spec?.containers.flatMap((c) => c.ports ?? []).find((p) => p.name === target)?.containerPort;
+        const number =
+          typeof target === "number"
+            ? target
+            : /^\d+$/.test(target)
+              ? Number(target)
+              : pod.spec?.containers.flatMap((c) => c.ports ?? []).find((p) => p.name === target)?.containerPort;
         if (number) ready.push({ host: ip, port: number });
       }
       return ready[Math.floor(Math.random() * ready.length)];
