@@ -7,7 +7,6 @@
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
-import { parse } from "yaml";
 
 export interface KubeConnection {
   server: string;
@@ -71,6 +70,8 @@ export function inClusterConnection(): KubeConnection {
 }
 
 export async function kubeconfigConnection(path: string): Promise<KubeConnection> {
+  // yaml only here: in a cluster (the service account) it is never loaded
+  const { parse } = await import("yaml");
   const doc = parse(readFileSync(path, "utf8")) as {
     "current-context"?: string;
     clusters?: NamedCluster[];

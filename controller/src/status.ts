@@ -96,7 +96,7 @@ export function progress(sj: SeparationJob, now: Date, w: Waiting): StatusPatch 
       inputs.push(cond(C.Separated, "Unknown", w.containerProblem.reason, w.containerProblem.message || w.containerProblem.reason));
       inputs.push(cond(C.Succeeded, "Unknown", w.containerProblem.reason, `the job container cannot start: ${w.containerProblem.reason}`));
     } else {
-      inputs.push(cond(C.Separated, "Unknown", w.running ? "Running" : "Starting", w.running ? "separating on the GPU" : "the pod is starting"));
+      inputs.push(cond(C.Separated, "Unknown", "Running", `the pod is on a GPU node${w.node ? ` (${w.node})` : ""}`));
       inputs.push(cond(C.Succeeded, "Unknown", "Running", "separating"));
     }
   } else {
@@ -104,8 +104,12 @@ export function progress(sj: SeparationJob, now: Date, w: Waiting): StatusPatch 
   }
   const conditions = conditionsWith(sj, now, ...inputs);
   const scheduledAt = w.scheduled === "True" && !sj.status?.steps?.scheduledAt ? (w.scheduledAt ?? now.toISOString()) : undefined;
-  const same = JSON.stringify(conditions) === JSON.stringify(sj.status?.conditions ?? []);
-  if (same && !scheduledAt) return undefined;
+  // a new message alone (the scheduler rewording why it waits) is not worth a write and an Event
+  const changed = inputs.some((i) => {
+    const old = sj.status?.conditions?.find((c) => c.type === i.type);
+    return !old || old.status !== i.status || old.reason !== i.reason;
+  });
+  if (!changed && !scheduledAt) return undefined;
   return { ...generation(sj), conditions, ...(scheduledAt ? { steps: { scheduledAt } } : {}) };
 }
 

@@ -9,13 +9,13 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { findCondition } from "@unmix/core/conditions";
-import { k8s, SeparationJobs } from "@unmix/core/kube";
+import { k8s, type NewSeparationJob, SeparationJobs } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { userKey } from "@unmix/core/privacy";
 import { type OutputFormat, REPLY_RECEIPT_ANNOTATION, type SeparationJob, separationJobName } from "@unmix/core/separationjob";
 import { parse } from "yaml";
-import { type Stack, startStack } from "../../e2e/src/stack/index.ts";
+import { type ImageMapping, type Stack, startStack } from "../../e2e/src/stack/index.ts";
 import { type SentMessage, startWhatsAppSimulator, type WhatsAppSimulator } from "../../e2e/src/whatsapp-sim/index.ts";
 import { loadControllerConfig } from "../src/config.ts";
 import { Controller } from "../src/controller.ts";
@@ -41,6 +41,8 @@ export interface Harness {
   sjs(namespace: string): SeparationJobs;
   /** A user sends media on WhatsApp; the SeparationJob the ingress would create is created. */
   userSends(namespace: string, o: UserSends): Promise<{ name: string; wamid: string; mediaId: string; bytes: Buffer }>;
+  /** The message only: what the ingress would create, not created yet. */
+  userMessage(o: UserSends): Promise<{ job: NewSeparationJob; name: string; wamid: string; mediaId: string; bytes: Buffer }>;
   /** Receipts for the bot's messages turn into the annotation the controller reads (the ingress's part). */
   enableReceipts(on: boolean): void;
   stop(): Promise<void>;
@@ -56,7 +58,7 @@ export interface UserSends {
   mediaId?: string;
 }
 
-export async function startHarness(o: { gpus?: number } = {}): Promise<Harness> {
+export async function startHarness(o: { gpus?: number; images?: Record<string, ImageMapping> } = {}): Promise<Harness> {
   // the ingress's webhook, as far as the simulator needs one: it answers 200, and (when enabled)
   // turns a status receipt into the SeparationJob annotation, as the ingress is to do
   let receipts = false;
@@ -105,7 +107,7 @@ export async function startHarness(o: { gpus?: number } = {}): Promise<Harness> 
   const stack = await startStack({
     components: ["kube", "s3"],
     gpus: o.gpus ?? 4,
-    images: { [STANDIN_IMAGE]: { entrypoint: ["/bin/sh", join(ROOT, "controller/test/standin-job.sh")] } },
+    images: { [STANDIN_IMAGE]: { entrypoint: ["/bin/sh", join(ROOT, "controller/test/standin-job.sh")] }, ...o.images },
   });
   const kc = stack.kube?.kc as k8s.KubeConfig;
   const core = kc.makeApiClient(k8s.CoreV1Api);
@@ -175,6 +177,11 @@ export async function startHarness(o: { gpus?: number } = {}): Promise<Harness> 
       return c;
     },
     async userSends(namespace, u) {
+      const m = await h.userMessage(u);
+      await h.sjs(namespace).create(m.job);
+      return { name: m.name, wamid: m.wamid, mediaId: m.mediaId, bytes: m.bytes };
+    },
+    async userMessage(u) {
       const type = u.type ?? "audio";
       const bytes = Buffer.isBuffer(u.content) ? u.content : Buffer.from(u.content);
       const mimeType = u.mimeType ?? (type === "video" ? "video/mp4" : "audio/ogg; codecs=opus");
@@ -202,10 +209,8 @@ export async function startHarness(o: { gpus?: number } = {}): Promise<Harness> 
         },
         output: { format },
       };
-      const { name } = await h
-        .sjs(namespace)
-        .create({ spec, userKey: userKey(msg.from, USER_KEY_SECRET), traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" });
-      return { name, wamid: msg.id, mediaId: media.id, bytes };
+      const job: NewSeparationJob = { spec, userKey: userKey(msg.from, USER_KEY_SECRET), traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" };
+      return { job, name: separationJobName(msg.id), wamid: msg.id, mediaId: media.id, bytes };
     },
     enableReceipts(on) {
       receipts = on;
