@@ -12,41 +12,21 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-from demucs.htdemucs import HTDemucs
 
-from unmix_job.model_repo import write_local_repo
+from unmix_job.tiny_model import write_tiny_repo
 
-SOURCES = ["drums", "bass", "other", "vocals"]
 SR = 44_100
-
-
-def tiny_htdemucs() -> HTDemucs:
-    """HTDemucs with every part of the real architecture (both branches, cross-transformer),
-    shrunk to ~30k parameters and 2 s segments so a test separates faster than real time."""
-    torch.manual_seed(1234)
-    return HTDemucs(
-        sources=SOURCES,
-        channels=4,
-        depth=3,
-        nfft=1024,
-        t_layers=1,
-        t_heads=1,
-        dconv_comp=1,
-        segment=Fraction(2),
-    )
 
 
 @pytest.fixture(scope="session")
 def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Named htdemucs so the job runs with its production MODEL_NAME default.
-    return write_local_repo(tiny_htdemucs(), tmp_path_factory.mktemp("models"), "htdemucs", "a1b2c3d4")
+    return write_tiny_repo(tmp_path_factory.mktemp("models"))
 
 
 # ---------------------------------------------------------------- media

@@ -24,6 +24,7 @@ from .exit_codes import TRANSIENT_FAILURE, BadInput, ExitCode
 from .logs import log, set_trace
 from .probe import check_input, probe
 from .separate import DemucsParams, Separator, device_name, resolve_device
+from .tracing import JobTrace, export
 from .upload import upload
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
@@ -40,25 +41,41 @@ def run(env: Mapping[str, str]) -> int:
         path = Path(env.get("TERMINATION_LOG", "").strip() or DEFAULT_TERMINATION_LOG)
         return _fail(path, TRANSIENT_FAILURE, f"job misconfigured: {err}")
     set_trace(settings.traceparent)
+    trace = JobTrace.start(settings.traceparent)
+    timer = manifest.StepTimer()
+    code, reason = ExitCode.OK, None
     try:
-        process(settings)
+        process(settings, timer)
     except BadInput as err:
-        return _fail(settings.termination_log, err.code, err.reason)
+        code, reason = err.code, err.reason
     except torch.cuda.OutOfMemoryError:
-        return _fail(settings.termination_log, TRANSIENT_FAILURE, "the GPU ran out of memory")
+        code, reason = TRANSIENT_FAILURE, "the GPU ran out of memory"
     except Exception as err:
         traceback.print_exc(file=sys.stdout)
         first_line = (str(err).splitlines() or [""])[0]
-        return _fail(settings.termination_log, TRANSIENT_FAILURE, f"{type(err).__name__}: {first_line}")
+        code, reason = TRANSIENT_FAILURE, f"{type(err).__name__}: {first_line}"
+    for name, start_ns, end_ns, error in timer.spans:
+        trace.step(name, start_ns, end_ns, error)
+    trace.finish(
+        int(code),
+        reason,
+        **{
+            "unmix.job.input_kind": settings.input_kind,
+            "unmix.job.output_format": settings.output_format,
+            "unmix.job.model": settings.model_name,
+        },
+    )
+    export(trace, env)
+    if reason is not None:
+        return _fail(settings.termination_log, code, reason)
     return ExitCode.OK
 
 
-def process(settings: Settings) -> None:
+def process(settings: Settings, timer: manifest.StepTimer) -> None:
     log(
         f"start: kind={settings.input_kind} mime={settings.input_mime_type or '-'} "
         f"format={settings.output_format} model={settings.model_name} device={settings.device}"
     )
-    timer = manifest.StepTimer()
     work = Path(tempfile.mkdtemp(prefix="unmix-", dir=settings.work_dir))
     try:
         source = work / "input"

@@ -22,11 +22,19 @@ SCHEMA_VERSION = 1
 class StepTimer:
     seconds: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    # (name, start, end in ns since the epoch, error) of every step, the failed one included, for tracing
+    spans: list[tuple[str, int, int, str | None]] = field(default_factory=list)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         begin = time.perf_counter()
-        yield
+        begin_ns = time.time_ns()
+        try:
+            yield
+        except BaseException as err:
+            self.spans.append((name, begin_ns, time.time_ns(), type(err).__name__))
+            raise
+        self.spans.append((name, begin_ns, time.time_ns(), None))
         self.seconds[name] = round(time.perf_counter() - begin, 3)
         log(f"step {name} took {self.seconds[name]:.2f} s")
 
