@@ -1,0 +1,303 @@
+// startProduct(): the whole product on the real local stack, wired as in production. The control
+// plane with a GPU node, NATS JetStream and MinIO (startStack), the WhatsApp simulator, an OTLP
+// receiver, the SeparationJob CRD, and the ingress (ROLE=all) and the controller as child
+// processes (`node ingress/src/main.ts`, `node controller/src/main.ts`) that can be killed and
+// restarted. The job image is the job-image venv's `unmix-job` run by the node agent on CPU. Used
+// by `make dev` (dev.ts), the end-to-end tests and the journey benchmark.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { k8s, SeparationJobs } from "@unmix/core/kube";
+import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
+import { ResultCache } from "@unmix/core/result-cache";
+import { parse as parseYaml } from "yaml";
+import { type OtlpReceiver, startOtlpReceiver } from "./otlp-receiver.ts";
+import { type Stack, startStack } from "./stack/index.ts";
+import { freePort } from "./stack/ports.ts";
+import { type ManagedProcess, spawnManaged, waitUntil } from "./stack/processes.ts";
+import { startWhatsAppSimulator, type WhatsAppSimulator } from "./whatsapp-sim/index.ts";
+
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+export const NAMESPACE = "unmix";
+export const BUCKET = "unmix";
+export const JOB_IMAGE = "ghcr.io/unmix/job";
+export const APP_SECRET = "dev-app-secret-0123456789abcdef";
+export const VERIFY_TOKEN = "dev-verify-token";
+export const ACCESS_TOKEN = "EAAG-dev-access-token";
+export const USER_KEY_SECRET = "dev-user-key-secret-0123456789";
+export const ADMIN_TOKEN = "dev-admin-token-0123456789abcdef";
+
+export type ComponentName = "ingress" | "controller";
+
+export interface ModelChoice {
+  /** Folder given to the job as MODEL_REPO (Demucs local repo: `<name>.yaml` + `<sig>-<sha>.th`). */
+  repo: string;
+  /** True for the official htdemucs weights, false for the tiny random-weight test model. */
+  real: boolean;
+}
+
+export interface ProductOptions {
+  /** GPUs the local node advertises; each separation Job takes one. */
+  gpus?: number;
+  /** A model repo; default: real htdemucs weights if present (see findModel), else the tiny model. */
+  model?: ModelChoice;
+  /** The simulator's port (make dev uses a fixed one so the chat page's URL stays the same). */
+  simPort?: number;
+  /** Extra environment for the ingress / the controller. */
+  ingressEnv?: Record<string, string>;
+  controllerEnv?: Record<string, string>;
+  /** Keep the stack's folder (logs) after stop(). */
+  keep?: boolean;
+}
+
+export interface Component {
+  name: ComponentName;
+  proc: ManagedProcess;
+  /** http://host:port of its listener (ingress: webhook/health/metrics; controller: health/metrics). */
+  url: string;
+  env: Record<string, string>;
+}
+
+export interface Product {
+  stack: Stack;
+  sim: WhatsAppSimulator;
+  otlp: OtlpReceiver;
+  model: ModelChoice;
+  ingress: Component;
+  controller: Component;
+  /** The ingress's admin listener (purge, broadcast, jobs), bearer ADMIN_TOKEN. */
+  adminUrl: string;
+  namespace: string;
+  bucket: string;
+  store: ObjectStore;
+  cache: ResultCache;
+  sjs: SeparationJobs;
+  batch: k8s.BatchV1Api;
+  core: k8s.CoreV1Api;
+  /** Folder of the job pods' logs (<ns>_<pod>_<uid>/<container>.log). */
+  podLogDir: string;
+  /** Stops a component (SIGKILL when `kill`, else SIGTERM and a drain) and starts it again, optionally with more env. */
+  restart(name: ComponentName, o?: { kill?: boolean; env?: Record<string, string> }): Promise<void>;
+  kill(name: ComponentName): Promise<void>;
+  start(name: ComponentName): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** UNMIX_CACHE (default <repo>/.cache): the venv, built binaries and model folders. */
+export const cacheDir = () => process.env.UNMIX_CACHE ?? join(ROOT, ".cache");
+
+/** The job-image venv: UNMIX_JOB_VENV (set by `make test`), else <cache>/job-image-venv. */
+export function jobVenv(): string {
+  const venv = process.env.UNMIX_JOB_VENV ?? join(cacheDir(), "job-image-venv");
+  if (!existsSync(join(venv, "bin", "unmix-job")))
+    throw new Error(`no unmix-job in ${venv}: run \`bash job-image/scripts/setup-test-env.sh\` (make setup) first`);
+  return venv;
+}
+
+/**
+ * The real htdemucs weights when present in <cache>/models/htdemucs (`htdemucs.yaml` and
+ * `955717e8-8726e21a.th`, the same layout as /opt/unmix/models in the image), else the tiny
+ * random-weight model written once to <cache>/models/tiny.
+ */
+export function findModel(venv = jobVenv()): ModelChoice {
+  const real = join(cacheDir(), "models", "htdemucs");
+  if (existsSync(join(real, "htdemucs.yaml")) && readdirSync(real).some((f) => f.endsWith(".th"))) return { repo: real, real: true };
+  const tiny = join(cacheDir(), "models", "tiny");
+  mkdirSync(tiny, { recursive: true });
+  execFileSync(join(venv, "bin", "python"), ["-m", "unmix_job.tiny_model", tiny], { stdio: "ignore" });
+  return { repo: tiny, real: false };
+}
+
+export async function applyCrd(kc: k8s.KubeConfig): Promise<void> {
+  const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
+  const crd = parseYaml(readFileSync(join(ROOT, "crds/separationjobs.unmix.dev.yaml"), "utf8")) as k8s.V1CustomResourceDefinition;
+  try {
+    await ext.createCustomResourceDefinition({ body: crd });
+  } catch (err) {
+    if ((err as { code?: number }).code !== 409) throw err;
+  }
+  // Established comes a moment before the resource's storage answers
+  const jobs = new SeparationJobs(kc, "default");
+  await waitUntil("the SeparationJob CRD", async () => {
+    const got = await ext.readCustomResourceDefinition({ name: crd.metadata?.name as string });
+    if (!got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True")) return false;
+    await jobs.list();
+    return true;
+  });
+}
+
+export async function startProduct(o: ProductOptions = {}): Promise<Product> {
+  const venv = jobVenv();
+  const model = o.model ?? findModel(venv);
+  const stack = await startStack({
+    components: ["kube", "nats", "s3"],
+    gpus: o.gpus ?? 1,
+    keep: o.keep ?? false,
+    images: {
+      [JOB_IMAGE]: {
+        entrypoint: [join(venv, "bin", "unmix-job")],
+        // what the image bakes in: its model folder; CPU here
+        env: { MODEL_REPO: model.repo, DEVICE: "cpu", PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      },
+    },
+  });
+  let sim: WhatsAppSimulator | undefined;
+  let otlp: OtlpReceiver | undefined;
+  const running = new Map<ComponentName, Component>();
+  const stopAll = async () => {
+    for (const c of [...running.values()].reverse()) await c.proc.stop(30_000).catch(() => {});
+    running.clear();
+    await sim?.stop().catch(() => {});
+    await otlp?.stop().catch(() => {});
+    await stack.stop();
+  };
+  try {
+    const kube = stack.kube as NonNullable<Stack["kube"]>;
+    const s3 = stack.s3 as NonNullable<Stack["s3"]>;
+    const core = kube.kc.makeApiClient(k8s.CoreV1Api);
+    const batch = kube.kc.makeApiClient(k8s.BatchV1Api);
+    const [simulator, receiver] = await Promise.all([
+      startWhatsAppSimulator({ appSecret: APP_SECRET, accessToken: ACCESS_TOKEN, statusReceipts: true, ...(o.simPort ? { port: o.simPort } : {}) }),
+      startOtlpReceiver(),
+      applyCrd(kube.kc),
+      core.createNamespace({ body: { metadata: { name: NAMESPACE } } }),
+    ]);
+    sim = simulator;
+    otlp = receiver;
+    const objectStore = { S3_ENDPOINT: s3.endpoint, S3_REGION: s3.region, S3_BUCKET: BUCKET, S3_ACCESS_KEY: s3.accessKey, S3_SECRET_KEY: s3.secretKey };
+    const store = createObjectStore(objectStore);
+    await store.ensureBucket();
+
+    const common = {
+      ...objectStore,
+      KUBECONFIG: kube.kubeconfigPath,
+      WHATSAPP_API_URL: sim.baseUrl,
+      WHATSAPP_API_VERSION: sim.version,
+      WHATSAPP_ACCESS_TOKEN: ACCESS_TOKEN,
+      MODEL_NAME: "htdemucs",
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      // spans reach the receiver within a fraction of a second
+      OTEL_BSP_SCHEDULE_DELAY: "200",
+      LOG_LEVEL: "info",
+    };
+    const [ingressPort, adminPort, controllerPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    const envs: Record<ComponentName, Record<string, string>> = {
+      ingress: {
+        ...common,
+        ROLE: "all",
+        HOST: "127.0.0.1",
+        PORT: String(ingressPort),
+        ADMIN_HOST: "127.0.0.1",
+        ADMIN_PORT: String(adminPort),
+        ADMIN_TOKEN,
+        NATS_URL: stack.nats?.url as string,
+        USER_KEY_SECRET,
+        WHATSAPP_APP_SECRET: APP_SECRET,
+        WHATSAPP_VERIFY_TOKEN: VERIFY_TOKEN,
+        KUBE_NAMESPACE: NAMESPACE,
+        ...o.ingressEnv,
+      },
+      controller: {
+        ...common,
+        WATCH_NAMESPACE: NAMESPACE,
+        JOB_IMAGE: `${JOB_IMAGE}:dev`,
+        JOB_IMAGE_PULL_POLICY: "IfNotPresent",
+        JOB_GPU_COUNT: "1",
+        JOB_DEVICE: "cpu",
+        JOB_TOLERATIONS: "[]",
+        JOB_CPU_REQUEST: "100m",
+        JOB_MEMORY_REQUEST: "256Mi",
+        JOB_MEMORY_LIMIT: "4Gi",
+        // the job pod exports its spans to the same collector (production: the chart's extraEnv)
+        JOB_EXTRA_ENV: JSON.stringify({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url }),
+        LEADER_ELECT: "false",
+        HTTP_HOST: "127.0.0.1",
+        HTTP_PORT: String(controllerPort),
+        ...o.controllerEnv,
+      },
+    };
+    const urls: Record<ComponentName, string> = { ingress: `http://127.0.0.1:${ingressPort}`, controller: `http://127.0.0.1:${controllerPort}` };
+    const script: Record<ComponentName, string> = { ingress: "ingress/src/main.ts", controller: "controller/src/main.ts" };
+    let generation = 0;
+
+    const start = async (name: ComponentName) => {
+      if (running.has(name)) throw new Error(`${name} is already running`);
+      const proc = spawnManaged({
+        name: `${name}-${++generation}`,
+        command: process.execPath,
+        args: [join(ROOT, script[name])],
+        dir: stack.dir,
+        cwd: ROOT,
+        env: envs[name],
+      });
+      const c: Component = { name, proc, url: urls[name], env: envs[name] };
+      running.set(name, c);
+      await waitUntil(`${name} ready`, async () => (await fetch(`${c.url}/readyz`)).ok, { timeoutMs: 90_000, process: proc });
+    };
+    const stopOne = async (name: ComponentName, kill: boolean) => {
+      const c = running.get(name);
+      if (!c) return;
+      running.delete(name);
+      if (kill) {
+        c.proc.kill("SIGKILL");
+        await c.proc.exited;
+      } else await c.proc.stop(30_000);
+    };
+
+    await Promise.all([start("ingress"), start("controller")]);
+    sim.setWebhookUrl(`${urls.ingress}/webhook`);
+
+    const product: Product = {
+      stack,
+      sim,
+      otlp,
+      model,
+      get ingress() {
+        return running.get("ingress") as Component;
+      },
+      get controller() {
+        return running.get("controller") as Component;
+      },
+      adminUrl: `http://127.0.0.1:${adminPort}`,
+      namespace: NAMESPACE,
+      bucket: BUCKET,
+      store,
+      cache: new ResultCache(store, 24 * 3600_000),
+      sjs: new SeparationJobs(kube.kc, NAMESPACE),
+      batch,
+      core,
+      podLogDir: join(stack.dir, "pods"),
+      async restart(name, r = {}) {
+        await stopOne(name, r.kill ?? false);
+        Object.assign(envs[name], r.env ?? {});
+        await start(name);
+      },
+      kill: (name) => stopOne(name, true),
+      start,
+      stop: stopAll,
+    };
+    return product;
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** Polls `fn` until it returns something other than undefined; the timeout only bounds the wait. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
+    await sleep(everyMs);
+  }
+}

@@ -1,0 +1,204 @@
+// End to end, as a user lives it: the real local stack (kube-apiserver, the real Job controller and
+// scheduler, a GPU node running the job image as a local process, NATS JetStream, MinIO), the
+// WhatsApp simulator, the ingress and the controller as child processes, and the real job image
+// (`unmix-job`, the tiny Demucs model on CPU). One product for the whole file; few Demucs runs.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { userKey } from "@unmix/core/privacy";
+import { replies } from "@unmix/core/replies";
+import { ResultCache } from "@unmix/core/result-cache";
+import { separationJobName, TRACEPARENT_ANNOTATION } from "@unmix/core/separationjob";
+import { type Product, startProduct, USER_KEY_SECRET, until } from "../src/product.ts";
+import { type GeneratedMedia, makeMedia, probe, streamMd5 } from "../src/test-media.ts";
+import type { SentMessage } from "../src/whatsapp-sim/index.ts";
+
+let p: Product;
+let user: string;
+
+before(async () => {
+  p = await startProduct({ gpus: 1 });
+  user = userKey(p.sim.defaultUser.waId as string, USER_KEY_SECRET);
+});
+after(async () => p?.stop());
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** Every object in the bucket, sorted. */
+async function objects(): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of p.store.list("")) keys.push(o.key);
+  return keys.sort();
+}
+
+/** What the cache holds for one result this user received: the result and their owner marker. */
+const cached = (bytes: Buffer, format: string) => [`owners/${user}/${sha(bytes)}.${format}.htdemucs`, `results/${sha(bytes)}/${format}.htdemucs`];
+
+async function send(m: GeneratedMedia, options: { duplicates?: number } = {}) {
+  const t0 = Date.now();
+  const sent = await p.sim.sendUserMessage({ type: m.type, bytes: m.bytes, mimeType: m.mimeType, ...(m.type === "audio" ? { voice: m.voice ?? false } : {}) } as never, options);
+  return { ...sent, t0 };
+}
+
+/** The bot's reply (not a reaction) quoting `wamid`. */
+const reply = (wamid: string, timeoutMs = 120_000) =>
+  p.sim.waitForMessage((m) => m.replyTo === wamid && m.type !== "reaction", timeoutMs);
+const repliesTo = (wamid: string): SentMessage[] => p.sim.sentMessages().filter((m) => m.replyTo === wamid && m.type !== "reaction");
+
+async function jobCount(): Promise<number> {
+  return (await p.batch.listNamespacedJob({ namespace: p.namespace })).items.length;
+}
+
+/** Waits until the SeparationJob has finished (Succeeded True or False). */
+const finished = (wamid: string) =>
+  until(`SeparationJob of ${wamid} to finish`, async () => {
+    const sj = await p.sjs.get(separationJobName(wamid));
+    const s = sj?.status?.conditions?.find((c) => c.type === "Succeeded")?.status;
+    return s === "True" || s === "False" ? sj : undefined;
+  }, 120_000);
+
+describe("a voice note", () => {
+  let note: GeneratedMedia;
+  let first: { id: string; ms: number; reply: SentMessage };
+
+  test("comes back as an OGG/Opus voice note quoted on the original, and nothing but the cache entry is left", async () => {
+    note = makeMedia("voice", 4, 1);
+    const sent = await send(note);
+    const r = await reply(sent.id);
+    first = { id: sent.id, ms: Date.now() - sent.t0, reply: r };
+    assert.equal(r.type, "audio");
+    assert.equal(r.voice, true);
+    assert.equal(r.replyTo, sent.id);
+    const media = p.sim.media(r.mediaId as string);
+    assert.ok(media, "the replied media is on WhatsApp");
+    const info = probe(media.bytes);
+    assert.equal(info.format.format_name, "ogg");
+    assert.deepEqual(info.streams.map((s) => s.codec_name), ["opus"]);
+    await finished(sent.id);
+    // no input, no intermediate: the result and its owner marker only (P11, P12)
+    assert.deepEqual(await objects(), cached(note.bytes, "ogg-opus"));
+  });
+
+  test("one trace id follows the message through the webhook, the worker, the controller and the job pod", async () => {
+    const sj = await p.sjs.get(separationJobName(first.id));
+    const traceparent = sj?.metadata.annotations?.[TRACEPARENT_ANNOTATION];
+    assert.ok(traceparent, "the SeparationJob carries the message's trace context");
+    const traceId = traceparent.split("-")[1] as string;
+    const services = await until("spans of every hop", () => {
+      const s = new Set(p.otlp.spans.filter((x) => x.traceId === traceId).map((x) => x.service));
+      return ["unmix-ingress-all", "unmix-controller", "unmix-job"].every((n) => s.has(n)) ? s : undefined;
+    }, 20_000).catch(() => new Set(p.otlp.spans.filter((x) => x.traceId === traceId).map((x) => x.service)));
+    assert.deepEqual([...services].sort(), ["unmix-controller", "unmix-ingress-all", "unmix-job"]);
+    const names = p.otlp.spans.filter((x) => x.traceId === traceId).map((x) => `${x.service}: ${x.name}`);
+    // the webhook's receive and the worker's handling are both in it
+    assert.ok(names.some((n) => /webhook/i.test(n)), `a webhook span in ${names.join(", ")}`);
+    assert.ok(names.some((n) => /unmix-ingress-all: .*(worker|process|handle)/i.test(n)), `a worker span in ${names.join(", ")}`);
+    // the job pod's spans belong to this trace only (its job span is a child of the controller's context)
+    const jobSpans = p.otlp.spans.filter((x) => x.service === "unmix-job" && x.name === "unmix-job");
+    assert.equal(jobSpans.filter((x) => x.traceId === traceId).length, 1);
+  });
+
+  test("sent again within 24 hours it is answered from the cache: no new SeparationJob or Job, and sooner", async () => {
+    const jobsBefore = await jobCount();
+    const again = await send(note);
+    const r = await reply(again.id);
+    const ms = Date.now() - again.t0;
+    assert.equal(r.type, "audio");
+    assert.equal(r.voice, true);
+    assert.equal(r.replyTo, again.id);
+    assert.equal(await p.sjs.get(separationJobName(again.id)), undefined, "no SeparationJob for a cache hit");
+    assert.equal(await jobCount(), jobsBefore);
+    assert.ok(ms < first.ms, `the cached reply (${ms} ms) comes sooner than the first (${first.ms} ms)`);
+    assert.deepEqual(await objects(), cached(note.bytes, "ogg-opus"));
+  });
+
+  test("24 hours later the cache entry is gone from the object store", async () => {
+    // The running services read the real clock and take no clock offset, so the clock is moved
+    // here: the controller's garbage collector runs ResultCache.expire() first; this is that
+    // call, on the same store, with its clock 24 h and 1 s ahead.
+    assert.deepEqual(await objects(), cached(note.bytes, "ogg-opus"));
+    const later = new ResultCache(p.store, 24 * 3600_000, () => new Date(Date.now() + 24 * 3600_000 + 1000));
+    const expired = await later.expire();
+    assert.deepEqual(expired.sort(), cached(note.bytes, "ogg-opus"));
+    assert.deepEqual(await objects(), []);
+  });
+});
+
+describe("a video", () => {
+  test("comes back as a video whose video stream is bit-identical to the original's", async () => {
+    const clip = makeMedia("mp4", 3, 2);
+    const sent = await send(clip);
+    const r = await reply(sent.id);
+    assert.equal(r.type, "video");
+    const media = p.sim.media(r.mediaId as string);
+    assert.ok(media);
+    const info = probe(media.bytes);
+    assert.deepEqual(info.streams.map((s) => s.codec_type).sort(), ["audio", "video"]);
+    assert.equal(streamMd5(media.bytes, "0:v"), streamMd5(clip.bytes, "0:v"));
+    await finished(sent.id);
+    assert.deepEqual(await objects(), cached(clip.bytes, "mp4"));
+    await p.cache.forgetUser(user); // the next journeys start from an empty bucket
+  });
+});
+
+describe("an MP3, delivered twice at once and redelivered after the reply", () => {
+  test("comes back as one MP3 reply", async () => {
+    const song = makeMedia("mp3", 3, 3);
+    const sent = await send(song, { duplicates: 1 });
+    const r = await reply(sent.id);
+    assert.equal(r.type, "audio");
+    assert.notEqual(r.voice, true);
+    const media = p.sim.media(r.mediaId as string);
+    assert.ok(media);
+    const info = probe(media.bytes);
+    assert.equal(info.format.format_name, "mp3");
+    assert.deepEqual(info.streams.map((s) => s.codec_name), ["mp3"]);
+    await finished(sent.id);
+    // Meta redelivers the same webhook later (it did not see our 200, say)
+    const redelivered = await p.sim.deliverRaw(sent.body);
+    assert.equal(redelivered[0]?.status, 200);
+    // a text sent after it is answered: by then the worker has taken the redelivery too
+    const marker = await p.sim.sendUserMessage({ type: "text", body: "help" });
+    await reply(marker.id, 30_000);
+    assert.equal(repliesTo(sent.id).length, 1, "exactly one reply for one message");
+    assert.deepEqual(await objects(), cached(song.bytes, "mp3"));
+    await p.cache.forgetUser(user);
+  });
+});
+
+describe("media that cannot be cleaned", () => {
+  for (const [kind, failure, expected] of [
+    ["corrupt", "BadInput", replies.failure.BadInput],
+    ["mp4-silent", "NoAudio", replies.failure.NoAudio],
+  ] as const) {
+    test(`${kind}: a polite, specific reply, and the Job fails without retries`, async () => {
+      const m = makeMedia(kind, 3, 4);
+      const sent = await send(m);
+      const r = await reply(sent.id);
+      assert.equal(r.type, "text");
+      assert.equal(r.text, expected);
+      const sj = await finished(sent.id);
+      assert.equal(sj.status?.failure?.class, failure);
+      const job = await p.batch.readNamespacedJob({ name: sj.status?.jobName as string, namespace: p.namespace });
+      assert.equal(job.status?.failed, 1, "one pod ran: a bad input is not retried");
+      assert.ok(job.status?.conditions?.some((c) => c.type === "Failed" && c.status === "True"));
+      assert.deepEqual(await objects(), [], "nothing of a failed job is kept");
+    });
+  }
+});
+
+describe("delete", () => {
+  test("leaves nothing of the user in the object store", async () => {
+    const note = makeMedia("voice", 3, 5);
+    const sent = await send(note);
+    await reply(sent.id);
+    await finished(sent.id);
+    assert.deepEqual(await objects(), cached(note.bytes, "ogg-opus"));
+    const del = await p.sim.sendUserMessage({ type: "text", body: "delete" });
+    const r = await reply(del.id, 30_000);
+    assert.equal(r.type, "text");
+    assert.match(r.text as string, /^Done\. I deleted 1 cached result/);
+    assert.deepEqual(await objects(), []);
+    assert.deepEqual((await p.sjs.list()).filter((sj) => sj.metadata.labels?.["unmix.dev/user"] === user), []);
+  });
+});
