@@ -96,6 +96,17 @@ install_kube_score() {
   mark kube-score "$KUBE_SCORE_VERSION"
 }
 
+# Debian's chromium (for the browser test, driven by playwright-core) and an emoji font for the chat
+# page's ⏳/✅ reactions in screenshots; from apt, only when missing.
+install_chromium() {
+  command -v chromium >/dev/null && dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 && return
+  log "chromium, fonts-noto-color-emoji (apt)"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji >/dev/null
+}
+
 [ $# -eq 0 ] && set -- all
 for what in "$@"; do
   case $what in
@@ -106,6 +117,7 @@ for what in "$@"; do
     minio) install_minio ;;
     helm) install_helm ;;
     kube-score) install_kube_score ;;
+    chromium) install_chromium ;;
     all) install_node; install_nats; install_etcd; install_k8s; install_minio; install_helm; install_kube_score ;;
     *) echo "install.sh: unknown target $what" >&2; exit 2 ;;
   esac
