@@ -4,7 +4,7 @@
 // controller's peak resident memory (VmHWM); checks that every job reached Succeeded with exactly
 // one reply. Usage: node controller/bench/bench.ts [N=1000] [concurrency=8]
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -76,7 +76,7 @@ try {
     if (done !== last) {
       const m = await (await fetch(`${metricsUrl}/metrics`)).text();
       const mb = (name: string) => (Number(new RegExp(`^unmix_controller_${name} (\\S+)`, "m").exec(m)?.[1] ?? 0) / 1e6).toFixed(0);
-      log(`${done}/${N} finished; controller RSS ${(kb(status(pid), "VmRSS") / 1024).toFixed(0)} MB (heap ${mb("nodejs_heap_size_used_bytes")}/${mb("nodejs_heap_size_total_bytes")} MB, external ${mb("nodejs_external_memory_bytes")} MB), queue ${/^unmix_controller_workqueue_depth (\d+)/m.exec(m)?.[1]}`);
+      log(`${done}/${N} finished; controller RSS ${(kb(status(pid), "VmRSS") / 1024).toFixed(0)} MB (heap ${mb("nodejs_heap_size_used_bytes")}/${mb("nodejs_heap_size_total_bytes")} MB, external ${mb("nodejs_external_memory_bytes")} MB), queue ${/^unmix_controller_workqueue_depth (\d+)/m.exec(m)?.[1]}, sockets ${readdirSync(`/proc/${pid}/fd`).filter((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`).startsWith("socket:"); } catch { return false; } }).length}`);
     }
     last = done;
     if (Date.now() > deadline) throw new Error(`only ${done}/${N} finished within an hour`);

@@ -48,6 +48,20 @@ function slimMeta(m: JobView["metadata"] | PodView["metadata"]) {
   const ownerReferences = "ownerReferences" in m ? m.ownerReferences : undefined;
   return { name, namespace, uid, resourceVersion, labels, creationTimestamp, deletionTimestamp, ...(ownerReferences ? { ownerReferences } : {}) };
 }
+/**
+ * A finished SeparationJob stays for a week (retention) but needs nothing more from the controller:
+ * the cache keeps a stub of it, so a week of them costs little memory.
+ */
+function slimFinished(o: SjObject): SjObject {
+  const succeeded = o.status?.conditions?.find((c) => c.type === "Succeeded");
+  if (!succeeded || succeeded.status === "Unknown") {
+    if (o.metadata?.managedFields) delete o.metadata.managedFields;
+    return o;
+  }
+  const { name, namespace, uid, resourceVersion } = o.metadata ?? {};
+  return { metadata: { name, namespace, uid, resourceVersion }, status: { conditions: [{ type: "Succeeded", status: succeeded.status }] } };
+}
+
 const slimJob = (j: JobView & KubeObject): JobView & KubeObject => ({
   metadata: slimMeta(j.metadata),
   spec: { ...(j.spec?.suspend !== undefined ? { suspend: j.spec.suspend } : {}) },
@@ -141,7 +155,7 @@ export class Controller {
       });
     const ns = c.namespace;
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
-    this.sjInformer = informer<SjObject>("separationjobs", `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`);
+    this.sjInformer = informer<SjObject>("separationjobs", `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`, undefined, slimFinished);
     this.jobInformer = informer<JobView & KubeObject>("jobs", `/apis/batch/v1/namespaces/${ns}/jobs`, managed, slimJob);
     this.podInformer = informer<PodView & KubeObject>("pods", `/api/v1/namespaces/${ns}/pods`, managed, slimPod);
 

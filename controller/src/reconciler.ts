@@ -121,7 +121,12 @@ export class Reconciler {
   }
 
   async reconcile(name: string): Promise<ReconcileResult> {
-    const cached = this.d.lookup.separationJob(name);
+    const cached = this.d.lookup.separationJob(name) as { status?: { conditions?: { type: string; status: string }[] } } | undefined;
+    // finished (the cache keeps only a stub of those): nothing to do, and no write can undo it
+    if (cached?.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown")) {
+      this.written.delete(name);
+      return { action: "Wait" };
+    }
     let parsed: SeparationJob | undefined;
     if (cached) {
       const r = SeparationJob.safeParse(cached);
