@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import {
   AckPolicy,
   connect,
+  createInbox,
   credsAuthenticator,
   DeliverPolicy,
   DiscardPolicy,
@@ -139,6 +140,8 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: true,
+    // no stack capture per request: a publish acknowledgement is a request, thousands a second
+    noAsyncTraces: true,
     ...(o.credsFile ? { authenticator: credsAuthenticator(readFileSync(o.credsFile)) } : {}),
   });
   let up = true;
@@ -152,6 +155,23 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
   const js = nc.jetstream();
   const jsm = await nc.jetstreamManager();
   const buckets = new Map<string, Promise<KV>>();
+  const acks = ackMux(nc);
+  // Publishes requested during one turn of the event loop go out together on the next (setImmediate
+  // runs after the turn's I/O callbacks): one socket write for the webhooks of many connections
+  // instead of one each, for at most one loop turn of delay.
+  let queued: (() => void)[] | undefined;
+  const coalesce = <T>(start: () => Promise<T>) =>
+    new Promise<T>((resolve, reject) => {
+      if (!queued) {
+        const batch: (() => void)[] = [];
+        queued = batch;
+        setImmediate(() => {
+          queued = undefined;
+          for (const run of batch) run();
+        });
+      }
+      queued.push(() => start().then(resolve, reject));
+    });
 
   const nats: Nats = {
     nc,
@@ -178,7 +198,8 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
       const h = natsHeaders();
       for (const [k, v] of Object.entries(p.headers ?? {})) if (v !== undefined) h.set(k, v);
       try {
-        return await js.publish(subject, data, { ...(p.msgId ? { msgID: p.msgId } : {}), headers: h, timeout: p.timeoutMs ?? 5000 });
+        if (p.msgId) h.set(HEADERS.msgId, p.msgId);
+        return await coalesce(() => acks.publish(subject, data, h, p.timeoutMs ?? 5000));
       } catch (err) {
         throw new NatsUnavailableError(`JetStream did not take the message: ${(err as Error).message}`, { cause: err });
       }
@@ -198,12 +219,77 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
     async purgeSubject(stream, subject) {
       return (await jsm.streams.purge(stream, { filter: subject })).purged;
     },
-    drain: () => (nc.isClosed() ? Promise.resolve() : nc.drain()),
+    async drain() {
+      if (!nc.isClosed()) await nc.drain();
+      acks.close();
+    },
     async close() {
       if (!nc.isClosed()) await nc.close();
+      acks.close();
     },
   };
   return nats;
+}
+
+/**
+ * JetStream publishes with their acknowledgements on one wildcard reply subscription. The client's
+ * own js.publish makes a request object, a timer and two Error objects (stack traces) per message;
+ * at thousands of webhooks a second that is most of the client's cost.
+ */
+function ackMux(nc: NatsConnection) {
+  const prefix = createInbox();
+  const pending = new Map<string, { resolve: (a: PubAck) => void; reject: (e: Error) => void; deadline: number }>();
+  let next = 0;
+  const settle = (id: string, outcome: PubAck | Error) => {
+    const p = pending.get(id);
+    if (!p) return;
+    pending.delete(id);
+    if (outcome instanceof Error) p.reject(outcome);
+    else p.resolve(outcome);
+  };
+  const sub = nc.subscribe(`${prefix}.*`, {
+    callback: (_err, msg) => {
+      const id = msg.subject.slice(prefix.length + 1);
+      // no stream listens on the subject: the server answers for JetStream with a 503 status
+      if (msg.headers?.hasError) return settle(id, new Error(`JetStream answered ${msg.headers.code} ${msg.headers.description}`));
+      try {
+        const a = JSON.parse(Buffer.from(msg.data).toString("utf8")) as {
+          stream?: string;
+          seq?: number;
+          duplicate?: boolean;
+          error?: { code: number; description: string };
+        };
+        if (a.error) return settle(id, new Error(`JetStream refused the message: ${a.error.code} ${a.error.description}`));
+        if (typeof a.stream !== "string" || typeof a.seq !== "number") return settle(id, new Error("not a JetStream publish acknowledgement"));
+        settle(id, { stream: a.stream, seq: a.seq, duplicate: a.duplicate === true });
+      } catch (err) {
+        settle(id, err as Error);
+      }
+    },
+  });
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    for (const [id, p] of pending) if (p.deadline <= now) settle(id, new Error("no JetStream acknowledgement in time"));
+  }, 100);
+  sweeper.unref();
+  return {
+    publish(subject: string, data: Uint8Array | string, h: MsgHdrs, timeoutMs: number): Promise<PubAck> {
+      const id = (++next).toString(36);
+      return new Promise<PubAck>((resolve, reject) => {
+        pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs });
+        try {
+          nc.publish(subject, data, { reply: `${prefix}.${id}`, headers: h });
+        } catch (err) {
+          settle(id, err as Error);
+        }
+      });
+    },
+    close() {
+      clearInterval(sweeper);
+      sub.unsubscribe();
+      for (const id of [...pending.keys()]) settle(id, new Error("NATS connection closed"));
+    },
+  };
 }
 
 const DAY_MS = 24 * 3600_000;
