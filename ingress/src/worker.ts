@@ -31,6 +31,12 @@ export interface WorkerOptions {
   /** Delay before redelivery n (1-based) is backoffMs[n-1]; the last one repeats. */
   backoffMs: number[];
   ackWaitMs: number;
+  /**
+   * How long a handler may keep a message to itself by telling JetStream it is still working
+   * (default 2 minutes); after that the ack wait runs out and the message is redelivered, so a
+   * hung handler cannot hold a message forever.
+   */
+  keepAliveMaxMs?: number;
 }
 
 export interface WorkerDeps {
@@ -111,8 +117,12 @@ export class Worker {
     const { metrics, log } = this.d;
     const started = performance.now();
     metrics.inFlight.inc();
-    // tell JetStream we are still at it, well inside the ack wait
-    const keepAlive = setInterval(() => msg.working(), Math.max(250, Math.floor(this.o.ackWaitMs / 3)));
+    // tell JetStream we are still at it, well inside the ack wait (for a bounded time)
+    const keepAliveUntil = Date.now() + (this.o.keepAliveMaxMs ?? 120_000);
+    const keepAlive = setInterval(
+      () => (Date.now() < keepAliveUntil ? msg.working() : clearInterval(keepAlive)),
+      Math.max(250, Math.floor(this.o.ackWaitMs / 3)),
+    );
     let type = "other";
     let ref = "";
     try {

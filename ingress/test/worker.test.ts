@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { createLogger } from "@unmix/core/log";
 import { BUCKETS, kvStream, kvSubject, STREAMS, subjects } from "@unmix/core/nats";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
@@ -15,7 +16,10 @@ import { createWhatsAppClient, signWebhookBody } from "@unmix/core/whatsapp";
 import type { SentMessage } from "../../e2e/src/whatsapp-sim/index.ts";
 import { buildMessage, messagesEnvelope, metaJson } from "../../e2e/src/whatsapp-sim/webhooks.ts";
 import { messageRef } from "../src/envelope.ts";
+import type { MessageHandler } from "../src/handler.ts";
+import { Metrics } from "../src/metrics.ts";
 import { UserState } from "../src/users.ts";
+import { Worker } from "../src/worker.ts";
 import { ACCESS_TOKEN, ADMIN_TOKEN, APP_SECRET, type Harness, MODEL, mp3, mp4, ogg, startHarness, streamMessages, USER_KEY_SECRET, until } from "./harness.ts";
 
 let h: Harness;
@@ -523,6 +527,43 @@ describe("redelivery and failures", () => {
     // the simulator's faults are used up: the bot works again
     const after = await h.sim.sendUserMessage({ type: "text", body: "help", from: u });
     assert.equal((await h.sim.waitForMessage(replyTo(after.id))).text, replies.help);
+  });
+
+  test("a message whose handler never returns (a hung or crashed replica) is moved to the dead-letter stream after max_deliver", async () => {
+    // a replica whose handler hangs and stops telling JetStream it is working
+    await h.restart({ WORKER_MAX_DELIVER: "2", WORKER_ACK_WAIT_SECONDS: "1" });
+    await h.ingress.stop();
+    const metrics = new Metrics();
+    const hung = new Worker(
+      { nats: h.nats, handler: { handle: () => new Promise(() => {}) } as unknown as MessageHandler, metrics, log: createLogger("hung", { level: "silent" }) },
+      { concurrency: 4, maxDeliver: 2, backoffMs: [1000], ackWaitMs: 1000, keepAliveMaxMs: 0 },
+    );
+    await hung.start();
+    try {
+      const u = newUser();
+      const id = `wamid.HUNG${Date.now()}`;
+      const payload = JSON.stringify({
+        v: 1,
+        id,
+        timestamp: "1795600000",
+        phoneNumberId: h.sim.phoneNumberId,
+        sender: { waId: u.waId },
+        type: "text",
+        command: "help",
+      });
+      await h.nats.publish(subjects.inbound(keyOf(u)), payload, { msgId: id });
+      const [dead] = await until("the MAX_DELIVERIES advisory to move it", async () => {
+        const d = await streamMessages(h.nats, STREAMS.deadLetter, subjects.deadLetter(keyOf(u)));
+        return d.length ? d : undefined;
+      });
+      assert.equal(JSON.parse(dead?.data as string).id, id);
+      assert.match(dead?.headers["Unmix-Reason"] ?? "", /no acknowledgement/);
+      assert.equal((await metrics.deadLettered.get()).values.find((v) => v.labels.reason === "unacknowledged")?.value, 1);
+      assert.deepEqual(await streamMessages(h.nats, STREAMS.inbound, subjects.inbound(keyOf(u))), [], "not left in the inbound stream");
+    } finally {
+      await hung.stop(100);
+      await h.restart({ WORKER_MAX_DELIVER: "3", WORKER_ACK_WAIT_SECONDS: "5" });
+    }
   });
 
   test("while NATS is down the webhook answers 503; after Meta's redelivery exactly one job exists", async () => {
