@@ -18,11 +18,23 @@ function mix(dir: string, seconds: number): string {
   execFileSync("espeak-ng", ["-w", speech, SENTENCE], { stdio: "ignore" });
   const out = join(dir, "mix.wav");
   ffmpeg([
-    "-stream_loop", "-1", "-i", speech,
-    "-f", "lavfi", "-i", `sine=frequency=220:duration=${seconds}`,
-    "-f", "lavfi", "-i", `sine=frequency=330:duration=${seconds}`,
-    "-filter_complex", "[1][2]amix=inputs=2,volume=0.3,tremolo=f=2:d=0.6[m];[0]aresample=44100[s];[s][m]amix=inputs=2:duration=shortest,aformat=sample_rates=44100:channel_layouts=stereo",
-    "-t", String(seconds), out,
+    "-stream_loop",
+    "-1",
+    "-i",
+    speech,
+    "-f",
+    "lavfi",
+    "-i",
+    `sine=frequency=220:duration=${seconds}`,
+    "-f",
+    "lavfi",
+    "-i",
+    `sine=frequency=330:duration=${seconds}`,
+    "-filter_complex",
+    "[1][2]amix=inputs=2,volume=0.3,tremolo=f=2:d=0.6[m];[0]aresample=44100[s];[s][m]amix=inputs=2:duration=shortest,aformat=sample_rates=44100:channel_layouts=stereo",
+    "-t",
+    String(seconds),
+    out,
   ]);
   return out;
 }
@@ -57,7 +69,23 @@ export function makeMedia(kind: MediaKind, seconds = 4, seed = 0): GeneratedMedi
         const out = join(dir, "clip.mp4");
         const video = ["-f", "lavfi", "-i", `testsrc2=size=320x240:rate=25:duration=${seconds}`];
         const audio = kind === "mp4" ? ["-i", mix(dir, seconds), "-c:a", "aac", "-b:a", "96k"] : ["-an"];
-        ffmpeg([...video, ...audio, "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-profile:v", "main", "-movflags", "+faststart", "-shortest", ...meta, out]);
+        ffmpeg([
+          ...video,
+          ...audio,
+          "-c:v",
+          "libx264",
+          "-preset",
+          "veryfast",
+          "-pix_fmt",
+          "yuv420p",
+          "-profile:v",
+          "main",
+          "-movflags",
+          "+faststart",
+          "-shortest",
+          ...meta,
+          out,
+        ]);
         return { bytes: readFileSync(out), mimeType: "video/mp4", type: "video" };
       }
       case "corrupt": {
@@ -72,7 +100,10 @@ export function makeMedia(kind: MediaKind, seconds = 4, seed = 0): GeneratedMedi
 }
 
 /** ffprobe's JSON for media bytes. */
-export function probe(bytes: Buffer): { format: { format_name: string; duration?: string }; streams: { codec_type: string; codec_name: string; channels?: number; sample_rate?: string }[] } {
+export function probe(bytes: Buffer): {
+  format: { format_name: string; duration?: string };
+  streams: { codec_type: string; codec_name: string; channels?: number; sample_rate?: string }[];
+} {
   const dir = mkdtempSync(join(tmpdir(), "unmix-probe-"));
   try {
     const file = join(dir, "media");

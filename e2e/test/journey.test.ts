@@ -36,13 +36,15 @@ const cached = (bytes: Buffer, format: string) => [`owners/${user}/${sha(bytes)}
 
 async function send(m: GeneratedMedia, options: { duplicates?: number } = {}) {
   const t0 = Date.now();
-  const sent = await p.sim.sendUserMessage({ type: m.type, bytes: m.bytes, mimeType: m.mimeType, ...(m.type === "audio" ? { voice: m.voice ?? false } : {}) } as never, options);
+  const sent = await p.sim.sendUserMessage(
+    { type: m.type, bytes: m.bytes, mimeType: m.mimeType, ...(m.type === "audio" ? { voice: m.voice ?? false } : {}) } as never,
+    options,
+  );
   return { ...sent, t0 };
 }
 
 /** The bot's reply (not a reaction) quoting `wamid`. */
-const reply = (wamid: string, timeoutMs = 120_000) =>
-  p.sim.waitForMessage((m) => m.replyTo === wamid && m.type !== "reaction", timeoutMs);
+const reply = (wamid: string, timeoutMs = 120_000) => p.sim.waitForMessage((m) => m.replyTo === wamid && m.type !== "reaction", timeoutMs);
 const repliesTo = (wamid: string): SentMessage[] => p.sim.sentMessages().filter((m) => m.replyTo === wamid && m.type !== "reaction");
 
 async function jobCount(): Promise<number> {
@@ -51,11 +53,15 @@ async function jobCount(): Promise<number> {
 
 /** Waits until the SeparationJob has finished (Succeeded True or False). */
 const finished = (wamid: string) =>
-  until(`SeparationJob of ${wamid} to finish`, async () => {
-    const sj = await p.sjs.get(separationJobName(wamid));
-    const s = sj?.status?.conditions?.find((c) => c.type === "Succeeded")?.status;
-    return s === "True" || s === "False" ? sj : undefined;
-  }, 120_000);
+  until(
+    `SeparationJob of ${wamid} to finish`,
+    async () => {
+      const sj = await p.sjs.get(separationJobName(wamid));
+      const s = sj?.status?.conditions?.find((c) => c.type === "Succeeded")?.status;
+      return s === "True" || s === "False" ? sj : undefined;
+    },
+    120_000,
+  );
 
 describe("a voice note", () => {
   let note: GeneratedMedia;
@@ -73,7 +79,10 @@ describe("a voice note", () => {
     assert.ok(media, "the replied media is on WhatsApp");
     const info = probe(media.bytes);
     assert.equal(info.format.format_name, "ogg");
-    assert.deepEqual(info.streams.map((s) => s.codec_name), ["opus"]);
+    assert.deepEqual(
+      info.streams.map((s) => s.codec_name),
+      ["opus"],
+    );
     await finished(sent.id);
     // no input, no intermediate: the result and its owner marker only (P11, P12)
     assert.deepEqual(await objects(), cached(note.bytes, "ogg-opus"));
@@ -84,15 +93,25 @@ describe("a voice note", () => {
     const traceparent = sj?.metadata.annotations?.[TRACEPARENT_ANNOTATION];
     assert.ok(traceparent, "the SeparationJob carries the message's trace context");
     const traceId = traceparent.split("-")[1] as string;
-    const services = await until("spans of every hop", () => {
-      const s = new Set(p.otlp.spans.filter((x) => x.traceId === traceId).map((x) => x.service));
-      return ["unmix-ingress-all", "unmix-controller", "unmix-job"].every((n) => s.has(n)) ? s : undefined;
-    }, 20_000).catch(() => new Set(p.otlp.spans.filter((x) => x.traceId === traceId).map((x) => x.service)));
+    const services = await until(
+      "spans of every hop",
+      () => {
+        const s = new Set(p.otlp.spans.filter((x) => x.traceId === traceId).map((x) => x.service));
+        return ["unmix-ingress-all", "unmix-controller", "unmix-job"].every((n) => s.has(n)) ? s : undefined;
+      },
+      20_000,
+    ).catch(() => new Set(p.otlp.spans.filter((x) => x.traceId === traceId).map((x) => x.service)));
     assert.deepEqual([...services].sort(), ["unmix-controller", "unmix-ingress-all", "unmix-job"]);
     const names = p.otlp.spans.filter((x) => x.traceId === traceId).map((x) => `${x.service}: ${x.name}`);
     // the webhook's receive and the worker's handling are both in it
-    assert.ok(names.some((n) => /webhook/i.test(n)), `a webhook span in ${names.join(", ")}`);
-    assert.ok(names.some((n) => /unmix-ingress-all: .*(worker|process|handle)/i.test(n)), `a worker span in ${names.join(", ")}`);
+    assert.ok(
+      names.some((n) => /webhook/i.test(n)),
+      `a webhook span in ${names.join(", ")}`,
+    );
+    assert.ok(
+      names.some((n) => /unmix-ingress-all: .*(worker|process|handle)/i.test(n)),
+      `a worker span in ${names.join(", ")}`,
+    );
     // the job pod's spans belong to this trace only (its job span is a child of the controller's context)
     const jobSpans = p.otlp.spans.filter((x) => x.service === "unmix-job" && x.name === "unmix-job");
     assert.equal(jobSpans.filter((x) => x.traceId === traceId).length, 1);
@@ -152,7 +171,10 @@ describe("an MP3, delivered twice at once and redelivered after the reply", () =
     assert.ok(media);
     const info = probe(media.bytes);
     assert.equal(info.format.format_name, "mp3");
-    assert.deepEqual(info.streams.map((s) => s.codec_name), ["mp3"]);
+    assert.deepEqual(
+      info.streams.map((s) => s.codec_name),
+      ["mp3"],
+    );
     await finished(sent.id);
     // Meta redelivers the same webhook later (it did not see our 200, say)
     const redelivered = await p.sim.deliverRaw(sent.body);
@@ -199,6 +221,9 @@ describe("delete", () => {
     assert.equal(r.type, "text");
     assert.match(r.text as string, /^Done\. I deleted 1 cached result/);
     assert.deepEqual(await objects(), []);
-    assert.deepEqual((await p.sjs.list()).filter((sj) => sj.metadata.labels?.["unmix.dev/user"] === user), []);
+    assert.deepEqual(
+      (await p.sjs.list()).filter((sj) => sj.metadata.labels?.["unmix.dev/user"] === user),
+      [],
+    );
   });
 });
