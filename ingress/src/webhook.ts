@@ -54,12 +54,31 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "buffer", bodyLimit: o.bodyLimit }, (_req, body, done) => done(null, body));
 
+  // label children resolved once per outcome, not hashed on every request
+  const perOutcome = new Map<number, { count: { inc(): void }; time: { observe(v: number): void } }>();
   app.addHook("onResponse", async (req, reply) => {
     if (req.method !== "POST") return;
-    const outcome = OUTCOMES[reply.statusCode] ?? `http_${reply.statusCode}`;
-    app.metrics.webhookRequests.inc({ outcome });
-    app.metrics.webhookDuration.observe({ outcome }, reply.elapsedTime / 1000);
+    let m = perOutcome.get(reply.statusCode);
+    if (!m) {
+      const outcome = OUTCOMES[reply.statusCode] ?? `http_${reply.statusCode}`;
+      m = { count: app.metrics.webhookRequests.labels(outcome), time: app.metrics.webhookDuration.labels(outcome) };
+      perOutcome.set(reply.statusCode, m);
+    }
+    m.count.inc();
+    m.time.observe(reply.elapsedTime / 1000);
   });
+
+  // the keyed hash of a sender, remembered for the senders seen lately (bounded)
+  const keys = new Map<string, string>();
+  const keyOf = (id: string) => {
+    let k = keys.get(id);
+    if (k === undefined) {
+      if (keys.size >= 10_000) keys.clear();
+      k = userKey(id, o.userKeySecret);
+      keys.set(id, k);
+    }
+    return k;
+  };
 
   app.get("/webhook", { schema: { querystring: VerifyQuery } }, async (req: VerifyRequest, reply) => {
     const q = req.query;
@@ -126,7 +145,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
       }
     };
     const published = x.messages.map(async (m) => {
-      const key = userKey((m.sender.waId ?? m.sender.userId) as string, o.userKeySecret);
+      const key = keyOf((m.sender.waId ?? m.sender.userId) as string);
       const ack = await timed(nats.publish(subjects.inbound(key), JSON.stringify(m), { msgId: m.id, headers: { traceparent }, timeoutMs: o.publishTimeoutMs }));
       metrics.inboundMessages.inc({ type: typeLabel(m.type), duplicate: String(ack.duplicate) });
       for (const code of m.errorCodes ?? []) metrics.webhookErrors.inc({ code: String(code) });
