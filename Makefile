@@ -22,7 +22,7 @@ test: setup
 setup: setup-stack setup-node setup-python
 
 setup-stack:
-	bash e2e/stack/install.sh all
+	bash e2e/stack/install.sh all chromium
 
 # npm ci only when package-lock.json changed since the last install
 setup-node: setup-stack
