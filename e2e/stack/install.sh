@@ -63,7 +63,7 @@ install_etcd() {
   have etcd "$ETCD_VERSION" && return
   log "etcd $ETCD_VERSION"
   cd "$(gomod etcd)"
-  go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >/dev/null
+  go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >/dev/null 2>&1
   go build -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3
   mark etcd "$ETCD_VERSION"
 }
