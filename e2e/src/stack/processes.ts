@@ -132,3 +132,32 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, opt
   }
   throw new Error(`${what}: not ready after ${opts.timeoutMs ?? 60_000} ms${opts.process ? `; see ${opts.process.logFile}` : ""}`);
 }
+
+/** A server that tests may stop, crash (SIGKILL) and start again on the same port and data. */
+export interface Restartable {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Hard kill (SIGKILL), as a crash would. */
+  crash(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+export async function restartable(launch: () => Promise<ManagedProcess>): Promise<Restartable> {
+  let proc: ManagedProcess | undefined;
+  const start = async () => {
+    proc = await launch();
+  };
+  await start();
+  return {
+    start,
+    stop: async () => proc?.stop(),
+    crash: async () => {
+      proc?.kill("SIGKILL");
+      await proc?.exited;
+    },
+    async restart() {
+      await proc?.stop();
+      await start();
+    },
+  };
+}
