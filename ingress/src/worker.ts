@@ -104,7 +104,12 @@ export class Worker {
   async stop(timeoutMs = 25_000): Promise<void> {
     this.stopping = true;
     this.messages?.stop();
-    await Promise.race([Promise.all([this.loop, ...this.inFlight]), sleep(timeoutMs)]);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([Promise.all([this.loop, ...this.inFlight]), deadline]);
+    clearTimeout(timer);
     this.advisories?.unsubscribe();
   }
 
