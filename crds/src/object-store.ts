@@ -2,19 +2,9 @@
 // results/ cache. Business rules use this, never the client library.
 import type { Readable } from "node:stream";
 import * as Minio from "minio";
-import { z } from "zod";
-import { env } from "./config.ts";
+import type { ObjectStoreConfig } from "./object-store-config.ts";
 
-export const ObjectStoreConfig = z.object({
-  S3_ENDPOINT: env.url().describe("e.g. http://minio:9000"),
-  S3_REGION: z.string().default("us-east-1"),
-  S3_BUCKET: z.string().min(3),
-  S3_ACCESS_KEY: z.string().min(1),
-  S3_SECRET_KEY: z.string().min(1),
-  /** The endpoint job pods use for presigned URLs when it differs from ours (another DNS name). */
-  S3_PUBLIC_ENDPOINT: env.url().optional(),
-});
-export type ObjectStoreConfig = z.infer<typeof ObjectStoreConfig>;
+export { ObjectStoreConfig } from "./object-store-config.ts";
 
 export interface StoredObject {
   key: string;
@@ -76,7 +66,10 @@ export function createObjectStore(c: ObjectStoreConfig): ObjectStore {
       }
     },
     async put(key, body, size, contentType, metadata = {}) {
-      await client.putObject(bucket, key, body, size, { "Content-Type": contentType, ...Object.fromEntries(Object.entries(metadata).map(([k, v]) => [`x-amz-meta-${k}`, v])) });
+      await client.putObject(bucket, key, body, size, {
+        "Content-Type": contentType,
+        ...Object.fromEntries(Object.entries(metadata).map(([k, v]) => [`x-amz-meta-${k}`, v])),
+      });
     },
     get: (key) => client.getObject(bucket, key),
     async getBuffer(key) {
