@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findCondition } from "@unmix/core/conditions";
 import { freePort } from "../../e2e/src/stack/ports.ts";
-import { repliesTo, ROOT, spawnController, startHarness, until } from "../test/harness.ts";
+import { ROOT, repliesTo, spawnController, startHarness, until } from "../test/harness.ts";
 
 const N = Number(process.argv[2] ?? 1000);
 const CONCURRENCY = Number(process.argv[3] ?? 8);
@@ -18,14 +18,29 @@ const CREATE_PARALLELISM = 50;
 
 const dir = mkdtempSync(join(tmpdir(), "unmix-bench-"));
 writeFileSync(join(dir, "output.ogg"), Buffer.concat([Buffer.from("OggS\u0000\u0002OpusHead\u0001\u0002"), Buffer.alloc(2048, 1)]));
-writeFileSync(join(dir, "manifest.json"), JSON.stringify({ schemaVersion: 1, model: "htdemucs", device: "cpu", mediaSeconds: 4, mimeType: "audio/ogg", sizeBytes: 2064, separateSeconds: 0.01, realTimeFactor: 0.0025 }));
+writeFileSync(
+  join(dir, "manifest.json"),
+  JSON.stringify({
+    schemaVersion: 1,
+    model: "htdemucs",
+    device: "cpu",
+    mediaSeconds: 4,
+    mimeType: "audio/ogg",
+    sizeBytes: 2064,
+    separateSeconds: 0.01,
+    realTimeFactor: 0.0025,
+  }),
+);
 
 const log = (...a: unknown[]) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 const status = (pid: number) => readFileSync(`/proc/${pid}/status`, "utf8");
 const kb = (text: string, field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1] ?? 0);
 
 log(`starting the stack with ${N} GPUs`);
-const h = await startHarness({ gpus: N, images: { "unmix/job-bench": { entrypoint: ["/bin/sh", join(ROOT, "controller/bench/bench-job.sh")], env: { BENCH_DIR: dir } } } });
+const h = await startHarness({
+  gpus: N,
+  images: { "unmix/job-bench": { entrypoint: ["/bin/sh", join(ROOT, "controller/bench/bench-job.sh")], env: { BENCH_DIR: dir } } },
+});
 let exitCode = 0;
 try {
   const ns = await h.namespace();
@@ -50,11 +65,19 @@ try {
       HTTP_PORT: String(port),
       // e.g. "--max-old-space-size=96", or "--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp" to look inside
       ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
+      ...(process.env.MALLOC_ARENA_MAX ? { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX } : {}),
     }),
   );
   const pid = controller.proc.pid as number;
   const metricsUrl = `http://127.0.0.1:${port}`;
-  await until("the controller to lead with full caches", async () => ((await fetch(`${metricsUrl}/metrics`)).ok && (await (await fetch(`${metricsUrl}/metrics`)).text()).includes("unmix_controller_is_leader 1") ? true : undefined), 60_000);
+  await until(
+    "the controller to lead with full caches",
+    async () =>
+      (await fetch(`${metricsUrl}/metrics`)).ok && (await (await fetch(`${metricsUrl}/metrics`)).text()).includes("unmix_controller_is_leader 1")
+        ? true
+        : undefined,
+    60_000,
+  );
   const idleRss = kb(status(pid), "VmRSS");
   const before = await scrape(metricsUrl);
 
@@ -76,7 +99,17 @@ try {
     if (done !== last) {
       const m = await (await fetch(`${metricsUrl}/metrics`)).text();
       const mb = (name: string) => (Number(new RegExp(`^unmix_controller_${name} (\\S+)`, "m").exec(m)?.[1] ?? 0) / 1e6).toFixed(0);
-      log(`${done}/${N} finished; controller RSS ${(kb(status(pid), "VmRSS") / 1024).toFixed(0)} MB (heap ${mb("nodejs_heap_size_used_bytes")}/${mb("nodejs_heap_size_total_bytes")} MB, external ${mb("nodejs_external_memory_bytes")} MB), queue ${/^unmix_controller_workqueue_depth (\d+)/m.exec(m)?.[1]}, sockets ${readdirSync(`/proc/${pid}/fd`).filter((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`).startsWith("socket:"); } catch { return false; } }).length}`);
+      log(
+        `${done}/${N} finished; controller RSS ${(kb(status(pid), "VmRSS") / 1024).toFixed(0)} MB (heap ${mb("nodejs_heap_size_used_bytes")}/${mb("nodejs_heap_size_total_bytes")} MB, external ${mb("nodejs_external_memory_bytes")} MB), queue ${/^unmix_controller_workqueue_depth (\d+)/m.exec(m)?.[1]}, sockets ${
+          readdirSync(`/proc/${pid}/fd`).filter((f) => {
+            try {
+              return readlinkSync(`/proc/${pid}/fd/${f}`).startsWith("socket:");
+            } catch {
+              return false;
+            }
+          }).length
+        }`,
+      );
     }
     last = done;
     if (Date.now() > deadline) throw new Error(`only ${done}/${N} finished within an hour`);
@@ -91,7 +124,13 @@ try {
     await sleep(15_000);
   }
   const metricsText = await (await fetch(`${metricsUrl}/metrics`)).text();
-  for (const line of metricsText.split("\n")) if (/^unmix_controller_(reconcile_duration_seconds_count|nodejs_heap_size_used_bytes|nodejs_external_memory_bytes|nodejs_heap_size_total_bytes|workqueue_retries_total|watch_restarts_total)/.test(line)) log(line);
+  for (const line of metricsText.split("\n"))
+    if (
+      /^unmix_controller_(reconcile_duration_seconds_count|nodejs_heap_space_size_total_bytes|nodejs_external_memory_bytes|nodejs_heap_size_total_bytes|workqueue_retries_total|watch_restarts_total)/.test(
+        line,
+      )
+    )
+      log(line);
 
   // none lost: every one Succeeded, each with exactly one reply
   const all = await sjs.list();
@@ -112,7 +151,12 @@ try {
     ["all finished after", `${((finished - started) / 1000).toFixed(1)} s`],
     ["throughput", `${(N / ((finished - started) / 1000)).toFixed(1)} SeparationJobs/s`],
     ["message-to-reply p50 / p95", `${totals[Math.floor(N * 0.5)]?.toFixed(1)} s / ${totals[Math.floor(N * 0.95)]?.toFixed(1)} s`],
-    ["API requests per SeparationJob", `${(totalRequests / N).toFixed(2)} (${Object.entries(requests).map(([v, n]) => `${v} ${(n / N).toFixed(2)}`).join(", ")})`],
+    [
+      "API requests per SeparationJob",
+      `${(totalRequests / N).toFixed(2)} (${Object.entries(requests)
+        .map(([v, n]) => `${v} ${(n / N).toFixed(2)}`)
+        .join(", ")})`,
+    ],
     ["reconcile passes per SeparationJob (that acted)", (reconciles / N).toFixed(2)],
     ["controller RSS idle → peak (VmHWM)", `${(idleRss / 1024).toFixed(0)} MB → ${(peak / 1024).toFixed(0)} MB`],
   ];

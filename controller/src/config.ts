@@ -1,7 +1,7 @@
 // The controller's configuration: environment variables validated with zod at start-up (a bad or
 // missing variable stops the process with a message naming it), turned into typed settings.
 import { env, parseConfig } from "@unmix/core/config";
-import { ObjectStoreConfig } from "@unmix/core/object-store";
+import { ObjectStoreConfig } from "@unmix/core/object-store-config";
 import { WhatsAppConfig } from "@unmix/core/whatsapp";
 import { z } from "zod";
 

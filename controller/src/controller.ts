@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { createLogger, type Logger } from "@unmix/core/log";
-import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
+import type { ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
 import { GROUP, PLURAL, VERSION } from "@unmix/core/separationjob";
 import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
@@ -21,6 +21,7 @@ import type { KubeConnection } from "./kube-config.ts";
 import { LeaderElector } from "./leader-election.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { Reconciler, RetryAfter } from "./reconciler.ts";
+import { createS3ObjectStore } from "./s3-client.ts";
 import { type SeparationJobApi, separationJobApi } from "./sj-api.ts";
 import { WorkQueue } from "./workqueue.ts";
 
@@ -114,7 +115,7 @@ export class Controller {
     this.client = createKubeClient(o.kube);
     this.client.onRequest((verb) => this.metrics.kubeRequests.inc({ verb }));
     this.sjs = separationJobApi(this.client, c.namespace);
-    this.store = o.store ?? createObjectStore(c.objectStore);
+    this.store = o.store ?? createS3ObjectStore(c.objectStore);
     const cache = new ResultCache(this.store, c.gc.cacheTtlMs, this.clock);
     this.stopped = new Promise((resolve) => {
       this.stopRequested = resolve;

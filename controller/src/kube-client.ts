@@ -2,7 +2,7 @@
 // keep-alive agent of node:https (no TLS handshake per request, and none of the ~27 MB that loading
 // the undici package costs), a count of every request by verb (for metrics and the benchmark), and
 // errors that carry the API's Status.
-import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from "node:http";
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { KubeConnection } from "./kube-config.ts";
 
@@ -82,7 +82,10 @@ export function createKubeClient(conn: KubeConnection): KubeClient {
   /** One HTTP exchange; resolves with the response once its headers arrived. */
   const exchange = (method: string, path: string, hdrs: Record<string, string>, body: string | undefined, signal: AbortSignal) =>
     new Promise<IncomingMessage>((resolve, reject) => {
-      const req = send({ protocol: server.protocol, hostname: server.hostname, port: server.port, path: prefix + path, method, headers: hdrs, agent, signal }, resolve);
+      const req = send(
+        { protocol: server.protocol, hostname: server.hostname, port: server.port, path: prefix + path, method, headers: hdrs, agent, signal },
+        resolve,
+      );
       req.on("error", reject);
       req.end(body);
     });
@@ -100,7 +103,9 @@ export function createKubeClient(conn: KubeConnection): KubeClient {
     async request<T>(method: string, path: string, o: { body?: unknown; contentType?: string; signal?: AbortSignal } = {}): Promise<T> {
       count(method === "GET" && /[?&]limit=/.test(path) ? "list" : method.toLowerCase());
       const body = o.body === undefined ? undefined : JSON.stringify(o.body);
-      const hdrs = await headers(body !== undefined ? { "content-type": o.contentType ?? "application/json", "content-length": String(Buffer.byteLength(body)) } : {});
+      const hdrs = await headers(
+        body !== undefined ? { "content-type": o.contentType ?? "application/json", "content-length": String(Buffer.byteLength(body)) } : {},
+      );
       const res = await exchange(method, path, hdrs, body, o.signal ?? AbortSignal.timeout(60_000));
       const text = await readAll(res);
       const status = res.statusCode ?? 0;

@@ -70,9 +70,10 @@ export function inClusterConnection(): KubeConnection {
 }
 
 export async function kubeconfigConnection(path: string): Promise<KubeConnection> {
-  // yaml only here: in a cluster (the service account) it is never loaded
-  const { parse } = await import("yaml");
-  const doc = parse(readFileSync(path, "utf8")) as {
+  const text = readFileSync(path, "utf8");
+  // JSON is YAML too, and needs no parser to load (the yaml package costs ~10 MB)
+  const parse: (s: string) => unknown = text.trimStart().startsWith("{") ? JSON.parse : (await import("yaml")).parse;
+  const doc = parse(text) as {
     "current-context"?: string;
     clusters?: NamedCluster[];
     users?: NamedUser[];

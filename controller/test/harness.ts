@@ -209,7 +209,11 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
         },
         output: { format },
       };
-      const job: NewSeparationJob = { spec, userKey: userKey(msg.from, USER_KEY_SECRET), traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" };
+      const job: NewSeparationJob = {
+        spec,
+        userKey: userKey(msg.from, USER_KEY_SECRET),
+        traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+      };
       return { job, name: separationJobName(msg.id), wamid: msg.id, mediaId: media.id, bytes };
     },
     enableReceipts(on) {
