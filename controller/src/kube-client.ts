@@ -57,17 +57,19 @@ export function createKubeClient(conn: KubeConnection): KubeClient {
   const listeners: ((verb: string) => void)[] = [];
   const server = new URL(conn.server);
   const tls = server.protocol === "https:";
+  // watches hold a connection each (three informers); the rest share a small pool, and a burst of
+  // requests queues for it rather than opening (and paying for) a TLS connection per request
+  const pool = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: 24, maxFreeSockets: 8 };
   const agent = tls
     ? new HttpsAgent({
-        keepAlive: true,
-        keepAliveMsecs: 30_000,
+        ...pool,
         ...(conn.ca ? { ca: conn.ca } : {}),
         ...(conn.cert ? { cert: conn.cert } : {}),
         ...(conn.key ? { key: conn.key } : {}),
         ...(conn.insecureSkipTlsVerify ? { rejectUnauthorized: false } : {}),
         ...(conn.tlsServerName ? { servername: conn.tlsServerName } : {}),
       })
-    : new HttpAgent({ keepAlive: true, keepAliveMsecs: 30_000 });
+    : new HttpAgent(pool);
   const send = tls ? httpsRequest : httpRequest;
   const prefix = server.pathname.replace(/\/+$/, "");
   const count = (verb: string) => {
