@@ -13,12 +13,7 @@ export function isTrue(conditions: readonly Condition[] | undefined, type: strin
 }
 
 /** Returns a new list with `input` set; pure, `now` injected. */
-export function setCondition(
-  conditions: readonly Condition[] | undefined,
-  input: ConditionInput,
-  now: Date,
-  observedGeneration?: number,
-): Condition[] {
+export function setCondition(conditions: readonly Condition[] | undefined, input: ConditionInput, now: Date, observedGeneration?: number): Condition[] {
   const list = [...(conditions ?? [])];
   const i = list.findIndex((c) => c.type === input.type);
   const previous = i >= 0 ? list[i] : undefined;

@@ -2,7 +2,19 @@
 // error reasons callers branch on. The controller adds what it alone needs (Jobs, Pods, Events,
 // Leases) in its own modules on top of `kubeConfig()`.
 import * as k8s from "@kubernetes/client-node";
-import { API_VERSION, GROUP, KIND, PLURAL, SeparationJob, type SeparationJobSpec, type SeparationJobStatus, USER_LABEL, VERSION, TRACEPARENT_ANNOTATION, separationJobName } from "./separationjob.ts";
+import {
+  API_VERSION,
+  GROUP,
+  KIND,
+  PLURAL,
+  SeparationJob,
+  type SeparationJobSpec,
+  type SeparationJobStatus,
+  separationJobName,
+  TRACEPARENT_ANNOTATION,
+  USER_LABEL,
+  VERSION,
+} from "./separationjob.ts";
 
 export { k8s };
 
@@ -61,7 +73,11 @@ export class SeparationJobs {
     const body = {
       apiVersion: API_VERSION,
       kind: KIND,
-      metadata: { name, labels: { [USER_LABEL]: n.userKey, "app.kubernetes.io/managed-by": "unmix" }, annotations: n.traceparent ? { [TRACEPARENT_ANNOTATION]: n.traceparent } : {} },
+      metadata: {
+        name,
+        labels: { [USER_LABEL]: n.userKey, "app.kubernetes.io/managed-by": "unmix" },
+        annotations: n.traceparent ? { [TRACEPARENT_ANNOTATION]: n.traceparent } : {},
+      },
       spec: n.spec,
     };
     try {

@@ -1,7 +1,7 @@
 // pino loggers for every service: JSON lines, the active trace id on each line, and every
 // phone-number-shaped string masked before it is written.
 import { trace } from "@opentelemetry/api";
-import { pino, type Logger, type LoggerOptions, type DestinationStream } from "pino";
+import { type DestinationStream, type Logger, type LoggerOptions, pino } from "pino";
 import { scrubText, scrubValue } from "./privacy.ts";
 
 export type { Logger };
@@ -13,7 +13,10 @@ export function createLogger(name: string, options: LoggerOptions = {}, destinat
       level: process.env.LOG_LEVEL ?? "info",
       ...options,
       // known sensitive keys go entirely; anything else phone-shaped is masked below
-      redact: { paths: ["from", "wa_id", "waId", "to", "phone", "*.from", "*.wa_id", "*.waId", "*.to", "*.phone", "sender.waId", "spec.sender"], censor: "[redacted]" },
+      redact: {
+        paths: ["from", "wa_id", "waId", "to", "phone", "*.from", "*.wa_id", "*.waId", "*.to", "*.phone", "sender.waId", "spec.sender"],
+        censor: "[redacted]",
+      },
       formatters: {
         log(record) {
           const span = trace.getActiveSpan()?.spanContext();

@@ -13,9 +13,11 @@ export const replies = {
     "",
     "Results are cached for 24 hours so a re-send comes back instantly; then they're deleted. Our data policy explains the rest.",
   ].join("\n"),
-  unsupportedType: "I can only clean up voice notes, audio files and videos. Send one with music in the background and I'll remove the music. Type help for more.",
+  unsupportedType:
+    "I can only clean up voice notes, audio files and videos. Send one with music in the background and I'll remove the music. Type help for more.",
   unknownText: "I work with voice notes, audio files and videos: send one and I'll remove the background music. Type help to see the commands.",
-  unsupportedMedia: (mime: string) => `Sorry, I can't work with this kind of file (${mime}). Please send a voice note, an MP3/M4A/OGG audio file or an MP4 video.`,
+  unsupportedMedia: (mime: string) =>
+    `Sorry, I can't work with this kind of file (${mime}). Please send a voice note, an MP3/M4A/OGG audio file or an MP4 video.`,
   tooLarge: (maxMb: number) => `This file is too large for me (the limit is ${maxMb} MB). Please send a shorter clip.`,
   rateLimited: (perHour: number) => `You've sent a lot in a short time (the limit is ${perHour} per hour). Please try again a little later.`,
   stopped: "Done: I won't process anything more you send. Send start at any time to use the bot again. To erase what we stored, send delete.",

@@ -59,7 +59,9 @@ export class ResultCache {
 
   /** Records a finished result (copied from where the job wrote it) for `user`. Safe to repeat. */
   async record(k: CacheKey, fromKey: string, user: string, whatsappMediaId?: string): Promise<void> {
-    const metadata: Record<string, string> = whatsappMediaId ? { "whatsapp-media-id": whatsappMediaId, "whatsapp-uploaded-at": String(this.now().getTime()) } : {};
+    const metadata: Record<string, string> = whatsappMediaId
+      ? { "whatsapp-media-id": whatsappMediaId, "whatsapp-uploaded-at": String(this.now().getTime()) }
+      : {};
     await this.store.copy(fromKey, resultKey(k), metadata);
     await this.addOwner(k, user);
   }

@@ -67,7 +67,11 @@ export const Condition = z
     status: ConditionStatus,
     observedGeneration: z.number().int().min(0).optional(),
     lastTransitionTime: z.string().datetime(),
-    reason: z.string().min(1).max(1024).regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
+    reason: z
+      .string()
+      .min(1)
+      .max(1024)
+      .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
     message: z.string().max(32768),
   })
   .strict();
@@ -135,7 +139,9 @@ export const SeparationJobStatus = z
       .object({
         state: z
           .enum(["Uploaded", "Sending", "Sent"])
-          .describe("Sending is written before the Graph API call, Sent after; Uploaded: the result is on WhatsApp and nothing was sent (an attempt was refused)"),
+          .describe(
+            "Sending is written before the Graph API call, Sent after; Uploaded: the result is on WhatsApp and nothing was sent (an attempt was refused)",
+          ),
         kind: z.enum(["Result", "Failure"]).optional().describe("The cleaned media, or the text saying why there is none"),
         attemptedAt: z.string().datetime().optional(),
         messageId: z.string().optional().describe("wamid of our reply"),

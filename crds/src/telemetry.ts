@@ -1,7 +1,7 @@
 // OpenTelemetry for every service: one NodeSDK per process exporting OTLP/HTTP, W3C trace context
 // carried across NATS headers, Kubernetes annotations and the job pod's TRACEPARENT variable, so one
 // message is one trace end to end.
-import { context, propagation, trace, type Context, type Span, SpanStatusCode, type Tracer } from "@opentelemetry/api";
+import { type Context, context, propagation, type Span, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
 import { getNodeAutoInstrumentations } from "@opentelemetry/auto-instrumentations-node";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { NodeSDK } from "@opentelemetry/sdk-node";
@@ -50,7 +50,13 @@ export function contextFromTraceparent(traceparent: string | undefined): Context
 }
 
 /** Runs `fn` in a span that records an exception and ends when `fn` settles. */
-export async function inSpan<T>(t: Tracer, name: string, parent: Context, attributes: Record<string, string | number | boolean>, fn: (span: Span) => Promise<T>): Promise<T> {
+export async function inSpan<T>(
+  t: Tracer,
+  name: string,
+  parent: Context,
+  attributes: Record<string, string | number | boolean>,
+  fn: (span: Span) => Promise<T>,
+): Promise<T> {
   return t.startActiveSpan(name, { attributes }, parent, async (span) => {
     try {
       return await fn(span);

@@ -295,12 +295,19 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
     const res = await call(apiRoot + path, init, timeoutMs);
     if (!res.ok) throw await errorFrom(res);
     const parsed = schema.safeParse(await res.json().catch(() => undefined));
-    if (!parsed.success) throw new GraphApiError(`unexpected WhatsApp API response to ${method} ${path.split("?")[0]}`, { status: res.status, code: undefined });
+    if (!parsed.success)
+      throw new GraphApiError(`unexpected WhatsApp API response to ${method} ${path.split("?")[0]}`, { status: res.status, code: undefined });
     return parsed.data;
   }
 
   const send = async (phoneNumberId: string, message: object) =>
-    (await graph("POST", `${encodeURIComponent(phoneNumberId)}/messages`, SendBody, { messaging_product: "whatsapp", recipient_type: "individual", ...message })).messages[0].id;
+    (
+      await graph("POST", `${encodeURIComponent(phoneNumberId)}/messages`, SendBody, {
+        messaging_product: "whatsapp",
+        recipient_type: "individual",
+        ...message,
+      })
+    ).messages[0].id;
 
   const client: WhatsAppClient = {
     async getMediaInfo(mediaId, phoneNumberId) {
@@ -373,7 +380,13 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
       send(phoneNumberId, { ...addressee(to), ...context(o.replyTo), ...callback(o.callbackData), type: "text", text: { body, preview_url: false } }),
 
     sendAudio: (phoneNumberId, to, mediaId, o = {}) =>
-      send(phoneNumberId, { ...addressee(to), ...context(o.replyTo), ...callback(o.callbackData), type: "audio", audio: { id: mediaId, ...(o.voice ? { voice: true } : {}) } }),
+      send(phoneNumberId, {
+        ...addressee(to),
+        ...context(o.replyTo),
+        ...callback(o.callbackData),
+        type: "audio",
+        audio: { id: mediaId, ...(o.voice ? { voice: true } : {}) },
+      }),
 
     sendVideo: (phoneNumberId, to, mediaId, o = {}) =>
       send(phoneNumberId, {
@@ -384,7 +397,8 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
         video: { id: mediaId, ...(o.caption ? { caption: o.caption } : {}) },
       }),
 
-    sendReaction: (phoneNumberId, to, messageId, emoji) => send(phoneNumberId, { ...addressee(to), type: "reaction", reaction: { message_id: messageId, emoji } }),
+    sendReaction: (phoneNumberId, to, messageId, emoji) =>
+      send(phoneNumberId, { ...addressee(to), type: "reaction", reaction: { message_id: messageId, emoji } }),
 
     sendTemplate: (phoneNumberId, to, t) =>
       send(phoneNumberId, {

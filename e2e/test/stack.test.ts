@@ -37,7 +37,9 @@ function job(name: string, script: string, extra: Partial<k8s.V1JobSpec> = {}, g
         spec: {
           restartPolicy: "Never",
           automountServiceAccountToken: false,
-          containers: [{ name: "main", image: "local/sh:1", command: ["sh", "-c", script], resources: gpu ? { limits: { "nvidia.com/gpu": String(gpu) } } : {} }],
+          containers: [
+            { name: "main", image: "local/sh:1", command: ["sh", "-c", script], resources: gpu ? { limits: { "nvidia.com/gpu": String(gpu) } } : {} },
+          ],
         },
       },
     },
@@ -77,7 +79,10 @@ describe("kubernetes", () => {
         { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
       ],
     };
-    await batch.createNamespacedJob({ namespace: ns, body: job("bad-input", "echo undecodable > $TERMINATION_LOG; exit 10", { backoffLimit: 3, podFailurePolicy }) });
+    await batch.createNamespacedJob({
+      namespace: ns,
+      body: job("bad-input", "echo undecodable > $TERMINATION_LOG; exit 10", { backoffLimit: 3, podFailurePolicy }),
+    });
     await batch.createNamespacedJob({ namespace: ns, body: job("flaky", "exit 1", { backoffLimit: 1, podFailurePolicy }) });
     const bad = await finished(ns, "bad-input");
     assert.equal(bad.status?.failed, 1, "no retry after a FailJob exit code");
@@ -116,7 +121,10 @@ describe("kubernetes", () => {
     const ns = await namespace();
     const owner = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: "owner" } } });
     const owned = job("owned", "sleep 30");
-    owned.metadata = { name: "owned", ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "owner", uid: owner.metadata?.uid as string, controller: true }] };
+    owned.metadata = {
+      name: "owned",
+      ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "owner", uid: owner.metadata?.uid as string, controller: true }],
+    };
     await batch.createNamespacedJob({ namespace: ns, body: owned });
     await until("owned pod running", async () => ((await core.listNamespacedPod({ namespace: ns })).items[0]?.status?.phase === "Running" ? true : undefined));
     await core.deleteNamespacedConfigMap({ name: "owner", namespace: ns });
@@ -143,7 +151,7 @@ describe("nats", () => {
     const js = nc.jetstream();
     for (let i = 0; i < 5; i++) await js.publish("survive.msg", sc.encode(`m${i}`), { msgID: `id-${i}` });
     let consumer = await js.consumers.get("SURVIVE", "worker");
-    const first = await consumer.next({ expires: 2000 });
+    const first = await consumer.next({ expires: 10_000 });
     assert.equal(first && sc.decode(first.data), "m0");
     await first?.ackAck();
     await nc.close();
@@ -155,7 +163,7 @@ describe("nats", () => {
     consumer = await nc.jetstream().consumers.get("SURVIVE", "worker");
     const rest: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const m = await consumer.next({ expires: 2000 });
+      const m = await consumer.next({ expires: 10_000 });
       if (m) {
         rest.push(sc.decode(m.data));
         await m.ackAck();
@@ -170,7 +178,14 @@ describe("s3", () => {
   test("an object written with a presigned PUT reads back with a presigned GET; an expired URL is refused", async () => {
     const s3 = stack.s3 as NonNullable<Stack["s3"]>;
     const u = new URL(s3.endpoint);
-    const client = new Minio.Client({ endPoint: u.hostname, port: Number(u.port), useSSL: false, accessKey: s3.accessKey, secretKey: s3.secretKey, region: s3.region });
+    const client = new Minio.Client({
+      endPoint: u.hostname,
+      port: Number(u.port),
+      useSSL: false,
+      accessKey: s3.accessKey,
+      secretKey: s3.secretKey,
+      region: s3.region,
+    });
     await client.makeBucket("presign", s3.region);
     const put = await client.presignedPutObject("presign", "a/b.txt", 60);
     assert.equal((await fetch(put, { method: "PUT", body: "hello presigned" })).status, 200);

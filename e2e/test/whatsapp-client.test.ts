@@ -60,7 +60,10 @@ describe("media from users", () => {
     const seen = sim.requests.length;
 
     const info = await wa.getMediaInfo(id, sim.phoneNumberId);
-    assert.deepEqual({ ...info, url: undefined }, { id, url: undefined, mimeType: "audio/ogg; codecs=opus", sha256: createHash("sha256").update(bytes).digest("base64"), fileSize: bytes.length });
+    assert.deepEqual(
+      { ...info, url: undefined },
+      { id, url: undefined, mimeType: "audio/ogg; codecs=opus", sha256: createHash("sha256").update(bytes).digest("base64"), fileSize: bytes.length },
+    );
     assert.deepEqual(await wa.downloadMedia(info.url, { maxBytes: MB }), bytes);
 
     const [metadata, download] = requestsSince(seen);
@@ -184,7 +187,15 @@ describe("messages to the user", () => {
     const wamid = await wa.sendAudio(sim.phoneNumberId, USER, mediaId, { voice: true, replyTo: incoming });
     const sent = sim.sentMessages().find((m) => m.id === wamid);
     assert.deepEqual(
-      { to: sent?.to, addressedBy: sent?.addressedBy, type: sent?.type, replyTo: sent?.replyTo, mediaId: sent?.mediaId, voice: sent?.voice, status: sent?.status },
+      {
+        to: sent?.to,
+        addressedBy: sent?.addressedBy,
+        type: sent?.type,
+        replyTo: sent?.replyTo,
+        mediaId: sent?.mediaId,
+        voice: sent?.voice,
+        status: sent?.status,
+      },
       { to: USER.waId, addressedBy: "to", type: "audio", replyTo: incoming, mediaId, voice: true, status: "accepted" },
     );
     const request = sim.requests.findLast((r) => r.path.endsWith("/messages"))?.body as { to?: string } | undefined;
@@ -278,7 +289,10 @@ describe("errors say whether to retry", () => {
   test("the pair rate limit backs off 4^X seconds, as Meta asks", async () => {
     sim.failNext("messages", "pair-rate-limit");
     const err = (await wa.sendText(sim.phoneNumberId, USER, "hi").catch((e: unknown) => e)) as GraphApiError;
-    assert.deepEqual([0, 1, 2, 3].map((x) => err.retryDelayMs(x)), [1000, 4000, 16_000, 64_000]);
+    assert.deepEqual(
+      [0, 1, 2, 3].map((x) => err.retryDelayMs(x)),
+      [1000, 4000, 16_000, 64_000],
+    );
     assert.match(err.details ?? "", /same recipient phone number/);
   });
 
@@ -310,7 +324,10 @@ describe("errors say whether to retry", () => {
 
   test("an answer that is not Graph's JSON is a typed error: retryable from a failing proxy, not from a confused one", async () => {
     sim.failNext("messages", { httpStatus: 502 });
-    await assert.rejects(wa.sendText(sim.phoneNumberId, USER, "x"), (e: GraphApiError) => e.status === 502 && e.code === undefined && e.kind === "temporary" && e.retryable);
+    await assert.rejects(
+      wa.sendText(sim.phoneNumberId, USER, "x"),
+      (e: GraphApiError) => e.status === 502 && e.code === undefined && e.kind === "temporary" && e.retryable,
+    );
     sim.failNext("messages", { httpStatus: 200 });
     await assert.rejects(wa.sendText(sim.phoneNumberId, USER, "x"), (e: GraphApiError) => /unexpected WhatsApp API response/.test(e.message) && !e.retryable);
   });
@@ -324,7 +341,10 @@ describe("errors say whether to retry", () => {
 
 describe("webhook signatures", () => {
   test("signWebhookBody matches a published HMAC-SHA256 vector and node:crypto over the same bytes", () => {
-    assert.equal(signWebhookBody("The quick brown fox jumps over the lazy dog", "key"), "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+    assert.equal(
+      signWebhookBody("The quick brown fox jumps over the lazy dog", "key"),
+      "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8",
+    );
     const body = Buffer.from('{"object":"whatsapp_business_account","entry":[]}');
     assert.equal(signWebhookBody(body, APP_SECRET), `sha256=${createHmac("sha256", APP_SECRET).update(body).digest("hex")}`);
   });

@@ -221,7 +221,13 @@ describe("webhooks as Meta sends them", () => {
     const [text, image, document, sticker, location, reaction, unreaction, unsupported] = messages;
     assert.deepEqual(text.text, { body: "help" });
     assert.deepEqual(text.context, { from: sim.defaultUser.waId, id: original });
-    for (const media of [image.image, document.document, sticker.sticker]) assert.deepEqual(Object.keys(media).sort().filter((k) => ["id", "mime_type", "sha256", "url"].includes(k)), ["id", "mime_type", "sha256", "url"]);
+    for (const media of [image.image, document.document, sticker.sticker])
+      assert.deepEqual(
+        Object.keys(media)
+          .sort()
+          .filter((k) => ["id", "mime_type", "sha256", "url"].includes(k)),
+        ["id", "mime_type", "sha256", "url"],
+      );
     assert.equal(image.image.caption, "look");
     assert.equal(document.document.filename, "song.pdf");
     assert.equal(sticker.sticker.animated, true);
@@ -336,7 +342,8 @@ describe("webhooks as Meta sends them", () => {
 const graph = (path: string, init: RequestInit = {}, token: string | null = TOKEN) =>
   fetch(`${sim.baseUrl}${path}`, { ...init, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...init.headers } });
 const postJson = (path: string, body: unknown) => graph(path, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
-const metaError = async (res: Response) => ((await res.json()) as { error: { code: number; message: string; error_data?: { details: string }; fbtrace_id: string } }).error;
+const metaError = async (res: Response) =>
+  ((await res.json()) as { error: { code: number; message: string; error_data?: { details: string }; fbtrace_id: string } }).error;
 
 describe("media routes", () => {
   test("metadata: Meta's fields, file_size as a string, and Bearer required", async () => {
@@ -411,7 +418,14 @@ describe("messages route", () => {
   const messages = (body: unknown) => postJson(`/${sim.version}/${sim.phoneNumberId}/messages`, body);
 
   test("a valid reply gets Meta's response: contacts and a wamid", async () => {
-    const res = await messages({ messaging_product: "whatsapp", recipient_type: "individual", to: `+${user.waId}`, type: "text", text: { body: "hi" }, context: { message_id: userMessage } });
+    const res = await messages({
+      messaging_product: "whatsapp",
+      recipient_type: "individual",
+      to: `+${user.waId}`,
+      type: "text",
+      text: { body: "hi" },
+      context: { message_id: userMessage },
+    });
     const body = (await res.json()) as { messaging_product: string; contacts: unknown[]; messages: { id: string }[] };
     assert.equal(res.status, 200);
     assert.equal(body.messaging_product, "whatsapp");
@@ -441,7 +455,11 @@ describe("messages route", () => {
       assert.equal(err.code, 100);
       assert.match(err.error_data?.details ?? "", param, JSON.stringify(body));
     }
-    const junk = await graph(`/${sim.version}/${sim.phoneNumberId}/messages`, { method: "POST", body: "{not json", headers: { "content-type": "application/json" } });
+    const junk = await graph(`/${sim.version}/${sim.phoneNumberId}/messages`, {
+      method: "POST",
+      body: "{not json",
+      headers: { "content-type": "application/json" },
+    });
     assert.equal((await metaError(junk)).code, 100);
   });
 
@@ -488,7 +506,10 @@ describe("test helpers", () => {
     const waiting = sim.waitForMessage((m) => m.replyTo === id, 2000);
     setTimeout(() => void wa.sendText(sim.phoneNumberId, sim.defaultUser, "pong", { replyTo: id }), 50);
     assert.equal((await waiting).text, "pong");
-    await assert.rejects(sim.waitForMessage((m) => m.text === "never", 100), /within 100 ms; the bot sent: .*text "pong"/);
+    await assert.rejects(
+      sim.waitForMessage((m) => m.text === "never", 100),
+      /within 100 ms; the bot sent: .*text "pong"/,
+    );
   });
 
   test("delayNext stalls a route, then it answers normally", async () => {
@@ -523,11 +544,16 @@ describe("chat page", () => {
     const res = await fetch(`${sim.baseUrl}/`);
     assert.match(String(res.headers.get("content-type")), /text\/html/);
     const html = await res.text();
-    for (const id of ["thread", "text-input", "send-text", "file-input", "as-voice", "send-file", "record", "typing", "notice"]) assert.ok(html.includes(`data-testid="${id}"`), id);
+    for (const id of ["thread", "text-input", "send-text", "file-input", "as-voice", "send-file", "record", "typing", "notice"])
+      assert.ok(html.includes(`data-testid="${id}"`), id);
   });
 
   test("a text typed in the page reaches the bot as a signed webhook, and the bot's quoted voice reply shows up playable", async () => {
-    const sent = await fetch(`${sim.baseUrl}/sim/chat/send`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ text: "hello bot" }) });
+    const sent = await fetch(`${sim.baseUrl}/sim/chat/send`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ text: "hello bot" }),
+    });
     const { id, webhookStatus } = (await sent.json()) as { id: string; webhookStatus: number };
     assert.equal(webhookStatus, 200);
     const delivered = received.find((r) => payloadOf(r).entry[0].changes[0].value.messages?.[0].id === id);
@@ -581,7 +607,11 @@ describe("chat page", () => {
   test("without a webhook URL the page says the bot cannot hear", async () => {
     sim.setWebhookUrl(undefined);
     try {
-      const res = await fetch(`${sim.baseUrl}/sim/chat/send`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ text: "hi" }) });
+      const res = await fetch(`${sim.baseUrl}/sim/chat/send`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ text: "hi" }),
+      });
       assert.equal(res.status, 409);
       assert.match(((await res.json()) as { error: string }).error, /webhook URL/);
     } finally {

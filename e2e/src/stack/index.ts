@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { type ControlPlane, startControlPlane } from "./kube.ts";
-import { type ImageMapping, NodeAgent } from "./node-agent.ts";
 import { type NatsServer, startNats } from "./nats.ts";
+import { type ImageMapping, NodeAgent } from "./node-agent.ts";
 import { type S3Server, startS3 } from "./s3.ts";
 
 export type { ImageMapping } from "./node-agent.ts";
@@ -48,7 +48,8 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       const e: Record<string, string> = {};
       if (stack.kube) e.KUBECONFIG = stack.kube.kubeconfigPath;
       if (stack.nats) e.NATS_URL = stack.nats.url;
-      if (stack.s3) Object.assign(e, { S3_ENDPOINT: stack.s3.endpoint, S3_REGION: stack.s3.region, S3_ACCESS_KEY: stack.s3.accessKey, S3_SECRET_KEY: stack.s3.secretKey });
+      if (stack.s3)
+        Object.assign(e, { S3_ENDPOINT: stack.s3.endpoint, S3_REGION: stack.s3.region, S3_ACCESS_KEY: stack.s3.accessKey, S3_SECRET_KEY: stack.s3.secretKey });
       return e;
     },
     async stop() {
@@ -73,7 +74,14 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
           started.push(cp);
           const kc = new k8s.KubeConfig();
           kc.loadFromFile(cp.kubeconfigPath);
-          const node = new NodeAgent({ kubeconfigPath: cp.kubeconfigPath, dir, gpus: o.gpus ?? 1, images: o.images ?? {}, ...(o.nodeLabels ? { labels: o.nodeLabels } : {}), ...(o.nodeTaints ? { taints: o.nodeTaints } : {}) });
+          const node = new NodeAgent({
+            kubeconfigPath: cp.kubeconfigPath,
+            dir,
+            gpus: o.gpus ?? 1,
+            images: o.images ?? {},
+            ...(o.nodeLabels ? { labels: o.nodeLabels } : {}),
+            ...(o.nodeTaints ? { taints: o.nodeTaints } : {}),
+          });
           started.push(node);
           await node.start();
           stack.kube = { ...cp, kc, node };

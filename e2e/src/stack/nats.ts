@@ -16,7 +16,12 @@ export async function startNats(dir: string): Promise<NatsServer> {
   const store = join(dir, "jetstream");
   mkdirSync(store, { recursive: true });
   const server = await restartable(async () => {
-    const proc = spawnManaged({ name: "nats-server", command: bin("nats-server"), args: ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitor), "-js", "-sd", store], dir });
+    const proc = spawnManaged({
+      name: "nats-server",
+      command: bin("nats-server"),
+      args: ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitor), "-js", "-sd", store],
+      dir,
+    });
     await waitUntil("nats-server", async () => (await fetch(`http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`)).ok, { process: proc });
     return proc;
   });

@@ -10,7 +10,7 @@
 // in-cluster paths cannot exist; each pod gets its own loopback address (127.1.x.y) as its pod IP;
 // with no kube-proxy, each Service gets a loopback address (127.2.x.y) where the agent forwards
 // connections to a ready endpoint, and pods see it in the kubelet's service variables.
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
@@ -129,7 +129,10 @@ export class NodeAgent {
     const body: k8s.V1Node = {
       apiVersion: "v1",
       kind: "Node",
-      metadata: { name: this.nodeName, labels: { "kubernetes.io/hostname": this.nodeName, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", ...this.o.labels } },
+      metadata: {
+        name: this.nodeName,
+        labels: { "kubernetes.io/hostname": this.nodeName, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", ...this.o.labels },
+      },
       spec: { taints: this.o.taints ?? [] },
     };
     try {
@@ -156,7 +159,16 @@ export class NodeAgent {
               { type: "InternalIP", address: "127.0.0.1" },
               { type: "Hostname", address: this.nodeName },
             ],
-            conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "unmix local node agent is ready", lastHeartbeatTime: t, lastTransitionTime: t }],
+            conditions: [
+              {
+                type: "Ready",
+                status: "True",
+                reason: "KubeletReady",
+                message: "unmix local node agent is ready",
+                lastHeartbeatTime: t,
+                lastTransitionTime: t,
+              },
+            ],
             nodeInfo: {
               architecture: "amd64",
               operatingSystem: "linux",
@@ -178,8 +190,13 @@ export class NodeAgent {
 
   private async renewLease(): Promise<void> {
     // Lease times are MicroTime: the API server insists on six fractional digits
-    const renewTime = now().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z") as unknown as Date;
-    const lease = { metadata: { name: this.nodeName, namespace: "kube-node-lease" }, spec: { holderIdentity: this.nodeName, leaseDurationSeconds: 40, renewTime } };
+    const renewTime = now()
+      .toISOString()
+      .replace(/\.(\d{3})Z$/, ".$1000Z") as unknown as Date;
+    const lease = {
+      metadata: { name: this.nodeName, namespace: "kube-node-lease" },
+      spec: { holderIdentity: this.nodeName, leaseDurationSeconds: 40, renewTime },
+    };
     try {
       await this.coord.replaceNamespacedLease({ name: this.nodeName, namespace: "kube-node-lease", body: lease });
     } catch (err) {
@@ -219,7 +236,14 @@ export class NodeAgent {
       if (run) await this.killPod(run, grace);
       // the kubelet's last word on a deleted pod: remove it for good (grace 0 in the body; the
       // client sends no query parameters alongside a body)
-      await this.core.deleteNamespacedPod({ name: pod.metadata.name ?? "", namespace: pod.metadata.namespace ?? "", gracePeriodSeconds: 0, body: { gracePeriodSeconds: 0, preconditions: { uid } } }).catch(() => {});
+      await this.core
+        .deleteNamespacedPod({
+          name: pod.metadata.name ?? "",
+          namespace: pod.metadata.namespace ?? "",
+          gracePeriodSeconds: 0,
+          body: { gracePeriodSeconds: 0, preconditions: { uid } },
+        })
+        .catch(() => {});
       return;
     }
     if (run) return;
@@ -295,7 +319,9 @@ export class NodeAgent {
       return;
     }
     const rewrite = (v: string) => rewritePath(v, mounts);
-    const command = spec.command?.length ? (mapping.commands?.[spec.command[0] as string] ?? [spec.command[0] as string]).concat(spec.command.slice(1).map(rewrite)) : mapping.entrypoint;
+    const command = spec.command?.length
+      ? (mapping.commands?.[spec.command[0] as string] ?? [spec.command[0] as string]).concat(spec.command.slice(1).map(rewrite))
+      : mapping.entrypoint;
     const args = (spec.args ?? []).map((a) => rewrite(expand(a, env)));
     const [cmd, ...rest] = [...command, ...args];
     rmSync(c.terminationFile, { force: true });
@@ -370,11 +396,22 @@ export class NodeAgent {
     return false; // exec and grpc probes are not supported by this agent
   }
 
-  private async onExit(pod: k8s.V1Pod, run: PodRun, spec: k8s.V1Container, c: RunningContainer, code: number | string, mounts: Map<string, string>): Promise<void> {
+  private async onExit(
+    pod: k8s.V1Pod,
+    run: PodRun,
+    spec: k8s.V1Container,
+    c: RunningContainer,
+    code: number | string,
+    mounts: Map<string, string>,
+  ): Promise<void> {
     const exitCode = typeof code === "number" ? code : code === "SIGKILL" ? 137 : 143;
     let message = existsSync(c.terminationFile) ? readFileSync(c.terminationFile, "utf8").slice(0, 4096) : "";
     if (!message && exitCode !== 0 && spec.terminationMessagePolicy === "FallbackToLogsOnError") {
-      message = readFileSync(join(run.dir, `${c.proc?.name}.log`), "utf8").split("\n").slice(-80).join("\n").slice(-2048);
+      message = readFileSync(join(run.dir, `${c.proc?.name}.log`), "utf8")
+        .split("\n")
+        .slice(-80)
+        .join("\n")
+        .slice(-2048);
     }
     const terminated: k8s.V1ContainerStateTerminated = {
       exitCode,
@@ -437,7 +474,13 @@ export class NodeAgent {
           const tr = await this.core.createNamespacedServiceAccountToken({
             name: pod.spec?.serviceAccountName ?? "default",
             namespace: ns,
-            body: { spec: { audiences: src.serviceAccountToken.audience ? [src.serviceAccountToken.audience] : [], expirationSeconds: src.serviceAccountToken.expirationSeconds ?? 3600, boundObjectRef: { kind: "Pod", apiVersion: "v1", name: run.name, uid: run.uid } } },
+            body: {
+              spec: {
+                audiences: src.serviceAccountToken.audience ? [src.serviceAccountToken.audience] : [],
+                expirationSeconds: src.serviceAccountToken.expirationSeconds ?? 3600,
+                boundObjectRef: { kind: "Pod", apiVersion: "v1", name: run.name, uid: run.uid },
+              },
+            },
           });
           write(src.serviceAccountToken.path, tr.status?.token ?? "");
           // in-cluster config reads fixed paths that cannot exist here: hand the process a kubeconfig
@@ -583,9 +626,17 @@ export class NodeAgent {
     for (const m of mounts.keys()) if (m === "/var/run/secrets/kubernetes.io/serviceaccount") env.KUBECONFIG = join(mounts.get(m) as string, "kubeconfig");
     for (const from of spec.envFrom ?? []) {
       let data: Record<string, string> = {};
-      if (from.configMapRef) data = (await this.core.readNamespacedConfigMap({ name: from.configMapRef.name ?? "", namespace: ns }).catch((e) => (from.configMapRef?.optional ? undefined : Promise.reject(e))))?.data ?? {};
+      if (from.configMapRef)
+        data =
+          (
+            await this.core
+              .readNamespacedConfigMap({ name: from.configMapRef.name ?? "", namespace: ns })
+              .catch((e) => (from.configMapRef?.optional ? undefined : Promise.reject(e)))
+          )?.data ?? {};
       if (from.secretRef) {
-        const s = await this.core.readNamespacedSecret({ name: from.secretRef.name ?? "", namespace: ns }).catch((e) => (from.secretRef?.optional ? undefined : Promise.reject(e)));
+        const s = await this.core
+          .readNamespacedSecret({ name: from.secretRef.name ?? "", namespace: ns })
+          .catch((e) => (from.secretRef?.optional ? undefined : Promise.reject(e)));
         data = Object.fromEntries(Object.entries(s?.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]));
       }
       for (const [k, v] of Object.entries(data)) env[`${from.prefix ?? ""}${k}`] = v;
@@ -593,7 +644,8 @@ export class NodeAgent {
     for (const e of spec.env ?? []) {
       if (e.value !== undefined) env[e.name] = rewritePath(expand(e.value, env), mounts);
       else if (e.valueFrom?.fieldRef) env[e.name] = fieldValue(pod, run, e.valueFrom.fieldRef.fieldPath);
-      else if (e.valueFrom?.resourceFieldRef) env[e.name] = String(spec.resources?.limits?.[e.valueFrom.resourceFieldRef.resource.replace(/^limits\./, "")] ?? "");
+      else if (e.valueFrom?.resourceFieldRef)
+        env[e.name] = String(spec.resources?.limits?.[e.valueFrom.resourceFieldRef.resource.replace(/^limits\./, "")] ?? "");
       else if (e.valueFrom?.secretKeyRef) {
         const ref = e.valueFrom.secretKeyRef;
         const s = await this.core.readNamespacedSecret({ name: ref.name ?? "", namespace: ns }).catch(() => undefined);
@@ -632,9 +684,20 @@ export class NodeAgent {
     }));
     const all = run.containers;
     const failed = all.some((c) => (c.state.terminated?.exitCode ?? 0) !== 0);
-    const phase = run.done ? (failed ? "Failed" : "Succeeded") : all.some((c) => c.state.running || c.restartCount > 0 || c.state.terminated) ? "Running" : "Pending";
+    const phase = run.done
+      ? failed
+        ? "Failed"
+        : "Succeeded"
+      : all.some((c) => c.state.running || c.restartCount > 0 || c.state.terminated)
+        ? "Running"
+        : "Pending";
     const ready = phase === "Running" && all.every((c) => c.ready);
-    const cond = (type: string, ok: boolean) => ({ type, status: ok ? "True" : "False", lastTransitionTime: t, ...(ok ? {} : { reason: run.done ? "PodCompleted" : "ContainersNotReady" }) });
+    const cond = (type: string, ok: boolean) => ({
+      type,
+      status: ok ? "True" : "False",
+      lastTransitionTime: t,
+      ...(ok ? {} : { reason: run.done ? "PodCompleted" : "ContainersNotReady" }),
+    });
     const scheduled = pod.status?.conditions?.filter((c) => c.type === "PodScheduled") ?? [];
     const status = {
       phase,
@@ -657,7 +720,7 @@ export class NodeAgent {
 
 function fieldValue(pod: k8s.V1Pod, run: PodRun, path: string): string {
   const m = /^metadata\.(labels|annotations)\['(.+)'\]$/.exec(path);
-  if (m) return (pod.metadata?.[m[1] as "labels" | "annotations"] ?? {})[m[2] as string] ?? "";
+  if (m) return pod.metadata?.[m[1] as "labels" | "annotations"]?.[m[2] as string] ?? "";
   switch (path) {
     case "metadata.name":
       return run.name;
@@ -692,4 +755,3 @@ function rewritePath(value: string, mounts: Map<string, string>): string {
   }
   return value;
 }
-

@@ -61,7 +61,10 @@ function sendBytes(reply: FastifyReply, bytes: Buffer, mimeType: string, range: 
   const start = m[1] === "" ? Math.max(0, bytes.length - Number(m[2])) : Number(m[1]);
   const end = m[1] !== "" && m[2] !== "" ? Math.min(Number(m[2]), bytes.length - 1) : bytes.length - 1;
   if (start > end) return reply.code(416).header("content-range", `bytes */${bytes.length}`).send();
-  return reply.code(206).header("content-range", `bytes ${start}-${end}/${bytes.length}`).send(bytes.subarray(start, end + 1));
+  return reply
+    .code(206)
+    .header("content-range", `bytes ${start}-${end}/${bytes.length}`)
+    .send(bytes.subarray(start, end + 1));
 }
 
 export function registerChatRoutes(app: FastifyInstance, core: SimCore): void {

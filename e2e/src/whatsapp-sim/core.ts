@@ -166,7 +166,13 @@ export class SimCore {
       const media = MEDIA_TYPES.includes(m.type) ? this.receiveMedia(m as UserMessage & { type: MediaType }) : undefined;
       return { built: buildMessage(m, sender, this.clock(), media && this.describeMedia(media)), mediaId: media?.id };
     });
-    const body = metaJson(messagesEnvelope(this.business, built.map((b) => b.built), layout));
+    const body = metaJson(
+      messagesEnvelope(
+        this.business,
+        built.map((b) => b.built),
+        layout,
+      ),
+    );
     const deliveries = await this.deliver(body, options);
     return { ids: built.map((b) => String(b.built.message.id)), mediaIds: built.map((b) => b.mediaId), body, deliveries };
   }
@@ -199,7 +205,7 @@ export class SimCore {
       const time = this.clock();
       const delivery = { body, time, ...(await postWebhook(url, body, this.appSecret, o.signature)) };
       this.webhooks.push(delivery);
-        return delivery;
+      return delivery;
     };
     const copies = 1 + (o.duplicates ?? 0);
     if (o.concurrent) return Promise.all(Array.from({ length: copies }, once));

@@ -2,10 +2,10 @@
 // delete, and messages. Every call is recorded, checked for the bearer token, and may be made to
 // fail or stall by a test first.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { type Fault, invalidParameter, type MetaError, META_ERRORS, metaErrorBody, type SimRoute, unknownObject } from "./faults.ts";
+import type { SimCore } from "./core.ts";
+import { type Fault, invalidParameter, META_ERRORS, type MetaError, metaErrorBody, type SimRoute, unknownObject } from "./faults.ts";
 import { baseMimeType, type StoredMedia, uploadRejection } from "./media.ts";
 import { describeIssues, MarkRead, OutgoingMessage } from "./outgoing.ts";
-import type { SimCore } from "./core.ts";
 
 const VERSION = /^v\d+\.\d+$/;
 
@@ -28,19 +28,23 @@ export function registerGraphRoutes(app: FastifyInstance, core: SimCore): void {
 
   const ownMedia = (id: string): StoredMedia | undefined => core.media.get(id);
 
-  app.get<{ Params: { version: string; mediaId: string }; Querystring: { phone_number_id?: string } }>("/:version/:mediaId", guarded("media-info"), async (req, reply) => {
-    const media = ownMedia(req.params.mediaId);
-    const wrongNumber = req.query.phone_number_id !== undefined && media?.owner !== req.query.phone_number_id;
-    if (!media || wrongNumber) return sendError(reply, unknownObject(req.params.mediaId, "get"));
-    return {
-      messaging_product: "whatsapp",
-      url: core.media.issueUrl(media, core.baseUrl()),
-      mime_type: media.mimeType,
-      sha256: media.sha256.toString(core.sha256Encoding),
-      file_size: String(media.bytes.length),
-      id: media.id,
-    };
-  });
+  app.get<{ Params: { version: string; mediaId: string }; Querystring: { phone_number_id?: string } }>(
+    "/:version/:mediaId",
+    guarded("media-info"),
+    async (req, reply) => {
+      const media = ownMedia(req.params.mediaId);
+      const wrongNumber = req.query.phone_number_id !== undefined && media?.owner !== req.query.phone_number_id;
+      if (!media || wrongNumber) return sendError(reply, unknownObject(req.params.mediaId, "get"));
+      return {
+        messaging_product: "whatsapp",
+        url: core.media.issueUrl(media, core.baseUrl()),
+        mime_type: media.mimeType,
+        sha256: media.sha256.toString(core.sha256Encoding),
+        file_size: String(media.bytes.length),
+        id: media.id,
+      };
+    },
+  );
 
   app.get<{ Querystring: { mid?: string; hash?: string } }>("/whatsapp_business/attachments/", guarded("media-download"), async (req, reply) => {
     const media = core.media.resolveUrl(req.query.mid ?? "", req.query.hash ?? "");

@@ -3,17 +3,17 @@
 // shared/reference/whatsapp-cloud-api.md; the production client talks to it unchanged.
 import Fastify, { type FastifyError, type FastifyRequest } from "fastify";
 import { registerChatRoutes } from "./chat.ts";
-import { type RecordedRequest, type ReadMark, SimCore, type UserMessageResult } from "./core.ts";
+import { type ReadMark, type RecordedRequest, SimCore, type UserMessageResult } from "./core.ts";
 import { type Fault, invalidParameter, metaErrorBody, type SimRoute } from "./faults.ts";
 import { registerGraphRoutes } from "./graph-routes.ts";
 import type { SentMessage } from "./outgoing.ts";
 import type { BatchLayout, DeliveryOptions, Receipt, Sender, UserMessage, WebhookDelivery } from "./webhooks.ts";
 
+export type { ReadMark, RecordedRequest, UserMessageResult } from "./core.ts";
 export type { Fault, MetaError, MetaErrorName, SimRoute } from "./faults.ts";
 export { META_ERRORS } from "./faults.ts";
 export { MEDIA_URL_TTL_MS } from "./media.ts";
 export type { SentMessage } from "./outgoing.ts";
-export type { RecordedRequest, ReadMark, UserMessageResult } from "./core.ts";
 export type { BatchLayout, DeliveryOptions, Receipt, Sender, UserMessage, WebhookDelivery } from "./webhooks.ts";
 
 export interface WhatsAppSimulatorOptions {

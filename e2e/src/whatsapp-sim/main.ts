@@ -16,7 +16,10 @@ const SimulatorConfig = z.object({
     .default("v24.0"),
   WHATSAPP_PHONE_NUMBER_ID: z.string().regex(/^\d+$/).optional(),
   WHATSAPP_SIM_STATUS_RECEIPTS: env.bool(true),
-  WHATSAPP_SIM_USER_WA_ID: z.string().regex(/^\d{6,15}$/).optional(),
+  WHATSAPP_SIM_USER_WA_ID: z
+    .string()
+    .regex(/^\d{6,15}$/)
+    .optional(),
   WHATSAPP_SIM_USER_NAME: z.string().optional(),
 });
 

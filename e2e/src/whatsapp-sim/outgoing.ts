@@ -13,21 +13,42 @@ const Addressing = {
     .string()
     .regex(/^[A-Z]{2}\.[A-Za-z0-9]{1,128}$/, "a business-scoped user id")
     .optional(),
-  context: z.object({ message_id: z.string().min(1) }).strict().optional(),
+  context: z
+    .object({ message_id: z.string().min(1) })
+    .strict()
+    .optional(),
   biz_opaque_callback_data: z.string().max(512).optional(),
 };
 
 const mediaSource = { id: z.string().min(1).optional(), link: z.string().url().optional() };
 const oneSource = [(m: { id?: string; link?: string }) => (m.id === undefined) !== (m.link === undefined), "exactly one of id or link"] as const;
 
-const Text = z.object({ ...Addressing, type: z.literal("text"), text: z.object({ body: z.string().min(1).max(4096), preview_url: z.boolean().optional() }).strict() }).strict();
+const Text = z
+  .object({ ...Addressing, type: z.literal("text"), text: z.object({ body: z.string().min(1).max(4096), preview_url: z.boolean().optional() }).strict() })
+  .strict();
 const Audio = z
-  .object({ ...Addressing, type: z.literal("audio"), audio: z.object({ ...mediaSource, voice: z.boolean().optional() }).strict().refine(...oneSource) })
+  .object({
+    ...Addressing,
+    type: z.literal("audio"),
+    audio: z
+      .object({ ...mediaSource, voice: z.boolean().optional() })
+      .strict()
+      .refine(...oneSource),
+  })
   .strict();
 const Video = z
-  .object({ ...Addressing, type: z.literal("video"), video: z.object({ ...mediaSource, caption: z.string().max(1024).optional() }).strict().refine(...oneSource) })
+  .object({
+    ...Addressing,
+    type: z.literal("video"),
+    video: z
+      .object({ ...mediaSource, caption: z.string().max(1024).optional() })
+      .strict()
+      .refine(...oneSource),
+  })
   .strict();
-const Reaction = z.object({ ...Addressing, type: z.literal("reaction"), reaction: z.object({ message_id: z.string().min(1), emoji: z.string() }).strict() }).strict();
+const Reaction = z
+  .object({ ...Addressing, type: z.literal("reaction"), reaction: z.object({ message_id: z.string().min(1), emoji: z.string() }).strict() })
+  .strict();
 const Template = z
   .object({
     ...Addressing,
@@ -53,7 +74,10 @@ export const MarkRead = z
     messaging_product: z.literal("whatsapp"),
     status: z.literal("read"),
     message_id: z.string().min(1),
-    typing_indicator: z.object({ type: z.literal("text") }).strict().optional(),
+    typing_indicator: z
+      .object({ type: z.literal("text") })
+      .strict()
+      .optional(),
   })
   .strict();
 

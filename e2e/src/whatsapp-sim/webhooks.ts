@@ -72,7 +72,11 @@ interface BuiltMessage {
 }
 
 export function buildMessage(m: UserMessage, sender: Sender, timestampMs: number, media: ResolvedMedia | undefined): BuiltMessage {
-  const contact = { profile: { name: sender.name ?? "" }, ...(sender.waId ? { wa_id: sender.waId } : {}), ...(sender.userId ? { user_id: sender.userId } : {}) };
+  const contact = {
+    profile: { name: sender.name ?? "" },
+    ...(sender.waId ? { wa_id: sender.waId } : {}),
+    ...(sender.userId ? { user_id: sender.userId } : {}),
+  };
   const head = {
     ...(sender.waId ? { from: sender.waId } : {}),
     ...(sender.userId ? { from_user_id: sender.userId } : {}),
@@ -89,7 +93,10 @@ export function buildMessage(m: UserMessage, sender: Sender, timestampMs: number
     case "image":
       return { contact, message: { ...head, [m.type]: { ...(m.caption ? { caption: m.caption } : {}), ...mediaFields } } };
     case "document":
-      return { contact, message: { ...head, document: { ...(m.caption ? { caption: m.caption } : {}), filename: m.filename ?? "document.pdf", ...mediaFields } } };
+      return {
+        contact,
+        message: { ...head, document: { ...(m.caption ? { caption: m.caption } : {}), filename: m.filename ?? "document.pdf", ...mediaFields } },
+      };
     case "sticker":
       return { contact, message: { ...head, sticker: { ...mediaFields, animated: m.animated ?? false } } };
     case "text":
@@ -97,7 +104,10 @@ export function buildMessage(m: UserMessage, sender: Sender, timestampMs: number
     case "location":
       return {
         contact,
-        message: { ...head, location: { latitude: m.latitude, longitude: m.longitude, ...(m.name ? { name: m.name } : {}), ...(m.address ? { address: m.address } : {}) } },
+        message: {
+          ...head,
+          location: { latitude: m.latitude, longitude: m.longitude, ...(m.name ? { name: m.name } : {}), ...(m.address ? { address: m.address } : {}) },
+        },
       };
     case "reaction":
       return { contact, message: { ...head, reaction: { message_id: m.messageId, ...(m.emoji ? { emoji: m.emoji } : {}) } } };
@@ -106,7 +116,14 @@ export function buildMessage(m: UserMessage, sender: Sender, timestampMs: number
         contact,
         message: {
           ...head,
-          errors: [{ code: 131051, title: "Message type unknown", message: "Message type unknown", error_data: { details: "Message type is currently not supported." } }],
+          errors: [
+            {
+              code: 131051,
+              title: "Message type unknown",
+              message: "Message type unknown",
+              error_data: { details: "Message type is currently not supported." },
+            },
+          ],
           unsupported: { type: m.unsupportedType ?? "poll" },
         },
       };
@@ -156,9 +173,15 @@ export function statusEnvelope(b: Business, r: Receipt) {
     status: r.status,
     timestamp: String(Math.floor(r.timestampMs / 1000)),
     ...(isBsuid ? { recipient_user_id: r.recipient } : { recipient_id: r.recipient }),
-    ...(r.status === "sent" || r.status === "delivered" ? { pricing: { billable: false, pricing_model: "PMP", type: "free_customer_service", category: "service" } } : {}),
+    ...(r.status === "sent" || r.status === "delivered"
+      ? { pricing: { billable: false, pricing_model: "PMP", type: "free_customer_service", category: "service" } }
+      : {}),
     ...(r.error
-      ? { errors: [{ code: r.error.code, title: r.error.title, message: r.error.title, ...(r.error.details ? { error_data: { details: r.error.details } } : {}) }] }
+      ? {
+          errors: [
+            { code: r.error.code, title: r.error.title, message: r.error.title, ...(r.error.details ? { error_data: { details: r.error.details } } : {}) },
+          ],
+        }
       : {}),
   };
   return { object: "whatsapp_business_account", entry: [{ id: b.wabaId, changes: [{ field: "messages", value: changeValue(b, { statuses: [status] }) }] }] };
