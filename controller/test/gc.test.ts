@@ -82,7 +82,7 @@ describe("garbage collection", () => {
     assert.equal(await cache.lookup(key), undefined, "no hit past 24 hours, even before the collector runs");
     const third = await gc.runOnce();
     assert.equal(third.cacheExpired, 2, "the result and its owner marker");
-    assert.equal(await exists("results/" + "a".repeat(64) + "/ogg-opus.htdemucs"), false, "permanently deleted after 24 hours");
+    assert.equal(await exists(`results/${"a".repeat(64)}/ogg-opus.htdemucs`), false, "permanently deleted after 24 hours");
     assert.equal(await cache.forgetUser("u1"), 0, "nothing left under the user either");
     assert.ok(await sjs.get(done.name), "a finished job is kept for a week");
 
