@@ -1,21 +1,15 @@
 // Pure builders of SeparationJob status changes, one per transition. Each returns a merge patch for
 // /status with the full conditions list (a list is replaced as a whole by a merge patch).
 import { type ConditionInput, findCondition, setCondition } from "@unmix/core/conditions";
-import type { Condition, FailureClass, SeparationJob, SeparationJobStatus } from "@unmix/core/separationjob";
+import { type Condition, ConditionType, type FailureClass, type SeparationJob, type SeparationJobStatus } from "@unmix/core/separationjob";
 import type { Classification, Waiting } from "./classify.ts";
 
 export type StatusPatch = Partial<SeparationJobStatus>;
 export type Result = NonNullable<SeparationJobStatus["result"]>;
 export type ReplyKind = "Result" | "Failure";
 
-export const C = {
-  MediaFetched: "MediaFetched",
-  JobCreated: "JobCreated",
-  Scheduled: "Scheduled",
-  Separated: "Separated",
-  Replied: "Replied",
-  Succeeded: "Succeeded",
-} as const;
+/** The condition types, short for the many transitions below. */
+export const C = ConditionType;
 
 export function conditionsWith(sj: SeparationJob, now: Date, ...inputs: ConditionInput[]): Condition[] {
   let list: Condition[] = sj.status?.conditions ?? [];
