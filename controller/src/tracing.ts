@@ -1,16 +1,12 @@
 // Trace context for reconciles, on @opentelemetry/api alone: the SDK (@unmix/core/telemetry's
 // startTelemetry) is loaded by main only when an OTLP endpoint is configured, so a controller that
 // does not export traces does not carry the SDK and its instrumentations in memory.
-import { context, propagation, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
+import { type Span, trace } from "@opentelemetry/api";
+import { contextFromTraceparent, currentTraceparent, inSpan as spanIn } from "@unmix/core/spans";
 
 const tracer = trace.getTracer("unmix-controller");
 
-/** The W3C traceparent of the active span, or undefined when not tracing. */
-export function currentTraceparent(): string | undefined {
-  const carrier: Record<string, string> = {};
-  propagation.inject(context.active(), carrier);
-  return carrier.traceparent;
-}
+export { currentTraceparent };
 
 /** The trace id of a W3C traceparent, for log lines when no SDK is running. */
 export function traceIdOf(traceparent: string | undefined): string | undefined {
@@ -18,17 +14,6 @@ export function traceIdOf(traceparent: string | undefined): string | undefined {
 }
 
 /** Runs `fn` in a span whose parent is `traceparent` (the message's trace). */
-export async function inSpan<T>(name: string, traceparent: string | undefined, attributes: Record<string, string>, fn: (span: Span) => Promise<T>): Promise<T> {
-  const parent = traceparent ? propagation.extract(context.active(), { traceparent }) : context.active();
-  return tracer.startActiveSpan(name, { attributes }, parent, async (span) => {
-    try {
-      return await fn(span);
-    } catch (err) {
-      span.recordException(err as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-      throw err;
-    } finally {
-      span.end();
-    }
-  });
+export function inSpan<T>(name: string, traceparent: string | undefined, attributes: Record<string, string>, fn: (span: Span) => Promise<T>): Promise<T> {
+  return spanIn(tracer, name, contextFromTraceparent(traceparent), attributes, fn);
 }
