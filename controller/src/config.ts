@@ -1,6 +1,7 @@
 // The controller's configuration: environment variables validated with zod at start-up (a bad or
 // missing variable stops the process with a message naming it), turned into typed settings.
 import { env, parseConfig } from "@unmix/core/config";
+import { MODEL_NAMES } from "@unmix/core/models";
 import { ObjectStoreConfig } from "@unmix/core/object-store-config";
 import { WhatsAppConfig } from "@unmix/core/whatsapp";
 import { z } from "zod";
@@ -73,7 +74,8 @@ export const ControllerEnv = z.object({
   /** Extra environment for the job container (DEMUCS_SEGMENT, MODEL_REPO, …) as a JSON object. */
   JOB_EXTRA_ENV: json(z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()), {}),
   JOB_DEVICE: z.enum(["auto", "cpu", "cuda"]).default("auto"),
-  MODEL_NAME: z.string().min(1).default("htdemucs"),
+  /** The separation model the jobs run (models.ts): htdemucs on GPUs, dfn3 for CPU-only clusters. */
+  MODEL_NAME: z.enum(MODEL_NAMES).default("htdemucs"),
   MAX_DURATION_SECONDS: positiveSeconds(600),
   MAX_INPUT_BYTES: env.int(16 * 1024 * 1024, 1),
 
@@ -164,7 +166,7 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
     maxDurationMinutes: Math.floor(c.MAX_DURATION_SECONDS / 60),
     maxInputMb: Math.round((c.MAX_INPUT_BYTES / 1024 / 1024) * 10) / 10,
     whatsappMaxMb: WHATSAPP_MAX_MB,
-    modelName: c.MODEL_NAME,
+    model: c.MODEL_NAME,
     /** Presigned URLs live as long as a Job may: waiting, running, and a margin (S3 caps them at 7 days). */
     presignSeconds: Math.min(7 * 24 * 3600, Math.ceil(c.JOB_PENDING_DEADLINE_SECONDS + c.JOB_ACTIVE_DEADLINE_SECONDS + 300)),
   },

@@ -4,6 +4,7 @@
 import { normalizeSha256 } from "@unmix/core";
 import { findCondition } from "@unmix/core/conditions";
 import type { Logger } from "@unmix/core/log";
+import { MODELS, modelId } from "@unmix/core/models";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { replies } from "@unmix/core/replies";
 import { type CacheKey, inputKey, type ResultCache, resultKey } from "@unmix/core/result-cache";
@@ -63,6 +64,8 @@ export interface ReconcilerDeps {
 const Manifest = z
   .object({
     model: z.string().optional(),
+    engine: z.string().optional(),
+    modelId: z.string().optional(),
     device: z.string().optional(),
     mediaSeconds: z.number().min(0).optional(),
     mimeType: z.string().optional(),
@@ -387,6 +390,7 @@ export class Reconciler {
   private async recordSeparated(sj: SeparationJob, job: JobView | undefined, jobMissing: boolean, log: Logger): Promise<void> {
     const name = sj.metadata.name;
     const now = this.d.clock();
+    const flow = this.d.config.flow;
     const [manifestInfo, out] = await Promise.all([this.d.store.stat(manifestKey(name)), this.d.store.stat(outputKey(name))]);
     if (!manifestInfo || !out) {
       const message = jobMissing
@@ -421,7 +425,10 @@ export class Reconciler {
       ...(manifest.separateSeconds !== undefined ? { separateSeconds: manifest.separateSeconds } : {}),
       ...(manifest.realTimeFactor !== undefined ? { realTimeFactor: manifest.realTimeFactor } : {}),
       ...(manifest.device ? { device: manifest.device } : {}),
-      model: manifest.model ?? this.d.config.flow.modelName,
+      // What the job says it ran, so the cache key names the engine and version that made the result.
+      model: manifest.model ?? flow.model,
+      engine: manifest.engine ?? MODELS[flow.model].engine,
+      modelId: manifest.modelId ?? modelId(flow.model),
     };
     await this.write(sj, S.separated(sj, now, result, job?.status?.completionTime ?? now.toISOString()), log);
     this.d.failpoint("separated:recorded");
@@ -561,7 +568,11 @@ export class Reconciler {
     const name = sj.metadata.name;
     let cacheKey: string | undefined;
     if (S.statusOf(sj, S.C.Separated) === "True") {
-      const key: CacheKey = { sha256: normalizeSha256(sj.spec.media.sha256), format: sj.spec.output.format, model: this.d.config.flow.modelName };
+      const key: CacheKey = {
+        sha256: normalizeSha256(sj.spec.media.sha256),
+        format: sj.spec.output.format,
+        model: sj.status?.result?.modelId ?? modelId(this.d.config.flow.model),
+      };
       const user = sj.metadata.labels?.[USER_LABEL];
       if (!user) {
         log.warn("no user label: the result is not cached, since it could not be deleted on the user's request");

@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { normalizeSha256 } from "@unmix/core";
 import { findCondition } from "@unmix/core/conditions";
+import { modelId } from "@unmix/core/models";
 import { replies } from "@unmix/core/replies";
 import { ResultCache } from "@unmix/core/result-cache";
 import type { Failpoint } from "../src/failpoints.ts";
@@ -78,7 +79,7 @@ describe("a crash between each pair of steps", () => {
       const hit = await new ResultCache(h.store, 24 * 3600_000).lookup({
         sha256: normalizeSha256(sj.spec.media.sha256),
         format: "ogg-opus",
-        model: "htdemucs",
+        model: modelId("htdemucs"),
       });
       assert.ok(hit, "the result is cached");
     });
@@ -95,7 +96,11 @@ describe("a crash between each pair of steps", () => {
 
   test("killed after Sending was written, before the call: no reply rather than a risk of two (the documented window)", async () => {
     const { sj } = await crashAt("reply:sending", { receipts: true, expect: { replies: 0, succeeded: "False", reason: "ReplyUnconfirmed" } });
-    const hit = await new ResultCache(h.store, 24 * 3600_000).lookup({ sha256: normalizeSha256(sj.spec.media.sha256), format: "ogg-opus", model: "htdemucs" });
+    const hit = await new ResultCache(h.store, 24 * 3600_000).lookup({
+      sha256: normalizeSha256(sj.spec.media.sha256),
+      format: "ogg-opus",
+      model: modelId("htdemucs"),
+    });
     assert.ok(hit, "cached, so sending it again gets the result at once");
   });
 

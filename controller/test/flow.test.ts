@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { normalizeSha256 } from "@unmix/core";
 import { findCondition } from "@unmix/core/conditions";
+import { modelId } from "@unmix/core/models";
 import { replies } from "@unmix/core/replies";
 import { ResultCache, resultKey } from "@unmix/core/result-cache";
 import {
@@ -71,8 +72,12 @@ describe("a voice note", () => {
     for (const step of ["fetchedAt", "jobCreatedAt", "scheduledAt", "separatedAt", "repliedAt", "finishedAt"] as const)
       assert.ok(sj.status?.steps?.[step], step);
 
-    // cached for a re-send (by sha256 + format + model, with the WhatsApp media id), nothing else kept
-    const key = { sha256: normalizeSha256(sj.spec.media.sha256), format: "ogg-opus" as const, model: "htdemucs" };
+    // the model that made it, named with its engine and version
+    assert.equal(sj.status?.result?.engine, "demucs");
+    assert.equal(sj.status?.result?.modelId, "htdemucs-4.1.0");
+
+    // cached for a re-send (by sha256 + format + model id, with the WhatsApp media id), nothing else kept
+    const key = { sha256: normalizeSha256(sj.spec.media.sha256), format: "ogg-opus" as const, model: modelId("htdemucs") };
     const hit = await new ResultCache(h.store, 24 * 3600_000).lookup(key);
     assert.equal(hit?.whatsappMediaId, reply.mediaId);
     assert.equal(sj.status?.result?.cacheKey, resultKey(key));

@@ -1,7 +1,8 @@
-// The 24-hour result cache (policy promise P12), keyed by the input's sha256 + output format + model.
+// The 24-hour result cache (policy promise P12), keyed by the input's sha256 + output format + model id
+// (name and version, models.ts: a result of one engine or version is never served as another's).
 // Layout in the object store:
-//   results/<sha256hex>/<format>.<model>      the cleaned media; metadata: WhatsApp media id + when it was uploaded
-//   owners/<userKey>/<sha256hex>.<format>.<model>   an empty marker, so `delete` finds a user's entries
+//   results/<sha256hex>/<format>.<modelId>      the cleaned media; metadata: WhatsApp media id + when it was uploaded
+//   owners/<userKey>/<sha256hex>.<format>.<modelId>   an empty marker, so `delete` finds a user's entries
 // Expiry is enforced by the controller's garbage collector (object age > TTL), not by bucket
 // lifecycle rules, whose day granularity cannot keep a 24-hour promise.
 import type { ObjectStore } from "./object-store.ts";
@@ -16,6 +17,7 @@ const MEDIA_ID_REUSE_MS = 29 * 24 * 3600 * 1000;
 export interface CacheKey {
   sha256: string; // hex
   format: OutputFormat;
+  /** The model id (`htdemucs-4.1.0`, `dfn3-0.1.0`: models.ts) that made or would make the result. */
   model: string;
 }
 

@@ -130,6 +130,8 @@ export const SeparationJobStatus = z
         realTimeFactor: z.number().min(0).optional(),
         device: z.string().optional(),
         model: z.string().optional(),
+        engine: z.string().optional().describe("The separation engine: demucs or deepfilternet3"),
+        modelId: z.string().optional().describe("Model name and engine version; the result is cached under it"),
         cacheKey: z.string().optional(),
         totalSeconds: z.number().min(0).optional().describe("Message timestamp to reply sent"),
       })

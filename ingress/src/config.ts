@@ -2,6 +2,7 @@
 // use it does not require (the webhook alone needs no WhatsApp token, kubeconfig or object store).
 import { env, parseConfig } from "@unmix/core/config";
 import { MediaConfig } from "@unmix/core/media";
+import { MODEL_NAMES } from "@unmix/core/models";
 import { NatsConfig } from "@unmix/core/nats";
 import { ObjectStoreConfig } from "@unmix/core/object-store";
 import { WhatsAppConfig } from "@unmix/core/whatsapp";
@@ -60,7 +61,8 @@ const Webhook = z.object({
 const Worker = z
   .object({
     KUBE_NAMESPACE: z.string().min(1).default("default"),
-    MODEL_NAME: z.string().min(1).default("htdemucs"),
+    /** The model the controller runs (models.ts): the result cache is looked up under its id. */
+    MODEL_NAME: z.enum(MODEL_NAMES).default("htdemucs"),
     RESULT_CACHE_TTL_SECONDS: env.seconds(DAY),
     RATE_LIMIT_PER_HOUR: env.int(20, 1),
     WORKER_CONCURRENCY: env.int(8, 1),

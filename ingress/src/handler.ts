@@ -38,6 +38,7 @@ export type Outcome =
   | "reply_failed";
 
 export interface HandlerConfig {
+  /** Model id (`htdemucs-4.1.0`): the cache key's model part. */
   model: string;
   maxMediaBytes: number;
   jobsPerHour: number;

@@ -5,6 +5,7 @@
 // drain NATS.
 import { k8s, kubeConfig, SeparationJobs } from "@unmix/core/kube";
 import { createLogger, type Logger } from "@unmix/core/log";
+import { modelId } from "@unmix/core/models";
 import { connectNats, ensureTopology, type Nats, type Topology } from "@unmix/core/nats";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
@@ -132,7 +133,7 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
       nats,
       metrics,
       log,
-      config: { model: w.MODEL_NAME, maxMediaBytes: w.MAX_MEDIA_BYTES, jobsPerHour: w.RATE_LIMIT_PER_HOUR },
+      config: { model: modelId(w.MODEL_NAME), maxMediaBytes: w.MAX_MEDIA_BYTES, jobsPerHour: w.RATE_LIMIT_PER_HOUR },
     });
     worker = new Worker(
       { nats, handler, metrics, log },

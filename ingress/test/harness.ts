@@ -6,6 +6,7 @@ import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { k8s, SeparationJobs } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
+import { modelId } from "@unmix/core/models";
 import { connectNats, type Nats } from "@unmix/core/nats";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
@@ -23,6 +24,8 @@ export const ADMIN_TOKEN = "test-admin-token-0123456789";
 export const NAMESPACE = "unmix";
 export const BUCKET = "unmix-test";
 export const MODEL = "htdemucs";
+/** What results of MODEL are cached under. */
+export const MODEL_ID = modelId(MODEL);
 const CRD_FILE = new URL("../../crds/separationjobs.unmix.dev.yaml", import.meta.url);
 
 // Bytes that pass WhatsApp's content checks for their type (so uploads of cached results succeed).

@@ -6,6 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { createLogger } from "@unmix/core/log";
+import { modelId } from "@unmix/core/models";
 import { BUCKETS, kvStream, kvSubject, STREAMS, subjects } from "@unmix/core/nats";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
@@ -20,7 +21,20 @@ import type { MessageHandler } from "../src/handler.ts";
 import { Metrics } from "../src/metrics.ts";
 import { UserState } from "../src/users.ts";
 import { Worker } from "../src/worker.ts";
-import { ACCESS_TOKEN, ADMIN_TOKEN, APP_SECRET, type Harness, MODEL, mp3, mp4, ogg, startHarness, streamMessages, USER_KEY_SECRET, until } from "./harness.ts";
+import {
+  ACCESS_TOKEN,
+  ADMIN_TOKEN,
+  APP_SECRET,
+  type Harness,
+  MODEL_ID,
+  mp3,
+  mp4,
+  ogg,
+  startHarness,
+  streamMessages,
+  USER_KEY_SECRET,
+  until,
+} from "./harness.ts";
 
 let h: Harness;
 let telemetry: Telemetry;
@@ -101,7 +115,7 @@ async function seedCache(
   o: { mediaId?: string; model?: string } = {},
 ) {
   const { createHash } = await import("node:crypto");
-  const key = { sha256: createHash("sha256").update(bytes).digest("hex"), format, model: o.model ?? MODEL };
+  const key = { sha256: createHash("sha256").update(bytes).digest("hex"), format, model: o.model ?? MODEL_ID };
   const tmp = `outputs/seed-${++seq}`;
   await h.store.put(tmp, result, result.length, contentType);
   await h.cache.record(key, tmp, "u-the-first-sender", o.mediaId);
@@ -380,7 +394,7 @@ describe("the 24-hour result cache", () => {
     assert.equal(await handled(sent.id), "cache_hit");
     assert.equal((await jobsOf(u)).length, 0);
     assert.equal(await h.jobs.get(separationJobName(sent.id)), undefined);
-    assert.ok(await h.store.stat(`owners/${keyOf(u)}/${key.sha256}.ogg-opus.${MODEL}`), "the user is an owner of the entry now (so delete finds it)");
+    assert.ok(await h.store.stat(`owners/${keyOf(u)}/${key.sha256}.ogg-opus.${MODEL_ID}`), "the user is an owner of the entry now (so delete finds it)");
   });
 
   test("a hit without a media id uploads the cached object again; a video hit comes back as video", async () => {
@@ -395,10 +409,11 @@ describe("the 24-hour result cache", () => {
     assert.equal((await jobsOf(u)).length, 0);
   });
 
-  test("a result of another model or another format is not a hit", async () => {
+  test("a result of another engine, another version of the model or another format is not a hit", async () => {
     const u = newUser();
     const input = ogg(60);
-    await seedCache(input, "ogg-opus", ogg(61), "audio/ogg", { model: "mdx_extra" });
+    await seedCache(input, "ogg-opus", ogg(61), "audio/ogg", { model: modelId("dfn3") });
+    await seedCache(input, "ogg-opus", ogg(63), "audio/ogg", { model: "htdemucs-4.0.1" });
     await seedCache(input, "mp3", mp3(62), "audio/mpeg");
     const sent = await h.sim.sendUserMessage({ type: "audio", bytes: input, mimeType: "audio/ogg; codecs=opus", from: u });
     assert.equal(await handled(sent.id), "job_created");
