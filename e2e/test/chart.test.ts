@@ -14,6 +14,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
+import { loadControllerConfig } from "@unmix/controller/src/config.ts";
+import { buildJob } from "@unmix/controller/src/jobs.ts";
+import { newSj } from "@unmix/controller/test/fixtures.ts";
 import { parseAllDocuments, parse as parseYaml, stringify } from "yaml";
 import { type Stack, startStack } from "../src/stack/index.ts";
 import { BIN_DIR, REPO_ROOT } from "../src/stack/versions.ts";
@@ -281,6 +284,33 @@ describe("chart, statically", () => {
     const leaseUpdate = roles.controller?.find((r) => r.resources.includes("leases") && r.verbs.includes("update"));
     assert.deepEqual(leaseUpdate?.resourceNames, ["unmix-controller"], "the controller may update only its own Lease");
     assert.ok(!can("worker", "jobs").size && !can("worker", "pods").size, "the worker touches no Jobs or Pods");
+  });
+
+  test("the CPU-only profile (values-cpu.yaml): DeepFilterNet3 jobs with no GPU request and no GPU toleration, run as the controller builds them", async () => {
+    const jobPod = async (extra: string[]) => {
+      const { objects } = await render(REQUIRED, extra);
+      const data = (name: string) => objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === name)?.data ?? {};
+      const config = loadControllerConfig({
+        ...data("unmix-common"),
+        ...data("unmix-controller"),
+        S3_ACCESS_KEY: "a",
+        S3_SECRET_KEY: "b",
+        WHATSAPP_ACCESS_TOKEN: "t",
+      });
+      const job: Loose = buildJob(newSj(), config.job, { input: "http://s3/i", output: "http://s3/o", manifest: "http://s3/m" }, undefined);
+      const pod = job.spec.template.spec;
+      const env = Object.fromEntries(pod.containers[0].env.map((e: { name: string; value: string }) => [e.name, e.value]));
+      return { pod, env, resources: pod.containers[0].resources };
+    };
+    const cpu = await jobPod(["-f", join(CHART, "values-cpu.yaml")]);
+    assert.deepEqual([cpu.env.MODEL_NAME, cpu.env.DEVICE], ["dfn3", "cpu"]);
+    assert.ok(!JSON.stringify(cpu.resources).includes("nvidia.com/gpu"), `no GPU asked for: ${JSON.stringify(cpu.resources)}`);
+    assert.deepEqual(cpu.pod.tolerations ?? [], []);
+    // the default stays Demucs on a GPU, as the data policy says
+    const gpu = await jobPod([]);
+    assert.equal(gpu.env.MODEL_NAME, "htdemucs");
+    assert.equal(gpu.resources.limits["nvidia.com/gpu"], "1");
+    assert.ok(gpu.pod.tolerations.some((t: { key: string }) => t.key === "nvidia.com/gpu"));
   });
 
   test("the job NetworkPolicy selects the labels the controller puts on job pods, and lets them reach only DNS and the object store", async () => {

@@ -16,7 +16,7 @@ S3_REGION: {{ .Values.objectStore.region | quote }}
 S3_BUCKET: {{ .Values.objectStore.bucket | quote }}
 WHATSAPP_API_URL: {{ .Values.whatsapp.apiUrl | quote }}
 WHATSAPP_API_VERSION: {{ .Values.whatsapp.apiVersion | quote }}
-MODEL_NAME: {{ .Values.job.demucs.model | quote }}
+MODEL_NAME: {{ .Values.job.model | quote }}
 {{- with .Values.telemetry.otlpEndpoint }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
