@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { findCondition } from "@unmix/core/conditions";
+import { findCondition } from "@unmix/api/conditions";
 import { freePort } from "../../e2e/src/stack/ports.ts";
 import { ROOT, repliesTo, spawnController, startHarness, until } from "../test/harness.ts";
 

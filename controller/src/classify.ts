@@ -1,8 +1,8 @@
 // Pure readings of the Job and its pods: why a Job failed (in the classes the user is told about)
 // and why it is still waiting (the scheduler's own words, Kueue, image pulls).
-import { failureClassOfExitCode } from "@unmix/core/exit-codes";
+import { failureClassOfExitCode } from "@unmix/api/exit-codes";
+import type { FailureClass } from "@unmix/api/separationjob";
 import { scrubText } from "@unmix/core/privacy";
-import type { FailureClass } from "@unmix/core/separationjob";
 import { CONTAINER, type JobView, jobCondition, type PodView } from "./jobs.ts";
 
 export interface Classification {

@@ -1,7 +1,8 @@
 // The controller's configuration: environment variables validated with zod at start-up (a bad or
 // missing variable stops the process with a message naming it), turned into typed settings.
+
+import { MODEL_NAMES } from "@unmix/api/models";
 import { env, parseConfig } from "@unmix/core/config";
-import { MODEL_NAMES } from "@unmix/core/models";
 import { ObjectStoreConfig } from "@unmix/core/object-store-config";
 import { WhatsAppConfig } from "@unmix/core/whatsapp";
 import { z } from "zod";

@@ -4,10 +4,10 @@
 // reconciles in flight and hands the lease back.
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { GROUP, PLURAL, VERSION } from "@unmix/api/separationjob";
 import { createLogger, type Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
-import { GROUP, PLURAL, VERSION } from "@unmix/core/separationjob";
 import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { ControllerConfig } from "./config.ts";
 import { createEventRecorder } from "./events.ts";

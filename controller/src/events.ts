@@ -1,9 +1,9 @@
 // Kubernetes Events (events.k8s.io/v1) on a SeparationJob, so `kubectl describe sj` tells its story.
 // Best effort: an Event that cannot be written is logged, never retried into a reconcile failure.
 import { randomBytes } from "node:crypto";
+import { API_VERSION, KIND } from "@unmix/api/separationjob";
 import type { Logger } from "@unmix/core/log";
 import { scrubText } from "@unmix/core/privacy";
-import { API_VERSION, KIND } from "@unmix/core/separationjob";
 import type { KubeClient } from "./kube-client.ts";
 import { microTime } from "./leader-election.ts";
 

@@ -2,11 +2,11 @@
 // 24-hour promise), inputs and job outputs no live SeparationJob owns (a SeparationJob deleted
 // mid-flight, a crash before cleanup) once older than a grace period, and finished SeparationJobs
 // past retention.
-import { findCondition } from "@unmix/core/conditions";
+import { findCondition } from "@unmix/api/conditions";
+import type { SeparationJob } from "@unmix/api/separationjob";
 import type { Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { INPUTS_PREFIX, type ResultCache } from "@unmix/core/result-cache";
-import type { SeparationJob } from "@unmix/core/separationjob";
 import type { Metrics } from "./metrics.ts";
 import type { SeparationJobApi } from "./sj-api.ts";
 import { isFinished } from "./status.ts";

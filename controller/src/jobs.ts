@@ -1,7 +1,7 @@
 // The batch/v1 Job that runs the separation for one SeparationJob: built by a pure function from
 // the SeparationJob, the configuration and presigned URLs, so what the pod may do is all in one place.
-import { BAD_INPUT_EXIT_CODES } from "@unmix/core/exit-codes";
-import { API_VERSION, KIND, type SeparationJob } from "@unmix/core/separationjob";
+import { BAD_INPUT_EXIT_CODES } from "@unmix/api/exit-codes";
+import { API_VERSION, KIND, type SeparationJob } from "@unmix/api/separationjob";
 import type { JobSettings } from "./config.ts";
 
 /** Label on the Job and its pods naming their SeparationJob. */

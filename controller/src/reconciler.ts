@@ -1,14 +1,15 @@
 // The reconcile pass for one SeparationJob: observe (cache first, the API server where a stale
 // cache could mislead), decide with the pure decide(), act once, write status guarded by the
 // resourceVersion it was decided on, record Events for the transitions, and say when to look again.
-import { normalizeSha256 } from "@unmix/core";
-import { findCondition } from "@unmix/core/conditions";
+
+import { findCondition } from "@unmix/api/conditions";
+import { MODELS, modelId } from "@unmix/api/models";
+import { type FailureClass, SeparationJob, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/api/separationjob";
 import type { Logger } from "@unmix/core/log";
-import { MODELS, modelId } from "@unmix/core/models";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { replies } from "@unmix/core/replies";
 import { type CacheKey, inputKey, type ResultCache, resultKey } from "@unmix/core/result-cache";
-import { type FailureClass, SeparationJob, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/core/separationjob";
+import { normalizeSha256 } from "@unmix/core/sha256";
 import { GraphApiError, MediaIntegrityError, MediaTooLargeError, type Recipient, type WhatsAppClient } from "@unmix/core/whatsapp";
 import { z } from "zod";
 import type { Classification } from "./classify.ts";

@@ -1,6 +1,6 @@
 // The SeparationJob calls the controller makes, over its own client (see kube-config.ts for why not
 // @unmix/core/kube, whose SeparationJobs class offers the same calls over client-node).
-import { GROUP, PLURAL, SeparationJob, type SeparationJobStatus, VERSION } from "@unmix/core/separationjob";
+import { GROUP, PLURAL, SeparationJob, type SeparationJobStatus, VERSION } from "@unmix/api/separationjob";
 import { isNotFound, type KubeClient } from "./kube-client.ts";
 
 /** What the reconciler and the garbage collector need; @unmix/core/kube's SeparationJobs fits too. */

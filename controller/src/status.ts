@@ -1,7 +1,7 @@
 // Pure builders of SeparationJob status changes, one per transition. Each returns a merge patch for
 // /status with the full conditions list (a list is replaced as a whole by a merge patch).
-import { type ConditionInput, findCondition, setCondition } from "@unmix/core/conditions";
-import { type Condition, ConditionType, type FailureClass, type SeparationJob, type SeparationJobStatus } from "@unmix/core/separationjob";
+import { type ConditionInput, findCondition, setCondition } from "@unmix/api/conditions";
+import { type Condition, ConditionType, type FailureClass, type SeparationJob, type SeparationJobStatus } from "@unmix/api/separationjob";
 import type { Classification, Waiting } from "./classify.ts";
 
 export type StatusPatch = Partial<SeparationJobStatus>;

@@ -4,11 +4,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { normalizeSha256 } from "@unmix/core";
-import { findCondition } from "@unmix/core/conditions";
-import { modelId } from "@unmix/core/models";
+import { findCondition } from "@unmix/api/conditions";
+import { modelId } from "@unmix/api/models";
 import { replies } from "@unmix/core/replies";
 import { ResultCache } from "@unmix/core/result-cache";
+import { normalizeSha256 } from "@unmix/core/sha256";
 import type { Failpoint } from "../src/failpoints.ts";
 import { type ChildController, finished, type Harness, repliesTo, spawnController, startHarness, storedFor, succeeded } from "./harness.ts";
 

@@ -1,8 +1,8 @@
 // The pure reconcile decision in every state: one step per pass, from observed state only.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { findCondition } from "@unmix/core/conditions";
-import type { SeparationJob } from "@unmix/core/separationjob";
+import { findCondition } from "@unmix/api/conditions";
+import type { SeparationJob } from "@unmix/api/separationjob";
 import { classifyJobFailure, explainWaiting } from "../src/classify.ts";
 import { type Action, decide, type Observation } from "../src/decide.ts";
 import type { JobView, PodView } from "../src/jobs.ts";

@@ -1,5 +1,5 @@
 // Builders of SeparationJobs, Jobs and pods in every state the controller meets, for the pure tests.
-import type { SeparationJob } from "@unmix/core/separationjob";
+import type { SeparationJob } from "@unmix/api/separationjob";
 import type { JobCondition, JobView, PodView } from "../src/jobs.ts";
 import * as S from "../src/status.ts";
 

@@ -2,11 +2,11 @@
 // user gets back, what `kubectl describe sj` says, and that nothing of theirs is left behind.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { normalizeSha256 } from "@unmix/core";
-import { findCondition } from "@unmix/core/conditions";
-import { modelId } from "@unmix/core/models";
+import { findCondition } from "@unmix/api/conditions";
+import { modelId } from "@unmix/api/models";
 import { replies } from "@unmix/core/replies";
 import { ResultCache, resultKey } from "@unmix/core/result-cache";
+import { normalizeSha256 } from "@unmix/core/sha256";
 import {
   eventsOf,
   finished,

@@ -1,8 +1,8 @@
 // What the separation pod may do, and the configuration that shapes it.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { BAD_INPUT_EXIT_CODES } from "@unmix/api/exit-codes";
 import { ConfigError } from "@unmix/core/config";
-import { BAD_INPUT_EXIT_CODES } from "@unmix/core/exit-codes";
 import { loadControllerConfig } from "../src/config.ts";
 import { buildJob } from "../src/jobs.ts";
 import { newSj } from "./fixtures.ts";

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { findCondition } from "@unmix/core/conditions";
+import { findCondition } from "@unmix/api/conditions";
 import { finished, type Harness, type InProcessController, ROOT, repliesTo, startController, startHarness, storedFor, succeeded } from "./harness.ts";
 
 const venv = process.env.UNMIX_JOB_VENV ?? join(ROOT, ".cache/job-image-venv");

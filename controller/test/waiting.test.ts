@@ -2,7 +2,7 @@
 // long: on the real scheduler, with the node's GPUs taken away and given back.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { findCondition } from "@unmix/core/conditions";
+import { findCondition } from "@unmix/api/conditions";
 import { replies } from "@unmix/core/replies";
 import {
   eventsOf,

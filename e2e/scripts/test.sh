@@ -21,7 +21,7 @@ py_fail=$(grep -oE '[0-9]+ (failed|error)' "$logs/pytest.log" | awk '{s+=$1} END
 echo "== TypeScript (node --test)"
 export UNMIX_JOB_VENV=$venv
 node --test --test-concurrency=1 --test-timeout=900000 \
-  'crds/test/**/*.test.ts' 'ingress/test/**/*.test.ts' 'controller/test/**/*.test.ts' 'e2e/test/**/*.test.ts' \
+  'crds/test/**/*.test.ts' 'core/test/**/*.test.ts' 'ingress/test/**/*.test.ts' 'controller/test/**/*.test.ts' 'e2e/test/**/*.test.ts' \
   2>&1 | tee "$logs/node.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 ts_pass=$(grep -oE '^ℹ pass [0-9]+' "$logs/node.log" | tail -1 | awk '{print $3}')

@@ -326,8 +326,8 @@ describe("chart, statically", () => {
     assert.deepEqual(np.spec.egress[1].to, REQUIRED.networkPolicy.objectStore.to);
   });
 
-  test("every variable the chart sets is one the services read (ingress/, controller/, crds/ sources)", async () => {
-    const sources = ["ingress/src", "controller/src", "crds/src"]
+  test("every variable the chart sets is one the services read (ingress/, controller/, core/ sources)", async () => {
+    const sources = ["ingress/src", "controller/src", "core/src"]
       .flatMap((dir) => {
         const full = join(REPO_ROOT, dir);
         return existsSync(full) ? readdirTs(full) : [];

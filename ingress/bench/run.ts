@@ -15,7 +15,6 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { k8s } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
-import { connectNats, STREAMS } from "@unmix/core/nats";
 import { createObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
 import { createWhatsAppClient, signWebhookBody } from "@unmix/core/whatsapp";
@@ -24,6 +23,7 @@ import { startStack } from "../../e2e/src/stack/index.ts";
 import { startWhatsAppSimulator } from "../../e2e/src/whatsapp-sim/index.ts";
 import { buildMessage, messagesEnvelope, metaJson } from "../../e2e/src/whatsapp-sim/webhooks.ts";
 import { parseIngressConfig } from "../src/config.ts";
+import { connectNats, STREAMS } from "../src/nats.ts";
 import { startIngress } from "../src/service.ts";
 
 const { values: args } = parseArgs({

@@ -6,9 +6,9 @@
 //                          users; inside the 24-hour window as text, outside it only as a template
 //   GET  /admin/jobs       recent SeparationJobs with the sender's profile name (P2: shown here only)
 import { timingSafeEqual } from "node:crypto";
-import { findCondition } from "@unmix/core/conditions";
+import { findCondition } from "@unmix/api/conditions";
+import { USER_LABEL } from "@unmix/api/separationjob";
 import type { SeparationJobs } from "@unmix/core/kube";
-import { USER_LABEL } from "@unmix/core/separationjob";
 import { GraphApiError, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { type EraseDeps, eraseUser } from "./erase.ts";

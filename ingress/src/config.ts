@@ -1,12 +1,13 @@
 // The ingress's configuration: every variable validated with zod at start-up. What a role does not
 // use it does not require (the webhook alone needs no WhatsApp token, kubeconfig or object store).
+
+import { MODEL_NAMES } from "@unmix/api/models";
 import { env, parseConfig } from "@unmix/core/config";
-import { MediaConfig } from "@unmix/core/media";
-import { MODEL_NAMES } from "@unmix/core/models";
-import { NatsConfig } from "@unmix/core/nats";
 import { ObjectStoreConfig } from "@unmix/core/object-store";
 import { WhatsAppConfig } from "@unmix/core/whatsapp";
 import { z } from "zod";
+import { MediaConfig } from "./media.ts";
+import { NatsConfig } from "./nats.ts";
 
 export const Role = z.enum(["webhook", "worker", "all"]);
 export type Role = z.infer<typeof Role>;

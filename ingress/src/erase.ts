@@ -4,8 +4,8 @@
 // serves the `delete` command and the admin purge. Messages still queued in the inbound stream are
 // left alone: they are handled within seconds, and one sent just after `delete` must not vanish.
 import type { SeparationJobs } from "@unmix/core/kube";
-import { type Nats, STREAMS, subjects } from "@unmix/core/nats";
 import type { ResultCache } from "@unmix/core/result-cache";
+import { type Nats, STREAMS, subjects } from "./nats.ts";
 import type { UserState } from "./users.ts";
 
 export interface Erased {

@@ -3,18 +3,19 @@
 // hint; every other type gets a short explanation. It throws only for failures worth retrying
 // (JetStream, the API server, the object store, a temporary WhatsApp error); what retrying cannot fix
 // is answered or recorded and returns normally.
+
+import { SeparationJobSpec } from "@unmix/api/separationjob";
 import type { SeparationJobs } from "@unmix/core/kube";
 import type { Logger } from "@unmix/core/log";
-import { type AcceptedMedia, classifyMedia, OUTPUT_MIME_TYPES } from "@unmix/core/media";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { replies } from "@unmix/core/replies";
 import type { CacheHit, CacheKey, ResultCache } from "@unmix/core/result-cache";
-import { SeparationJobSpec } from "@unmix/core/separationjob";
 import { normalizeSha256 } from "@unmix/core/sha256";
 import { currentTraceparent } from "@unmix/core/telemetry";
 import { GraphApiError, type MediaInfo, type Recipient, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { InboundMessage } from "./envelope.ts";
 import { type EraseDeps, eraseUser } from "./erase.ts";
+import { type AcceptedMedia, classifyMedia, OUTPUT_MIME_TYPES } from "./media.ts";
 import type { Metrics } from "./metrics.ts";
 import type { UserKeys, UserState } from "./users.ts";
 

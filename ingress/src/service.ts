@@ -3,10 +3,10 @@
 // Fastify decorators of each app. stop() drains in order: stop answering readiness, close the
 // listeners (in-flight webhooks finish their publishes), let the worker finish its messages, then
 // drain NATS.
+
+import { modelId } from "@unmix/api/models";
 import { k8s, kubeConfig, SeparationJobs } from "@unmix/core/kube";
 import { createLogger, type Logger } from "@unmix/core/log";
-import { modelId } from "@unmix/core/models";
-import { connectNats, ensureTopology, type Nats, type Topology } from "@unmix/core/nats";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
 import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
@@ -16,6 +16,7 @@ import { type IngressConfig, requireWebhook, requireWorker, runsWorker, servesWe
 import { MessageHandler } from "./handler.ts";
 import { healthRoutes } from "./health.ts";
 import { Metrics } from "./metrics.ts";
+import { connectNats, ensureTopology, type Nats, type Topology } from "./nats.ts";
 import { UserState } from "./users.ts";
 import { webhookRoutes } from "./webhook.ts";
 import { Worker } from "./worker.ts";

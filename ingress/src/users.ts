@@ -8,8 +8,9 @@
 // A user may be known by a wa_id, a business-scoped user id (BSUID) or both. The primary key is the
 // wa_id's when there is one, else the BSUID's; the active record is written under both keys (the
 // second marked as an alias), so a purge by either id finds the other.
-import { BUCKETS, type KV, kvStream, kvSubject, type Nats } from "@unmix/core/nats";
+
 import { userKey } from "@unmix/core/privacy";
+import { BUCKETS, type KV, kvStream, kvSubject, type Nats } from "./nats.ts";
 
 export interface Sender {
   waId?: string;

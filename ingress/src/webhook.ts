@@ -4,13 +4,13 @@
 // stream, and answers 200 only once JetStream acknowledged all of them: 503 otherwise, so Meta
 // delivers again. Nothing is touched before the signature matched.
 import { timingSafeEqual } from "node:crypto";
-import { NatsUnavailableError, subjects } from "@unmix/core/nats";
 import { userKey } from "@unmix/core/privacy";
 import { contextFromTraceparent, currentTraceparent, inSpan, tracer } from "@unmix/core/telemetry";
 import { verifyWebhookSignature } from "@unmix/core/whatsapp";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { EnvelopeError, type Extracted, extract } from "./envelope.ts";
 import { typeLabel } from "./metrics.ts";
+import { NatsUnavailableError, subjects } from "./nats.ts";
 
 export interface WebhookOptions {
   appSecret: string;

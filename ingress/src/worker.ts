@@ -7,23 +7,12 @@
 // Meta redelivers for up to 7 days, longer than JetStream's duplicate window: a processed-ids bucket
 // (hash of the wamid, TTL ≥ 7 days) drops those late copies.
 import type { Logger } from "@unmix/core/log";
-import {
-  BUCKETS,
-  HEADERS,
-  type JsMsg,
-  type KV,
-  maxDeliveriesAdvisory,
-  type Nats,
-  STREAMS,
-  type Subscription,
-  subjects,
-  WORKER_CONSUMER,
-} from "@unmix/core/nats";
 import { scrubText } from "@unmix/core/privacy";
 import { contextFromTraceparent, inSpan, tracer } from "@unmix/core/telemetry";
 import { InboundMessage, messageRef } from "./envelope.ts";
 import type { MessageHandler, Outcome } from "./handler.ts";
 import { type Metrics, typeLabel } from "./metrics.ts";
+import { BUCKETS, HEADERS, type JsMsg, type KV, maxDeliveriesAdvisory, type Nats, STREAMS, type Subscription, subjects, WORKER_CONSUMER } from "./nats.ts";
 
 export interface WorkerOptions {
   concurrency: number;

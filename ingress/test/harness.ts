@@ -4,16 +4,16 @@
 import { readFileSync } from "node:fs";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
+import { modelId } from "@unmix/api/models";
 import { k8s, SeparationJobs } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
-import { modelId } from "@unmix/core/models";
-import { connectNats, type Nats } from "@unmix/core/nats";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
 import { parse as parseYaml } from "yaml";
 import { type Component, type Stack, startStack } from "../../e2e/src/stack/index.ts";
 import { startWhatsAppSimulator, type WhatsAppSimulator } from "../../e2e/src/whatsapp-sim/index.ts";
 import { parseIngressConfig } from "../src/config.ts";
+import { connectNats, type Nats } from "../src/nats.ts";
 import { type Ingress, startIngress } from "../src/service.ts";
 
 export const APP_SECRET = "test-app-secret-0123456789";

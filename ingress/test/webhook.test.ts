@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, test } from "node:test";
-import { STREAMS } from "@unmix/core/nats";
 import { escapeNonAscii, signWebhookBody } from "@unmix/core/whatsapp";
 import { buildMessage, messagesEnvelope, metaJson } from "../../e2e/src/whatsapp-sim/webhooks.ts";
+import { STREAMS } from "../src/nats.ts";
 import { APP_SECRET, type Harness, startHarness, streamMessages, USER_KEY_SECRET, until, VERIFY_TOKEN } from "./harness.ts";
 
 let h: Harness;

@@ -5,13 +5,12 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { modelId } from "@unmix/api/models";
+import { separationJobName, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/api/separationjob";
 import { createLogger } from "@unmix/core/log";
-import { modelId } from "@unmix/core/models";
-import { BUCKETS, kvStream, kvSubject, STREAMS, subjects } from "@unmix/core/nats";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
 import { resultKey } from "@unmix/core/result-cache";
-import { separationJobName, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/core/separationjob";
 import { contextFromTraceparent, inSpan, startTelemetry, type Telemetry, tracer } from "@unmix/core/telemetry";
 import { createWhatsAppClient, signWebhookBody } from "@unmix/core/whatsapp";
 import type { SentMessage } from "../../e2e/src/whatsapp-sim/index.ts";
@@ -19,6 +18,7 @@ import { buildMessage, messagesEnvelope, metaJson } from "../../e2e/src/whatsapp
 import { messageRef } from "../src/envelope.ts";
 import type { MessageHandler } from "../src/handler.ts";
 import { Metrics } from "../src/metrics.ts";
+import { BUCKETS, kvStream, kvSubject, STREAMS, subjects } from "../src/nats.ts";
 import { UserState } from "../src/users.ts";
 import { Worker } from "../src/worker.ts";
 import {

@@ -3,6 +3,7 @@
 // by whichever process comes first), publishing with a deduplication id and headers, and the audit
 // stream writer. Business rules use this, never the client library's topology calls.
 import { readFileSync } from "node:fs";
+import { env } from "@unmix/core/config";
 import {
   AckPolicy,
   connect,
@@ -26,7 +27,6 @@ import {
   type Subscription,
 } from "nats";
 import { z } from "zod";
-import { env } from "./config.ts";
 
 export type { JetStreamClient, JetStreamManager, JsMsg, KV, MsgHdrs, NatsConnection, PubAck, Subscription };
 export { AckPolicy, DeliverPolicy };

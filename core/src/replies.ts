@@ -1,5 +1,5 @@
 // Every text the bot sends, in one place: friendly, specific, and saying what to do next.
-import type { FailureClass } from "./separationjob.ts";
+import type { FailureClass } from "@unmix/api/separationjob";
 
 export const replies = {
   help: [

@@ -1,8 +1,9 @@
 // What media the pipeline accepts: the MIME types users send → what kind of job it is and which
 // format the reply comes back in (policy promise P9: the original format), and the size limits.
+
+import type { MediaKind, OutputFormat } from "@unmix/api/separationjob";
+import { env } from "@unmix/core/config";
 import { z } from "zod";
-import { env } from "./config.ts";
-import type { MediaKind, OutputFormat } from "./separationjob.ts";
 
 const MB = 1024 * 1024;
 

@@ -14,7 +14,7 @@ import {
   TRACEPARENT_ANNOTATION,
   USER_LABEL,
   VERSION,
-} from "./separationjob.ts";
+} from "@unmix/api/separationjob";
 
 export { k8s };
 

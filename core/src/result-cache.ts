@@ -5,8 +5,9 @@
 //   owners/<userKey>/<sha256hex>.<format>.<modelId>   an empty marker, so `delete` finds a user's entries
 // Expiry is enforced by the controller's garbage collector (object age > TTL), not by bucket
 // lifecycle rules, whose day granularity cannot keep a 24-hour promise.
+
+import type { OutputFormat } from "@unmix/api/separationjob";
 import type { ObjectStore } from "./object-store.ts";
-import type { OutputFormat } from "./separationjob.ts";
 
 export const RESULTS_PREFIX = "results/";
 export const OWNERS_PREFIX = "owners/";
