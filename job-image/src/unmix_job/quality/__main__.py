@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             result = score(read(args.speech), read(args.mix), read(args.reply))
             print(json.dumps(result.to_json()))
         else:
-            found, skipped = engines(Path(__file__).resolve().parents[4])
+            found, skipped = engines()
             print(header(), flush=True)
             for row in rows(found, cases(args.languages, args.snr_db, args.formats), args.seconds):
                 print(format_row(row), flush=True)

@@ -5,7 +5,6 @@ in the pauses can be measured); music is an excerpt of Debian's hyperrogue-music
 recordings, CC-BY-SA-3.0) fetched by `scripts/fetch-test-music.sh`. Everything is 48 kHz float.
 """
 
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cache_dir
 from .audio import RATE, encode_voice_note, read, write_wav
 
 # Two espeak-ng voices per language (variants differ in pitch and timbre); the second one speaks
@@ -71,10 +71,8 @@ class Mixture:
 
 
 def music_dir() -> Path:
-    """Where fetch-test-music.sh unpacks the music: $UNMIX_CACHE/test-music (default <repo>/.cache)."""
-    repo = Path(__file__).resolve().parents[4]
-    cache = Path(os.environ.get("UNMIX_CACHE") or repo / ".cache")
-    return cache / "test-music/hyperrogue-music/usr/share/hyperrogue/music"
+    """Where fetch-test-music.sh unpacks the music."""
+    return cache_dir() / "test-music/hyperrogue-music/usr/share/hyperrogue/music"
 
 
 def make_mixture(

