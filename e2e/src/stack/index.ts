@@ -7,10 +7,10 @@ import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { type ControlPlane, startControlPlane } from "./kube.ts";
 import { type NatsServer, startNats } from "./nats.ts";
-import { type ImageMapping, NodeAgent } from "./node-agent.ts";
+import { type ImageMapping, NodeAgent } from "./node-agent/index.ts";
 import { type S3Server, startS3 } from "./s3.ts";
 
-export type { ImageMapping } from "./node-agent.ts";
+export type { ImageMapping } from "./node-agent/index.ts";
 
 export type Component = "kube" | "nats" | "s3";
 
