@@ -2,7 +2,7 @@
 // sends: batches, BSUID-only senders, every message type, statuses and errors.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { buildMessage, messagesEnvelope, statusEnvelope } from "../../e2e/src/whatsapp-sim/webhooks.ts";
+import { buildMessage, messagesEnvelope, statusEnvelope } from "@unmix/e2e/whatsapp-sim/webhooks";
 import { EnvelopeError, extract, InboundMessage, messageRef, parseCommand } from "../src/envelope.ts";
 
 const business = { wabaId: "318842120093457", phoneNumberId: "487201336590124", displayPhoneNumber: "4915120004711" };

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { escapeNonAscii, signWebhookBody } from "@unmix/core/whatsapp";
-import { buildMessage, messagesEnvelope, metaJson } from "../../e2e/src/whatsapp-sim/webhooks.ts";
+import { buildMessage, messagesEnvelope, metaJson } from "@unmix/e2e/whatsapp-sim/webhooks";
 import { STREAMS } from "../src/nats.ts";
 import { APP_SECRET, type Harness, startHarness, streamMessages, USER_KEY_SECRET, until, VERIFY_TOKEN } from "./harness.ts";
 

@@ -16,7 +16,7 @@ import {
   signWebhookBody,
   verifyWebhookSignature,
 } from "@unmix/core/whatsapp";
-import { MEDIA_URL_TTL_MS, type MetaError, startWhatsAppSimulator, type WhatsAppSimulator } from "../src/whatsapp-sim/index.ts";
+import { MEDIA_URL_TTL_MS, type MetaError, startWhatsAppSimulator, type WhatsAppSimulator } from "@unmix/e2e/whatsapp-sim";
 
 const APP_SECRET = "app-secret-for-tests";
 const TOKEN = "EAAG-test-token";
