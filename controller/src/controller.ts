@@ -4,26 +4,27 @@
 // reconciles in flight and hands the lease back.
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { GROUP, PLURAL, VERSION } from "@unmix/api/separationjob";
 import { createLogger, type Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
 import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { ControllerConfig } from "./config.ts";
-import { createEventRecorder } from "./events.ts";
-import { type FailpointHook, failpointsFromEnv } from "./failpoints.ts";
-import { GarbageCollector } from "./gc.ts";
-import type { Health } from "./http-server.ts";
-import { Informer, type KubeObject } from "./informer.ts";
-import { controllerOf, type JobView, MANAGED_BY, type PodView, SJ_LABEL } from "./jobs.ts";
-import { createKubeClient, type KubeClient } from "./kube-client.ts";
-import type { KubeConnection } from "./kube-config.ts";
-import { LeaderElector } from "./leader-election.ts";
+import type { Health } from "./framework/http-server.ts";
+import { Informer, type KubeObject } from "./framework/informer.ts";
+import { type KubeApi, kubeApi } from "./framework/kube/api.ts";
+import { createKubeClient, type KubeClient } from "./framework/kube/client.ts";
+import type { KubeConnection } from "./framework/kube/connection.ts";
+import { controllerOf, type JobView, type PodView } from "./framework/kube/objects.ts";
+import { LeaderElector } from "./framework/leader-election.ts";
+import { createS3ObjectStore } from "./framework/s3.ts";
+import { RetryAfter, WorkQueue } from "./framework/workqueue.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
-import { Reconciler, RetryAfter } from "./reconciler.ts";
-import { createS3ObjectStore } from "./s3-client.ts";
-import { type SeparationJobApi, separationJobApi } from "./sj-api.ts";
-import { WorkQueue } from "./workqueue.ts";
+import { createEventRecorder } from "./separation/events.ts";
+import { type FailpointHook, failpointsFromEnv } from "./separation/failpoints.ts";
+import { GarbageCollector } from "./separation/gc.ts";
+import { MANAGED_BY, SJ_LABEL } from "./separation/job-spec.ts";
+import { Reconciler } from "./separation/reconciler.ts";
+import { isFinished } from "./separation/status.ts";
 
 export interface ControllerOptions {
   config: ControllerConfig;
@@ -54,13 +55,13 @@ function slimMeta(m: JobView["metadata"] | PodView["metadata"]) {
  * the cache keeps a stub of it, so a week of them costs little memory.
  */
 function slimFinished(o: SjObject): SjObject {
-  const succeeded = o.status?.conditions?.find((c) => c.type === "Succeeded");
-  if (!succeeded || succeeded.status === "Unknown") {
+  if (!isFinished(o)) {
     if (o.metadata?.managedFields) delete o.metadata.managedFields;
     return o;
   }
   const { name, namespace, uid, resourceVersion } = o.metadata ?? {};
-  return { metadata: { name, namespace, uid, resourceVersion }, status: { conditions: [{ type: "Succeeded", status: succeeded.status }] } };
+  const conditions = o.status?.conditions?.filter((c) => c.type === "Succeeded").map(({ type, status }) => ({ type, status }));
+  return { metadata: { name, namespace, uid, resourceVersion }, status: { conditions } };
 }
 
 const slimJob = (j: JobView & KubeObject): JobView & KubeObject => ({
@@ -89,7 +90,7 @@ export class Controller {
   readonly store: ObjectStore;
   readonly gc: GarbageCollector;
   private readonly clock: () => Date;
-  private readonly sjs: SeparationJobApi;
+  private readonly kube: KubeApi;
   private readonly elector?: LeaderElector;
   private readonly reconciler: Reconciler;
   private readonly queue: WorkQueue;
@@ -114,7 +115,7 @@ export class Controller {
     this.metrics = createMetrics();
     this.client = createKubeClient(o.kube);
     this.client.onRequest((verb) => this.metrics.kubeRequests.inc({ verb }));
-    this.sjs = separationJobApi(this.client, c.namespace);
+    this.kube = kubeApi(this.client, c.namespace);
     this.store = o.store ?? createS3ObjectStore(c.objectStore);
     const cache = new ResultCache(this.store, c.gc.cacheTtlMs, this.clock);
     this.stopped = new Promise((resolve) => {
@@ -123,8 +124,7 @@ export class Controller {
 
     if (c.leaderElection.enabled) {
       this.elector = new LeaderElector({
-        client: this.client,
-        namespace: c.namespace,
+        leases: this.kube.leases,
         name: c.leaderElection.leaseName,
         identity: this.identity,
         leaseDurationMs: c.leaderElection.leaseDurationMs,
@@ -154,20 +154,19 @@ export class Controller {
         onRelist: () => this.metrics.relists.inc({ resource }),
         onWatchRestart: (reason) => this.metrics.watchRestarts.inc({ resource, reason }),
       });
-    const ns = c.namespace;
+    const { collections } = this.kube;
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
-    this.sjInformer = informer<SjObject>("separationjobs", `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`, undefined, slimFinished);
-    this.jobInformer = informer<JobView & KubeObject>("jobs", `/apis/batch/v1/namespaces/${ns}/jobs`, managed, slimJob);
-    this.podInformer = informer<PodView & KubeObject>("pods", `/api/v1/namespaces/${ns}/pods`, managed, slimPod);
+    this.sjInformer = informer<SjObject>("separationjobs", collections.separationJobs, undefined, slimFinished);
+    this.jobInformer = informer<JobView & KubeObject>("jobs", collections.jobs, managed, slimJob);
+    this.podInformer = informer<PodView & KubeObject>("pods", collections.pods, managed, slimPod);
 
     this.reconciler = new Reconciler({
       config: c,
-      client: this.client,
-      sjs: this.sjs,
+      kube: this.kube,
       store: this.store,
       cache,
       whatsapp: o.whatsapp ?? createWhatsAppClient({ ...c.whatsapp, userAgent: "unmix-controller/0.1" }),
-      events: createEventRecorder(this.client, this.identity, this.log, this.clock),
+      events: createEventRecorder(this.kube, this.identity, this.log, this.clock),
       lookup: {
         separationJob: (name) => this.sjInformer.get(name),
         job: (name) => this.jobInformer.get(name),
@@ -178,16 +177,23 @@ export class Controller {
       clock: this.clock,
       failpoint: o.failpoint ?? failpointsFromEnv(),
     });
-    this.gc = new GarbageCollector({ sjs: this.sjs, store: this.store, cache, clock: this.clock, log: this.log, metrics: this.metrics, settings: c.gc });
+    this.gc = new GarbageCollector({
+      sjs: this.kube.separationJobs,
+      store: this.store,
+      cache,
+      clock: this.clock,
+      log: this.log,
+      metrics: this.metrics,
+      settings: c.gc,
+    });
     this.wireHandlers();
   }
 
   private wireHandlers(): void {
-    const finished = (o: SjObject) => o.status?.conditions?.some((c) => c.type === "Succeeded" && (c.status === "True" || c.status === "False")) ?? false;
     const onSj = (o: SjObject) => {
       const name = o.metadata?.name ?? "";
       this.reconciler.observed(name, o.metadata?.resourceVersion);
-      if (!finished(o)) this.queue.add(name);
+      if (!isFinished(o)) this.queue.add(name);
     };
     this.sjInformer.on("add", onSj);
     this.sjInformer.on("update", onSj);
@@ -311,10 +317,7 @@ export class Controller {
 
   /** Level-triggered safety net: every unfinished SeparationJob is looked at again now and then. */
   private resync(): void {
-    for (const sj of this.sjInformer.list()) {
-      const done = sj.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown");
-      if (!done) this.queue.add(sj.metadata?.name ?? "");
-    }
+    for (const sj of this.sjInformer.list()) if (!isFinished(sj)) this.queue.add(sj.metadata?.name ?? "");
   }
 
   private async collectGarbage(): Promise<void> {

@@ -7,8 +7,8 @@ import { loadConfigOrExit } from "@unmix/core/config";
 import { createLogger } from "@unmix/core/log";
 import { ControllerConfig } from "./config.ts";
 import { Controller } from "./controller.ts";
-import { startHttpServer } from "./http-server.ts";
-import { loadKubeConnection } from "./kube-config.ts";
+import { startHttpServer } from "./framework/http-server.ts";
+import { loadKubeConnection } from "./framework/kube/connection.ts";
 
 const config = loadConfigOrExit(ControllerConfig);
 // the OpenTelemetry SDK only when traces are exported: it is heavy, and the controller is not

@@ -9,7 +9,7 @@ import { modelId } from "@unmix/api/models";
 import { replies } from "@unmix/core/replies";
 import { ResultCache } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
-import type { Failpoint } from "../src/failpoints.ts";
+import type { Failpoint } from "../src/separation/failpoints.ts";
 import { type ChildController, finished, type Harness, repliesTo, spawnController, startHarness, storedFor, succeeded } from "./harness.ts";
 
 let h: Harness;

@@ -3,10 +3,10 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { findCondition } from "@unmix/api/conditions";
 import type { SeparationJob } from "@unmix/api/separationjob";
-import { classifyJobFailure, explainWaiting } from "../src/classify.ts";
-import { type Action, decide, type Observation } from "../src/decide.ts";
-import type { JobView, PodView } from "../src/jobs.ts";
-import * as S from "../src/status.ts";
+import type { JobView, PodView } from "../src/framework/kube/objects.ts";
+import { classifyJobFailure, explainWaiting } from "../src/separation/classify.ts";
+import { type Action, decide, type Observation } from "../src/separation/decide.ts";
+import * as S from "../src/separation/status.ts";
 import { apply, at, job, newSj, pod, sjAt } from "./fixtures.ts";
 
 const PENDING_MS = 600_000;

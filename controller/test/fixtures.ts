@@ -1,7 +1,7 @@
 // Builders of SeparationJobs, Jobs and pods in every state the controller meets, for the pure tests.
 import type { SeparationJob } from "@unmix/api/separationjob";
-import type { JobCondition, JobView, PodView } from "../src/jobs.ts";
-import * as S from "../src/status.ts";
+import type { JobCondition, JobView, PodView } from "../src/framework/kube/objects.ts";
+import * as S from "../src/separation/status.ts";
 
 export const T0 = new Date("2026-11-25T10:00:00.000Z");
 export const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);

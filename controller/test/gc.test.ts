@@ -4,11 +4,11 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createLogger } from "@unmix/core/log";
 import { ResultCache } from "@unmix/core/result-cache";
-import { GarbageCollector } from "../src/gc.ts";
-import { createKubeClient, type KubeClient } from "../src/kube-client.ts";
-import { kubeconfigConnection } from "../src/kube-config.ts";
-import { separationJobApi } from "../src/sj-api.ts";
-import * as S from "../src/status.ts";
+import { kubeApi } from "../src/framework/kube/api.ts";
+import { createKubeClient, type KubeClient } from "../src/framework/kube/client.ts";
+import { kubeconfigConnection } from "../src/framework/kube/connection.ts";
+import { GarbageCollector } from "../src/separation/gc.ts";
+import * as S from "../src/separation/status.ts";
 import { type Harness, startHarness } from "./harness.ts";
 
 let h: Harness;
@@ -34,7 +34,7 @@ describe("garbage collection", () => {
     const clock = () => new Date(Date.now() + offset);
     const cache = new ResultCache(h.store, 24 * HOUR, clock);
     const gc = new GarbageCollector({
-      sjs: separationJobApi(client, ns),
+      sjs: kubeApi(client, ns).separationJobs,
       store: h.store,
       cache,
       clock,
@@ -45,7 +45,7 @@ describe("garbage collection", () => {
     // a live SeparationJob (not finished) with its input, and a finished one whose input leaked
     const live = await h.userSends(ns, { content: "live" });
     const done = await h.userSends(ns, { content: "done" });
-    const sjs = separationJobApi(client, ns);
+    const sjs = kubeApi(client, ns).separationJobs;
     let d = (await sjs.get(done.name))!;
     d = await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, S.initialize(d, clock()) as never);
     d = await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, { ...S.failed(d, clock(), { class: "BadInput", message: "x" }) } as never);

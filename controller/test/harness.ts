@@ -19,7 +19,7 @@ import { type ImageMapping, type Stack, startStack } from "../../e2e/src/stack/i
 import { type SentMessage, startWhatsAppSimulator, type WhatsAppSimulator } from "../../e2e/src/whatsapp-sim/index.ts";
 import { loadControllerConfig } from "../src/config.ts";
 import { Controller } from "../src/controller.ts";
-import { kubeconfigConnection } from "../src/kube-config.ts";
+import { kubeconfigConnection } from "../src/framework/kube/connection.ts";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const STANDIN_IMAGE = "unmix/job-standin";

@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import { BAD_INPUT_EXIT_CODES } from "@unmix/api/exit-codes";
 import { ConfigError } from "@unmix/core/config";
 import { loadControllerConfig } from "../src/config.ts";
-import { buildJob } from "../src/jobs.ts";
+import { buildJob } from "../src/separation/job-spec.ts";
 import { newSj } from "./fixtures.ts";
 
 const baseEnv = {

@@ -4,10 +4,11 @@ import { after, before, describe, test } from "node:test";
 import { k8s } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
 import { type Stack, startStack } from "../../e2e/src/stack/index.ts";
-import { Informer, type KubeObject } from "../src/informer.ts";
-import { createKubeClient, type KubeClient } from "../src/kube-client.ts";
-import { kubeconfigConnection } from "../src/kube-config.ts";
-import { LeaderElector } from "../src/leader-election.ts";
+import { Informer, type KubeObject } from "../src/framework/informer.ts";
+import { kubeApi } from "../src/framework/kube/api.ts";
+import { createKubeClient, type KubeClient } from "../src/framework/kube/client.ts";
+import { kubeconfigConnection } from "../src/framework/kube/connection.ts";
+import { LeaderElector } from "../src/framework/leader-election.ts";
 import { until } from "./harness.ts";
 
 let stack: Stack;
@@ -89,7 +90,16 @@ describe("informer", () => {
 
 describe("leader election on a Lease", () => {
   const elector = (identity: string, name: string, over: Partial<ConstructorParameters<typeof LeaderElector>[0]> = {}) =>
-    new LeaderElector({ client, namespace: "default", name, identity, leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 500, log, ...over });
+    new LeaderElector({
+      leases: kubeApi(client, "default").leases,
+      name,
+      identity,
+      leaseDurationMs: 3000,
+      renewDeadlineMs: 2000,
+      retryPeriodMs: 500,
+      log,
+      ...over,
+    });
   const lease = (name: string) =>
     (stack.kube as NonNullable<Stack["kube"]>).kc.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ name, namespace: "default" });
 

@@ -5,7 +5,7 @@ import { after, before, describe, test } from "node:test";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
 import { type Stack, startStack } from "../../e2e/src/stack/index.ts";
-import { createS3ObjectStore } from "../src/s3-client.ts";
+import { createS3ObjectStore } from "../src/framework/s3.ts";
 
 let stack: Stack;
 let ours: ObjectStore;

@@ -3,7 +3,7 @@
 // depends on how fast the machine is.
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, mock, test } from "node:test";
-import { ExponentialBackoff, TokenBucket, WorkQueue } from "../src/workqueue.ts";
+import { ExponentialBackoff, TokenBucket, WorkQueue } from "../src/framework/workqueue.ts";
 
 const flush = async () => {
   for (let i = 0; i < 20; i++) await Promise.resolve();

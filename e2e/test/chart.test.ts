@@ -15,7 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
 import { loadControllerConfig } from "@unmix/controller/src/config.ts";
-import { buildJob } from "@unmix/controller/src/jobs.ts";
+import { buildJob } from "@unmix/controller/src/separation/job-spec.ts";
 import { newSj } from "@unmix/controller/test/fixtures.ts";
 import { parseAllDocuments, parse as parseYaml, stringify } from "yaml";
 import { type Stack, startStack } from "../src/stack/index.ts";
@@ -317,7 +317,7 @@ describe("chart, statically", () => {
     const { objects } = await render(REQUIRED);
     const np = objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name === "unmix-job");
     assert.ok(np);
-    const jobs = readFileSync(join(REPO_ROOT, "controller/src/jobs.ts"), "utf8");
+    const jobs = readFileSync(join(REPO_ROOT, "controller/src/separation/job-spec.ts"), "utf8");
     const managedBy = /export const MANAGED_BY = "([^"]+)"/.exec(jobs)?.[1];
     const name = /"app\.kubernetes\.io\/name": "([^"]+)"/.exec(jobs)?.[1];
     assert.deepEqual(np.spec.podSelector.matchLabels, { "app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": managedBy });

@@ -5,7 +5,7 @@
 // Handlers get add/update/delete; objects in the cache are shared and must not be mutated.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "@unmix/core/log";
-import type { KubeClient } from "./kube-client.ts";
+import type { KubeClient } from "./kube/client.ts";
 
 export interface KubeObject {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string; managedFields?: unknown };
@@ -57,7 +57,6 @@ export class Informer<T extends KubeObject> {
   private syncWaiters: (() => void)[] = [];
   /** When the last list or watch event arrived (for health checks). */
   lastActivity = 0;
-  consecutiveErrors = 0;
 
   constructor(o: InformerOptions<T>) {
     this.o = o;
@@ -119,12 +118,10 @@ export class Informer<T extends KubeObject> {
           await this.relist();
         }
         const reason = await this.watchOnce();
-        this.consecutiveErrors = 0;
         backoffMs = 0;
         if (!this.stopped && reason !== "relist") this.o.onWatchRestart?.(reason);
       } catch (err) {
         if (this.stopped) break;
-        this.consecutiveErrors++;
         backoffMs = Math.min(Math.max(1000, backoffMs * 2), 30_000);
         this.o.log.warn({ err, path: this.o.path, retryInMs: backoffMs }, "list/watch failed; restarting");
         this.o.onWatchRestart?.("error");

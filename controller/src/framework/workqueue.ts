@@ -3,6 +3,16 @@
 // flight is queued again when its worker calls done), delayed adds, per-key exponential back-off
 // for retries, and a token bucket that caps how many keys per second are handed out overall.
 
+/** Thrown by a reconcile to be retried after `ms` rather than after the queue's back-off. */
+export class RetryAfter extends Error {
+  readonly ms: number;
+  constructor(ms: number, message: string) {
+    super(message);
+    this.name = "RetryAfter";
+    this.ms = ms;
+  }
+}
+
 export interface WorkQueueOptions {
   /** First retry delay; doubles per consecutive failure of the same key. */
   baseDelayMs: number;
@@ -10,8 +20,6 @@ export interface WorkQueueOptions {
   /** Overall cap on keys handed out per second, with this burst. */
   qps: number;
   burst: number;
-  /** Milliseconds; injected in tests together with mocked timers. */
-  now?: () => number;
   /** Called whenever the number of queued keys changes (for the depth gauge). */
   onDepth?: (depth: number) => void;
 }
@@ -44,16 +52,14 @@ export class TokenBucket {
   private last: number;
   private readonly qps: number;
   private readonly burst: number;
-  private readonly now: () => number;
-  constructor(qps: number, burst: number, now: () => number = Date.now) {
+  constructor(qps: number, burst: number) {
     this.qps = qps;
     this.burst = burst;
-    this.now = now;
     this.tokens = burst;
-    this.last = now();
+    this.last = Date.now();
   }
   reserve(): number {
-    const t = this.now();
+    const t = Date.now();
     this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.qps) / 1000);
     this.last = t;
     this.tokens -= 1;
@@ -71,7 +77,6 @@ export class WorkQueue<K extends string = string> {
   private readonly drainWaiters: (() => void)[] = [];
   private readonly backoff: ExponentialBackoff<K>;
   private readonly bucket: TokenBucket;
-  private readonly now: () => number;
   private readonly onDepth: (depth: number) => void;
   private shuttingDown = false;
   /** Keys added since start, merged ones included (for metrics). */
@@ -79,9 +84,8 @@ export class WorkQueue<K extends string = string> {
   retries = 0;
 
   constructor(o: WorkQueueOptions) {
-    this.now = o.now ?? Date.now;
     this.backoff = new ExponentialBackoff<K>(o.baseDelayMs, o.maxDelayMs);
-    this.bucket = new TokenBucket(o.qps, o.burst, this.now);
+    this.bucket = new TokenBucket(o.qps, o.burst);
     this.onDepth = o.onDepth ?? (() => {});
   }
 
@@ -102,7 +106,7 @@ export class WorkQueue<K extends string = string> {
       this.add(key);
       return;
     }
-    const at = this.now() + ms;
+    const at = Date.now() + ms;
     const pending = this.delayed.get(key);
     if (pending && pending.at <= at) return;
     if (pending) clearTimeout(pending.timer);
@@ -171,10 +175,6 @@ export class WorkQueue<K extends string = string> {
 
   inFlight(): number {
     return this.processing.size;
-  }
-
-  isShuttingDown(): boolean {
-    return this.shuttingDown;
   }
 
   /** Stops handing out keys; resolves once every key in flight is done. */

@@ -3,7 +3,8 @@
 import { failureClassOfExitCode } from "@unmix/api/exit-codes";
 import type { FailureClass } from "@unmix/api/separationjob";
 import { scrubText } from "@unmix/core/privacy";
-import { CONTAINER, type JobView, jobCondition, type PodView } from "./jobs.ts";
+import { type JobView, jobCondition, type PodView } from "../framework/kube/objects.ts";
+import { CONTAINER } from "./job-spec.ts";
 
 export interface Classification {
   class: FailureClass;

@@ -2,8 +2,8 @@
 // pods, and the time. One step per pass; the reconciler acts on it once and requeues. Every step is
 // safe to repeat after a crash at any point, because each is decided from observed state only.
 import { REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
+import { controllerOf, type JobView, jobFinished, type PodView } from "../framework/kube/objects.ts";
 import { type Classification, classifyJobFailure, explainWaiting } from "./classify.ts";
-import { controllerOf, type JobView, jobFinished, type PodView } from "./jobs.ts";
 import { C, isFinished, progress, type ReplyKind, reasonOf, type StatusPatch, statusOf } from "./status.ts";
 
 export interface Observation {

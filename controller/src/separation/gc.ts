@@ -7,8 +7,8 @@ import type { SeparationJob } from "@unmix/api/separationjob";
 import type { Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { INPUTS_PREFIX, type ResultCache } from "@unmix/core/result-cache";
-import type { Metrics } from "./metrics.ts";
-import type { SeparationJobApi } from "./sj-api.ts";
+import type { SeparationJobApi } from "../framework/kube/api.ts";
+import type { Metrics } from "../metrics.ts";
 import { isFinished } from "./status.ts";
 
 export interface GcSettings {

@@ -1,8 +1,10 @@
-// The batch/v1 Job that runs the separation for one SeparationJob: built by a pure function from
-// the SeparationJob, the configuration and presigned URLs, so what the pod may do is all in one place.
+// The batch/v1 Job that runs the separation for one SeparationJob, built by a pure function from the
+// SeparationJob, the configuration and presigned URLs, so what the pod may do is all in one place;
+// and the object-store keys the job writes to. The Job is named like its SeparationJob.
 import { BAD_INPUT_EXIT_CODES } from "@unmix/api/exit-codes";
 import { API_VERSION, KIND, type SeparationJob } from "@unmix/api/separationjob";
-import type { JobSettings } from "./config.ts";
+import type { JobSettings } from "../config.ts";
+import type { JobManifest } from "../framework/kube/objects.ts";
 
 /** Label on the Job and its pods naming their SeparationJob. */
 export const SJ_LABEL = "unmix.dev/separationjob";
@@ -16,81 +18,6 @@ export const workPrefix = (sjName: string) => `work/${sjName}/`;
 export const outputKey = (sjName: string) => `${workPrefix(sjName)}output`;
 export const manifestKey = (sjName: string) => `${workPrefix(sjName)}manifest.json`;
 
-// ── the parts of Jobs and Pods the controller reads (plain JSON, as the informers cache them) ──
-
-export interface OwnerReference {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  uid: string;
-  controller?: boolean;
-}
-
-export interface JobCondition {
-  type: string;
-  status: string;
-  reason?: string;
-  message?: string;
-  lastTransitionTime?: string;
-}
-
-export interface JobView {
-  metadata: {
-    name: string;
-    namespace?: string;
-    uid?: string;
-    resourceVersion?: string;
-    labels?: Record<string, string>;
-    ownerReferences?: OwnerReference[];
-    deletionTimestamp?: string;
-    creationTimestamp?: string;
-  };
-  spec?: { suspend?: boolean };
-  status?: { active?: number; ready?: number; failed?: number; succeeded?: number; startTime?: string; completionTime?: string; conditions?: JobCondition[] };
-}
-
-export interface ContainerStateView {
-  waiting?: { reason?: string; message?: string };
-  running?: { startedAt?: string };
-  terminated?: { exitCode?: number; reason?: string; message?: string; finishedAt?: string };
-}
-
-export interface PodView {
-  metadata: {
-    name: string;
-    namespace?: string;
-    uid?: string;
-    resourceVersion?: string;
-    labels?: Record<string, string>;
-    creationTimestamp?: string;
-    deletionTimestamp?: string;
-  };
-  spec?: { nodeName?: string };
-  status?: {
-    phase?: string;
-    conditions?: { type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string }[];
-    containerStatuses?: { name: string; state?: ContainerStateView; lastState?: ContainerStateView; restartCount?: number }[];
-    startTime?: string;
-  };
-}
-
-export function jobCondition(job: JobView | undefined, type: string): JobCondition | undefined {
-  return job?.status?.conditions?.find((c) => c.type === type && c.status === "True");
-}
-
-/** Only Complete and Failed are terminal (SuccessCriteriaMet / FailureTarget come first). */
-export function jobFinished(job: JobView | undefined): "Complete" | "Failed" | undefined {
-  if (jobCondition(job, "Complete")) return "Complete";
-  if (jobCondition(job, "Failed")) return "Failed";
-  return undefined;
-}
-
-export function controllerOf(obj: { metadata: { ownerReferences?: OwnerReference[] } }): OwnerReference | undefined {
-  return obj.metadata.ownerReferences?.find((r) => r.controller === true);
-}
-
-// ── the Job ──
-
 export interface PresignedUrls {
   input: string;
   output: string;
@@ -100,7 +27,7 @@ export interface PresignedUrls {
 const MIME_BY_FORMAT = { "ogg-opus": "audio/ogg", mp3: "audio/mpeg", m4a: "audio/mp4", mp4: "video/mp4" } as const;
 export const mimeTypeOfFormat = (format: keyof typeof MIME_BY_FORMAT) => MIME_BY_FORMAT[format];
 
-export function buildJob(sj: SeparationJob, s: JobSettings, urls: PresignedUrls, traceparent: string | undefined): Record<string, unknown> {
+export function buildJob(sj: SeparationJob, s: JobSettings, urls: PresignedUrls, traceparent: string | undefined): JobManifest {
   const name = sj.metadata.name;
   const labels: Record<string, string> = {
     "app.kubernetes.io/name": "unmix-job",
@@ -133,7 +60,7 @@ export function buildJob(sj: SeparationJob, s: JobSettings, urls: PresignedUrls,
       name,
       labels: { ...labels, ...(s.kueueQueueName ? { [KUEUE_QUEUE_LABEL]: s.kueueQueueName } : {}) },
       annotations: traceparent ? { "unmix.dev/traceparent": traceparent } : {},
-      ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name, uid: sj.metadata.uid, controller: true }],
+      ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name, uid: sj.metadata.uid ?? "", controller: true }],
     },
     spec: {
       // no `suspend` at all: Kueue's webhook sets it to true and unsuspends on admission

@@ -27,9 +27,12 @@ export function reasonOf(sj: SeparationJob, type: string): string | undefined {
   return findCondition(sj.status?.conditions, type)?.reason;
 }
 
-/** Succeeded is True or False: nothing more will happen (but garbage collection). */
-export function isFinished(sj: SeparationJob): boolean {
-  const s = findCondition(sj.status?.conditions, C.Succeeded)?.status;
+/**
+ * Succeeded is True or False: nothing more will happen (but garbage collection). Takes any object
+ * with conditions: the informer's stub of a finished SeparationJob too.
+ */
+export function isFinished(sj: { status?: { conditions?: readonly { type: string; status: string }[] } }): boolean {
+  const s = sj.status?.conditions?.find((c) => c.type === C.Succeeded)?.status;
   return s === "True" || s === "False";
 }
 

@@ -1,9 +1,11 @@
-// The SeparationJob calls the controller makes, over its own client (see kube-config.ts for why not
-// @unmix/core/kube, whose SeparationJobs class offers the same calls over client-node).
+// Every call the controller makes to the API server: the paths, the verbs and the envelopes of the
+// manifests are here and nowhere else. The SeparationJob calls are those of @unmix/core/kube's
+// SeparationJobs, over this package's own client instead of client-node (connection.ts says why).
 import { GROUP, PLURAL, SeparationJob, type SeparationJobStatus, VERSION } from "@unmix/api/separationjob";
-import { isNotFound, type KubeClient } from "./kube-client.ts";
+import { isNotFound, type KubeClient, statusCode } from "./client.ts";
+import type { EventManifest, JobManifest, JobView, Lease } from "./objects.ts";
 
-/** What the reconciler and the garbage collector need; @unmix/core/kube's SeparationJobs fits too. */
+/** What the reconciler and the garbage collector do to SeparationJobs. */
 export interface SeparationJobApi {
   get(name: string): Promise<SeparationJob | undefined>;
   list(): Promise<SeparationJob[]>;
@@ -13,48 +15,127 @@ export interface SeparationJobApi {
   delete(name: string): Promise<boolean>;
 }
 
-export function separationJobApi(client: KubeClient, namespace: string): SeparationJobApi {
-  const base = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`;
+export interface JobApi {
+  get(name: string): Promise<JobView | undefined>;
+  /** false when a Job of that name exists already (the name is the lock). */
+  create(job: JobManifest): Promise<boolean>;
+  /** Background propagation, so its pods go too; a Job already gone is fine. */
+  delete(name: string): Promise<void>;
+}
+
+export interface LeaseApi {
+  get(name: string): Promise<Lease | undefined>;
+  create(name: string, spec: NonNullable<Lease["spec"]>): Promise<Lease>;
+  /** Optimistic: fails with Conflict (409) when the Lease changed since `resourceVersion`. */
+  update(name: string, resourceVersion: string | undefined, spec: NonNullable<Lease["spec"]>): Promise<Lease>;
+}
+
+export interface KubeApi {
+  /** The one namespace of the SeparationJobs, their Jobs, Events and the Lease. */
+  namespace: string;
+  /** The collections the informers list and watch. */
+  collections: { separationJobs: string; jobs: string; pods: string };
+  separationJobs: SeparationJobApi;
+  jobs: JobApi;
+  events: { create(event: EventManifest): Promise<void> };
+  leases: LeaseApi;
+}
+
+const PAGE = 500;
+
+export function kubeApi(client: KubeClient, namespace: string): KubeApi {
+  const ns = `namespaces/${namespace}`;
+  const collections = {
+    separationJobs: `/apis/${GROUP}/${VERSION}/${ns}/${PLURAL}`,
+    jobs: `/apis/batch/v1/${ns}/jobs`,
+    pods: `/api/v1/${ns}/pods`,
+  };
+  const leases = `/apis/coordination.k8s.io/v1/${ns}/leases`;
+
+  /** undefined when there is none. */
+  const getIfAny = async <T>(path: string): Promise<T | undefined> => {
+    try {
+      return await client.request<T>("GET", path);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  };
+  /** Background propagation; false when already gone. */
+  const remove = async (path: string): Promise<boolean> => {
+    try {
+      // the options in the body too: some clients drop query parameters when a body is sent
+      await client.request("DELETE", `${path}?propagationPolicy=Background`, {
+        body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" },
+      });
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  };
+  const lease = (name: string, resourceVersion: string | undefined, spec: NonNullable<Lease["spec"]>): Lease => ({
+    apiVersion: "coordination.k8s.io/v1",
+    kind: "Lease",
+    metadata: { name, namespace, ...(resourceVersion !== undefined ? { resourceVersion } : {}) },
+    spec,
+  });
+
   return {
-    async get(name) {
-      try {
-        return SeparationJob.parse(await client.request("GET", `${base}/${name}`));
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
+    namespace,
+    collections,
+    separationJobs: {
+      async get(name) {
+        const raw = await getIfAny(`${collections.separationJobs}/${name}`);
+        return raw === undefined ? undefined : SeparationJob.parse(raw);
+      },
+      async list() {
+        const items: SeparationJob[] = [];
+        let cont = "";
+        do {
+          const page = await client.request<{ items: unknown[]; metadata?: { continue?: string } }>(
+            "GET",
+            `${collections.separationJobs}?limit=${PAGE}${cont ? `&continue=${encodeURIComponent(cont)}` : ""}`,
+          );
+          for (const i of page.items) {
+            const r = SeparationJob.safeParse(i);
+            if (r.success) items.push(r.data);
+          }
+          cont = page.metadata?.continue ?? "";
+        } while (cont);
+        return items;
+      },
+      async patchStatus(name, resourceVersion, status) {
+        const body = { metadata: { resourceVersion }, status };
+        const path = `${collections.separationJobs}/${name}/status`;
+        return SeparationJob.parse(await client.request("PATCH", path, { body, contentType: "application/merge-patch+json" }));
+      },
+      delete: (name) => remove(`${collections.separationJobs}/${name}`),
     },
-    async list() {
-      const items: SeparationJob[] = [];
-      let cont = "";
-      do {
-        const page = await client.request<{ items: unknown[]; metadata?: { continue?: string } }>(
-          "GET",
-          `${base}?limit=500${cont ? `&continue=${encodeURIComponent(cont)}` : ""}`,
-        );
-        for (const i of page.items) {
-          const r = SeparationJob.safeParse(i);
-          if (r.success) items.push(r.data);
+    jobs: {
+      get: (name) => getIfAny<JobView>(`${collections.jobs}/${name}`),
+      async create(job) {
+        try {
+          await client.request("POST", collections.jobs, { body: job });
+          return true;
+        } catch (err) {
+          if (statusCode(err) === 409) return false;
+          throw err;
         }
-        cont = page.metadata?.continue ?? "";
-      } while (cont);
-      return items;
+      },
+      async delete(name) {
+        await remove(`${collections.jobs}/${name}`);
+      },
     },
-    async patchStatus(name, resourceVersion, status) {
-      const body = { metadata: { resourceVersion }, status };
-      return SeparationJob.parse(await client.request("PATCH", `${base}/${name}/status`, { body, contentType: "application/merge-patch+json" }));
+    events: {
+      async create(event) {
+        await client.request("POST", `/apis/events.k8s.io/v1/${ns}/events`, { body: event });
+      },
     },
-    async delete(name) {
-      try {
-        // the options in the body too: some clients drop query parameters when a body is sent
-        await client.request("DELETE", `${base}/${name}?propagationPolicy=Background`, {
-          body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" },
-        });
-        return true;
-      } catch (err) {
-        if (isNotFound(err)) return false;
-        throw err;
-      }
+    leases: {
+      get: (name) => getIfAny<Lease>(`${leases}/${name}`),
+      create: (name, spec) => client.request<Lease>("POST", leases, { body: lease(name, undefined, spec) }),
+      update: (name, resourceVersion, spec) => client.request<Lease>("PUT", `${leases}/${name}`, { body: lease(name, resourceVersion, spec) }),
     },
   };
 }

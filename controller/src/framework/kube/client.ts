@@ -4,7 +4,7 @@
 // errors that carry the API's Status.
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import type { KubeConnection } from "./kube-config.ts";
+import type { KubeConnection } from "./connection.ts";
 
 export interface RequestCount {
   total: number;
@@ -22,8 +22,14 @@ export class KubeApiError extends Error {
   }
 }
 
+/** The HTTP status of a failed call (undefined for an error that is not the API server's answer). */
+export function statusCode(err: unknown): number | undefined {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "number" ? code : undefined;
+}
+
 /** The Status reason of a failed call (AlreadyExists, Conflict, NotFound, …). */
-export function reasonOf(err: unknown): string | undefined {
+export function apiReason(err: unknown): string | undefined {
   const e = err as { code?: unknown; body?: unknown };
   if (typeof e?.code !== "number") return undefined;
   try {
@@ -34,7 +40,7 @@ export function reasonOf(err: unknown): string | undefined {
   }
   return ({ 404: "NotFound", 409: "Conflict", 410: "Expired", 422: "Invalid", 429: "TooManyRequests" } as Record<number, string>)[e.code];
 }
-export const isNotFound = (err: unknown) => (err as { code?: number })?.code === 404;
+export const isNotFound = (err: unknown) => statusCode(err) === 404;
 
 export type WatchEventHandler = (type: string, object: unknown) => void;
 

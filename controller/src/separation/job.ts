@@ -1,0 +1,37 @@
+// Step 2, the Job: created with presigned URLs only (input GET, output and manifest PUT), named like
+// the SeparationJob (AlreadyExists is the lock) and owned by it.
+import type { SeparationJob } from "@unmix/api/separationjob";
+import { inputKey } from "@unmix/core/result-cache";
+import { controllerOf } from "../framework/kube/objects.ts";
+import { currentTraceparent } from "../framework/tracing.ts";
+import { RetryAfter } from "../framework/workqueue.ts";
+import type { StepContext } from "./context.ts";
+import { buildJob, manifestKey, outputKey } from "./job-spec.ts";
+import * as S from "./status.ts";
+
+export async function createJob(ctx: StepContext, sj: SeparationJob, traceparent: string | undefined): Promise<void> {
+  const name = sj.metadata.name;
+  const expiry = ctx.config.flow.presignSeconds;
+  const [input, output, manifest] = await Promise.all([
+    ctx.store.presignedGet(inputKey(name), expiry),
+    ctx.store.presignedPut(outputKey(name), expiry),
+    ctx.store.presignedPut(manifestKey(name), expiry),
+  ]);
+  const job = buildJob(sj, ctx.config.job, { input, output, manifest }, currentTraceparent() ?? traceparent);
+  let createdAt = ctx.clock();
+  if (await ctx.kube.jobs.create(job)) {
+    ctx.log.info({ job: name }, "Job created");
+  } else {
+    // created before a crash, or left by an earlier SeparationJob of the same name
+    const existing = await ctx.kube.jobs.get(name);
+    if (!existing) throw new RetryAfter(500, "the Job is being deleted");
+    if (controllerOf(existing)?.uid !== sj.metadata.uid) {
+      await ctx.kube.jobs.delete(name);
+      throw new RetryAfter(1000, "a Job of an earlier SeparationJob of the same name is in the way");
+    }
+    if (existing.metadata.creationTimestamp) createdAt = new Date(existing.metadata.creationTimestamp);
+  }
+  ctx.failpoint("job:created");
+  await ctx.write(sj, S.jobCreated(sj, createdAt, name));
+  ctx.failpoint("job:recorded");
+}
