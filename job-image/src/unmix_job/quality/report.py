@@ -1,6 +1,7 @@
 """The quality table: every mixture through every engine and output format of the real pipeline."""
 
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,10 @@ def cases(languages: list[str], snrs: list[float], formats: list[OutputFormat]) 
     return mono + (stereo if "m4a" in formats else [])
 
 
-def run_case(engine: Engine, case: Case, seconds: float, seed: int, work: Path) -> Row:
-    """What a user sends for this format (a voice note, or an M4A file), through unmix-job, scored."""
+def run_case(engine: Engine, case: Case, seconds: float, work: Path) -> Row:
+    """What a user sends for this format (a voice note, or an M4A file), through unmix-job, scored.
+    The seed comes from the mixture alone: every engine and format gets the same one."""
+    seed = zlib.crc32(f"{case.language} {case.snr_db:g} {case.dialogue}".encode())
     mixture = make_mixture(seconds, case.snr_db, case.language, seed=seed, dialogue=case.dialogue)
     mix_wav = write_wav(work / "mix.wav", mixture.mix)
     if case.output_format == "m4a":
@@ -54,9 +57,9 @@ def run_case(engine: Engine, case: Case, seconds: float, seed: int, work: Path) 
 
 def rows(engines: list[Engine], all_cases: list[Case], seconds: float) -> Iterator[Row]:
     for engine in engines:
-        for seed, case in enumerate(all_cases):
+        for case in all_cases:
             with tempfile.TemporaryDirectory(prefix="unmix-quality-") as tmp:
-                yield run_case(engine, case, seconds, seed, Path(tmp))
+                yield run_case(engine, case, seconds, Path(tmp))
 
 
 COLUMNS = (
