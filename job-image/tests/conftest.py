@@ -293,6 +293,7 @@ def store() -> Iterator[Store]:
 class JobRun:
     code: int
     stdout: str
+    stderr: str
     termination: str | None
     store: Store
     work_dir: Path
@@ -347,6 +348,7 @@ def run_job(store: Store, model_repo: Path, tmp_path: Path):
         return JobRun(
             code=proc.returncode,
             stdout=proc.stdout,
+            stderr=proc.stderr,
             termination=termination.read_text() if termination.exists() else None,
             store=store,
             work_dir=work_dir,

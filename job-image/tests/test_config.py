@@ -32,6 +32,7 @@ def test_values_are_read() -> None:
     assert (settings.segment, settings.overlap, settings.shifts, settings.device) == (6.5, 0.1, 0, "cuda")
     assert settings.model_repo == Path("/opt/unmix/models")
     assert settings.max_duration_seconds == 900 and settings.work_dir == Path("/scratch")
+    assert Settings.from_env({**BASE, "MODEL_NAME": "dfn3"}).model_name == "dfn3"
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,7 @@ def test_values_are_read() -> None:
         ({"DEMUCS_SHIFTS": "-1"}, "DEMUCS_SHIFTS must be an integer"),
         ({"MAX_INPUT_BYTES": "lots"}, "MAX_INPUT_BYTES must be an integer"),
         ({"DEMUCS_SEGMENT": "long"}, "DEMUCS_SEGMENT must be a number"),
+        ({"MODEL_NAME": "htdemucs_ft"}, "MODEL_NAME must be one of htdemucs, dfn3"),
     ],
 )
 def test_bad_values_are_refused(override: dict, message: str) -> None:

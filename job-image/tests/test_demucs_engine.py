@@ -1,4 +1,4 @@
-"""The windowed separation against Demucs's own whole-track `apply_model`.
+"""The Demucs engine's windowed separation against Demucs's own whole-track `apply_model`.
 
 Quality cannot be tested without the real weights; what can be: that cutting the track into
 bounded windows changes nothing (same samples, same length, same alignment).
@@ -14,8 +14,12 @@ from demucs.apply import apply_model
 from demucs.pretrained import get_model
 
 from conftest import SR, chords
+from unmix_job.config import DemucsParams
 from unmix_job.decode import measure
-from unmix_job.separate import DemucsParams, Separator
+from unmix_job.demucs_engine import DemucsSeparator
+from unmix_job.models import MODELS
+
+HTDEMUCS = MODELS["htdemucs"]
 
 
 def whole_track_vocals(model_repo: Path, wav: Path, segment: float | None) -> np.ndarray:
@@ -48,7 +52,7 @@ def test_windows_equal_the_whole_track(
 ) -> None:
     audio = measure(track)
     params = DemucsParams(segment=segment, overlap=0.25, shifts=0, chunk_seconds=chunk_seconds)
-    separator = Separator("htdemucs", model_repo, torch.device("cpu"), params)
+    separator = DemucsSeparator(HTDEMUCS, model_repo, "cpu", params)
     result = separator.separate(audio, tmp_path / "vocals.wav")
 
     ours = sf.read(result.path, dtype="float32", always_2d=True)[0]
@@ -64,19 +68,17 @@ def test_random_shifts_keep_the_length(model_repo: Path, track: Path, tmp_path: 
     # invariant, so there is nothing to compare the samples with); the length must still hold.
     audio = measure(track)
     params = DemucsParams(segment=None, overlap=0.25, shifts=2, chunk_seconds=4.0)
-    result = Separator("htdemucs", model_repo, torch.device("cpu"), params).separate(
-        audio, tmp_path / "v.wav"
-    )
+    result = DemucsSeparator(HTDEMUCS, model_repo, "cpu", params).separate(audio, tmp_path / "v.wav")
     assert result.frames == audio.frames == sf.info(result.path).frames
 
 
 def test_a_segment_longer_than_the_model_is_refused(model_repo: Path) -> None:
     params = DemucsParams(segment=2.5, overlap=0.25, shifts=0, chunk_seconds=10.0)
     with pytest.raises(RuntimeError, match="exceeds the model"):
-        Separator("htdemucs", model_repo, torch.device("cpu"), params)
+        DemucsSeparator(HTDEMUCS, model_repo, "cpu", params)
 
 
 def test_a_missing_model_repo_is_an_error_not_an_exit(tmp_path: Path) -> None:
     params = DemucsParams(segment=None, overlap=0.25, shifts=0, chunk_seconds=10.0)
     with pytest.raises(RuntimeError, match="not a directory"):
-        Separator("htdemucs", tmp_path / "absent", torch.device("cpu"), params)
+        DemucsSeparator(HTDEMUCS, tmp_path / "absent", "cpu", params)

@@ -95,6 +95,12 @@ def test_misconfiguration_is_reported(run_job, media: Media) -> None:
     assert run.termination.startswith("job misconfigured: OUTPUT_FORMAT must be one of")
 
 
+def test_an_unknown_model_is_a_misconfiguration(run_job, media: Media) -> None:
+    run = run_job(media.voice_note(), "audio", "ogg-opus", MODEL_NAME="htdemucs_ft")
+    check_failed(run, 1)
+    assert run.termination.startswith("job misconfigured: MODEL_NAME must be one of htdemucs, dfn3")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_a_gpu_is_transient(run_job, media: Media) -> None:
     run = run_job(media.voice_note(), "audio", "ogg-opus", DEVICE="cuda")

@@ -6,12 +6,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .models import DEFAULT_MODEL, MODELS
+
 OutputFormat = Literal["ogg-opus", "mp3", "m4a", "mp4"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("ogg-opus", "mp3", "m4a", "mp4")
 
 # WhatsApp's Cloud API limit for audio and video media is 16 MB; read as decimal megabytes so
 # that either reading of "MB" is safe.
 WHATSAPP_MEDIA_MAX_BYTES = 16_000_000
+
+
+@dataclass(frozen=True)
+class DemucsParams:
+    segment: float | None  # seconds; None: the model's own
+    overlap: float
+    shifts: int
+    chunk_seconds: float  # window length; memory grows with it, the per-window overhead shrinks
 
 
 class ConfigError(Exception):
@@ -39,6 +49,10 @@ class Settings:
     traceparent: str | None
     work_dir: Path
     termination_log: Path
+
+    @property
+    def demucs(self) -> DemucsParams:
+        return DemucsParams(self.segment, self.overlap, self.shifts, self.chunk_seconds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -86,7 +100,7 @@ class Settings:
             input_kind=choice("INPUT_KIND", ("audio", "video")),  # type: ignore[arg-type]
             input_mime_type=env.get("INPUT_MIME_TYPE", "").strip(),
             output_format=choice("OUTPUT_FORMAT", OUTPUT_FORMATS),  # type: ignore[arg-type]
-            model_name=env.get("MODEL_NAME", "").strip() or "htdemucs",
+            model_name=choice("MODEL_NAME", tuple(MODELS), DEFAULT_MODEL),
             model_repo=Path(repo) if repo else None,
             device=choice("DEVICE", ("auto", "cpu", "cuda"), "auto"),  # type: ignore[arg-type]
             segment=optional_number("DEMUCS_SEGMENT", 0.1),

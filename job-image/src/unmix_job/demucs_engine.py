@@ -1,4 +1,5 @@
-"""Demucs: keep the vocals (speech) stem, in bounded memory whatever the input's length.
+"""The Demucs engine (`htdemucs`): keep the vocals (speech) stem, in bounded memory whatever the
+input's length. 44.1 kHz stereo, on the GPU when one is visible.
 
 `apply_model(split=True)` already cuts a track into overlapping segments, but it holds the whole
 track and all four stems at once (an hour of audio is ~25 GB). So the track is streamed through
@@ -9,7 +10,6 @@ and blend weights that a single `apply_model` call over the whole track would us
 equals unchunked Demucs (up to float rounding) while memory stays at one window.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
@@ -17,25 +17,14 @@ import torch
 from demucs.apply import BagOfModels, apply_model
 from demucs.pretrained import get_model
 
-from .decode import CHANNELS, SAMPLE_RATE, DecodedAudio
-from .logs import log
+from .config import DemucsParams
+from .decode import DecodedAudio
+from .models import Model
+from .separate import Separated, StemWriter
 
 STEM = "vocals"
-
-
-@dataclass(frozen=True)
-class DemucsParams:
-    segment: float | None  # seconds; None: the model's own
-    overlap: float
-    shifts: int
-    chunk_seconds: float  # window length; memory grows with it, the per-window overhead shrinks
-
-
-@dataclass(frozen=True)
-class Separated:
-    path: Path
-    frames: int
-    peak: float
+SAMPLE_RATE = 44_100
+CHANNELS = 2
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -50,24 +39,30 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-class Separator:
-    """A model loaded once; `separate` can then run on any number of files."""
+class DemucsSeparator:
+    """A Demucs model loaded once; `separate` can then run on any number of files."""
 
-    def __init__(self, name: str, repo: Path | None, device: torch.device, params: DemucsParams) -> None:
+    sample_rate = SAMPLE_RATE
+    channels = CHANNELS
+
+    def __init__(self, model: Model, repo: Path | None, device: str, params: DemucsParams) -> None:
         if repo is not None and not repo.is_dir():
             # demucs would sys.exit() from inside get_model; fail with a reason instead.
             raise RuntimeError(f"MODEL_REPO {repo} is not a directory")
-        model = get_model(name, repo=repo)
-        if model.samplerate != SAMPLE_RATE or model.audio_channels != CHANNELS:
+        self.torch_device = resolve_device(device)
+        self.device = self.torch_device.type
+        self.device_name = device_name(self.torch_device)
+        self.versions = {model.package: model.version, "torch": torch.__version__}
+        demucs = get_model(model.name, repo=repo)
+        if demucs.samplerate != SAMPLE_RATE or demucs.audio_channels != CHANNELS:
             raise RuntimeError(
-                f"model {name} expects {model.samplerate} Hz x {model.audio_channels} channels"
+                f"model {model.name} expects {demucs.samplerate} Hz x {demucs.audio_channels} channels"
             )
-        if STEM not in model.sources:
-            raise RuntimeError(f"model {name} has no {STEM} stem (sources: {model.sources})")
-        self.model = model.to(device).eval()
-        self.device = device
+        if STEM not in demucs.sources:
+            raise RuntimeError(f"model {model.name} has no {STEM} stem (sources: {demucs.sources})")
+        self.model = demucs.to(self.torch_device).eval()
         self.params = params
-        self.stem_index = model.sources.index(STEM)
+        self.stem_index = demucs.sources.index(STEM)
         self.stride = self._stride()
 
     def _stride(self) -> int:
@@ -91,10 +86,9 @@ class Separator:
         n = max(3, round(self.params.chunk_seconds * SAMPLE_RATE / stride))
         window, hop = n * stride, (n - 2) * stride
         std = audio.std or 1.0
-        peak, written = 0.0, 0
         with (
             sf.SoundFile(audio.path) as source,
-            sf.SoundFile(dest, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="FLOAT") as sink,
+            StemWriter(dest, SAMPLE_RATE, CHANNELS, audio.frames) as sink,
         ):
             start = 0
             while True:
@@ -104,18 +98,15 @@ class Separator:
                 last = start + window >= audio.frames
                 kept = stem[:, (0 if start == 0 else stride) : (None if last else (n - 1) * stride)]
                 sink.write(kept.T.numpy())
-                peak = max(peak, float(kept.abs().max()))
-                written += kept.shape[1]
-                log(f"separated {written / SAMPLE_RATE:.1f} of {audio.duration:.1f} s")
                 if last:
                     break
                 start += hop
-        return Separated(path=dest, frames=written, peak=peak)
+        return sink.result()
 
     def _vocals(self, mix: torch.Tensor, mean: float, std: float) -> torch.Tensor:
         # Demucs's own normalisation (demucs.separate), with the whole track's statistics so that
         # every window is scaled alike.
-        mix = ((mix - mean) / std).to(self.device)
+        mix = ((mix - mean) / std).to(self.torch_device)
         with torch.inference_mode():
             sources = apply_model(
                 self.model,
@@ -124,6 +115,6 @@ class Separator:
                 split=True,
                 overlap=self.params.overlap,
                 segment=self.params.segment,
-                device=self.device,
+                device=self.torch_device,
             )
         return (sources[0, self.stem_index] * std + mean).cpu()

@@ -2,7 +2,8 @@
 
 - ogg-opus: a voice note: Ogg/Opus mono, at or under 512 KB when the duration allows (WhatsApp
   shows the play button only up to that size), so the bitrate is chosen from the duration.
-- mp3: MP3. m4a: AAC in M4A.
+- mp3: MP3. m4a: AAC in M4A. Both at the stem's rate (the engine's: 44.1 kHz for Demucs, 48 kHz
+  for DeepFilterNet3), so the audio is not resampled a second time.
 - mp4: the original video stream copied bit for bit, plus the cleaned audio as AAC. WhatsApp
   plays only H.264 (8-bit 4:2:0) + AAC in MP4, so any other video is re-encoded to H.264 Main.
 Metadata of the input (titles, locations) is not carried over.
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import OutputFormat
-from .decode import SAMPLE_RATE
 from .media_tool import ffmpeg
 from .probe import MediaInfo, VideoStream
+from .separate import Separated
 
 VOICE_NOTE_MAX_BYTES = 512_000  # "512 KB", read as the smaller of kB and KiB
 OPUS_MAX_BPS = 32_000  # wideband speech is transparent well below this
@@ -53,23 +54,26 @@ def video_needs_reencode(video: VideoStream) -> bool:
 
 def encode(
     fmt: OutputFormat,
-    vocals: Path,
-    peak: float,
+    stem: Separated,
     duration: float,
     source: Path,
     info: MediaInfo,
     keep_video: bool,
     dest_dir: Path,
 ) -> Encoded:
-    """Encode the vocals WAV; for mp4 with keep_video, mux it with the source's video stream."""
+    """Encode the stem; for mp4 with keep_video, mux it with the source's video stream."""
     mono = fmt == "ogg-opus" or (info.audio is not None and info.audio.channels == 1)
     filters = []
-    if peak > 0.99:
+    if stem.peak > 0.99:
         # Demucs's "rescale" clip mode: lower the whole stem rather than clip its peaks.
-        filters.append(f"volume={0.99 / peak:.6f}")
-    if mono:
+        filters.append(f"volume={0.99 / stem.peak:.6f}")
+    if mono and stem.channels == 2:
         # A plain average: ffmpeg's default stereo-to-mono matrix would add 3 dB.
         filters.append("pan=mono|c0=0.5*c0+0.5*c1")
+    if not mono and stem.channels == 1:
+        # A mono stem (DeepFilterNet3) for a stereo source: the same signal in both channels, at
+        # full level (ffmpeg's default mono-to-stereo matrix would lower it by 3 dB).
+        filters.append("pan=stereo|c0=c0|c1=c0")
     audio_filter = ["-af", ",".join(filters)] if filters else []
     mime = MIME_TYPES[fmt]
 
@@ -77,7 +81,7 @@ def encode(
         bitrate = voice_note_bitrate(duration)
         dest = dest_dir / "output.ogg"
         ffmpeg(
-            "-i", str(vocals), *audio_filter, "-map_metadata", "-1",
+            "-i", str(stem.path), *audio_filter, "-map_metadata", "-1",
             "-c:a", "libopus", "-b:a", str(bitrate), "-vbr", "off", "-application", "voip",
             "-ar", "48000", "-f", "ogg", str(dest),
         )  # fmt: skip
@@ -87,16 +91,16 @@ def encode(
     if fmt == "mp3":
         dest = dest_dir / "output.mp3"
         ffmpeg(
-            "-i", str(vocals), *audio_filter, "-map_metadata", "-1",
-            "-c:a", "libmp3lame", "-b:a", str(bitrate), "-ar", str(SAMPLE_RATE), "-f", "mp3", str(dest),
+            "-i", str(stem.path), *audio_filter, "-map_metadata", "-1",
+            "-c:a", "libmp3lame", "-b:a", str(bitrate), "-ar", str(stem.sample_rate), "-f", "mp3", str(dest),
         )  # fmt: skip
         return Encoded(dest, mime, bitrate, None)
 
-    aac = ["-c:a", "aac", "-b:a", str(bitrate), "-ar", str(SAMPLE_RATE)]
+    aac = ["-c:a", "aac", "-b:a", str(bitrate), "-ar", str(stem.sample_rate)]
     if fmt == "m4a" or not keep_video or info.video is None:
         dest = dest_dir / ("output.m4a" if fmt == "m4a" else "output.mp4")
         ffmpeg(
-            "-i", str(vocals), *audio_filter, "-map_metadata", "-1", *aac,
+            "-i", str(stem.path), *audio_filter, "-map_metadata", "-1", *aac,
             "-movflags", "+faststart", "-f", "ipod" if fmt == "m4a" else "mp4", str(dest),
         )  # fmt: skip
         return Encoded(dest, mime, bitrate, None)
@@ -112,7 +116,7 @@ def encode(
         ]
     )  # fmt: skip
     ffmpeg(
-        "-i", str(source), "-i", str(vocals),
+        "-i", str(source), "-i", str(stem.path),
         "-map", f"0:{info.video.index}", "-map", "1:a:0", "-map_metadata", "-1",
         *video_codec, *audio_filter, *aac, "-movflags", "+faststart", "-f", "mp4", str(dest),
     )  # fmt: skip

@@ -13,8 +13,6 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
 from . import manifest
 from .config import ConfigError, Settings
 from .decode import decode
@@ -22,8 +20,9 @@ from .download import download
 from .encode import encode
 from .exit_codes import TRANSIENT_FAILURE, BadInput, ExitCode
 from .logs import log, set_trace
+from .models import MODELS
 from .probe import check_input, probe
-from .separate import DemucsParams, Separator, device_name, resolve_device
+from .separate import load_separator
 from .tracing import JobTrace, export
 from .upload import upload
 
@@ -48,12 +47,13 @@ def run(env: Mapping[str, str]) -> int:
         process(settings, timer)
     except BadInput as err:
         code, reason = err.code, err.reason
-    except torch.cuda.OutOfMemoryError:
-        code, reason = TRANSIENT_FAILURE, "the GPU ran out of memory"
     except Exception as err:
-        traceback.print_exc(file=sys.stdout)
-        first_line = (str(err).splitlines() or [""])[0]
-        code, reason = TRANSIENT_FAILURE, f"{type(err).__name__}: {first_line}"
+        if _gpu_out_of_memory(err):
+            code, reason = TRANSIENT_FAILURE, "the GPU ran out of memory"
+        else:
+            traceback.print_exc(file=sys.stdout)
+            first_line = (str(err).splitlines() or [""])[0]
+            code, reason = TRANSIENT_FAILURE, f"{type(err).__name__}: {first_line}"
     for name, start_ns, end_ns, error in timer.spans:
         trace.step(name, start_ns, end_ns, error)
     trace.finish(
@@ -72,9 +72,10 @@ def run(env: Mapping[str, str]) -> int:
 
 
 def process(settings: Settings, timer: manifest.StepTimer) -> None:
+    model = MODELS[settings.model_name]
     log(
         f"start: kind={settings.input_kind} mime={settings.input_mime_type or '-'} "
-        f"format={settings.output_format} model={settings.model_name} device={settings.device}"
+        f"format={settings.output_format} model={model.id} engine={model.engine} device={settings.device}"
     )
     work = Path(tempfile.mkdtemp(prefix="unmix-", dir=settings.work_dir))
     try:
@@ -84,22 +85,29 @@ def process(settings: Settings, timer: manifest.StepTimer) -> None:
         with timer.step("probe"):
             info = probe(source)
             stream = check_input(info, settings.max_duration_seconds)
+        # The model before decoding: the input is decoded straight to its engine's format.
+        with timer.step("loadModel"):
+            separator = load_separator(
+                model, device=settings.device, repo=settings.model_repo, demucs=settings.demucs
+            )
         with timer.step("decode"):
-            audio = decode(source, stream, work / "mix.wav", settings.max_duration_seconds)
+            audio = decode(
+                source,
+                stream,
+                work / "mix.wav",
+                settings.max_duration_seconds,
+                separator.sample_rate,
+                separator.channels,
+            )
         log(f"input: {input_bytes} bytes, {info.container}, {stream.codec}, {audio.duration:.2f} s")
 
-        with timer.step("loadModel"):
-            device = resolve_device(settings.device)
-            params = DemucsParams(settings.segment, settings.overlap, settings.shifts, settings.chunk_seconds)
-            separator = Separator(settings.model_name, settings.model_repo, device, params)
         with timer.step("separate"):
-            vocals = separator.separate(audio, work / "vocals.wav")
+            speech = separator.separate(audio, work / "speech.wav")
         with timer.step("encode"):
             keep_video = settings.input_kind == "video"
             out = encode(
                 settings.output_format,
-                vocals.path,
-                vocals.peak,
+                speech,
                 audio.duration,
                 source,
                 info,
@@ -116,9 +124,10 @@ def process(settings: Settings, timer: manifest.StepTimer) -> None:
         with timer.step("upload"):
             upload(settings.output_url, out.path.read_bytes(), out.mime_type, "result")
         result = manifest.build(
-            model=settings.model_name,
-            device=device.type,
-            device_name=device_name(device),
+            model=model,
+            device=separator.device,
+            device_name=separator.device_name,
+            versions=separator.versions,
             media_seconds=audio.duration,
             input_bytes=input_bytes,
             input_mime_type=settings.input_mime_type,
@@ -141,6 +150,12 @@ def process(settings: Settings, timer: manifest.StepTimer) -> None:
     finally:
         # The input and every intermediate are deleted, whatever happened (data policy).
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _gpu_out_of_memory(err: Exception) -> bool:
+    # torch is imported by the Demucs engine alone: without it, no error can be torch's.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(err, torch.cuda.OutOfMemoryError)
 
 
 def _fail(termination_log: Path, code: int, reason: str) -> int:

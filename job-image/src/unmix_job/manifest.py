@@ -9,10 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import demucs
-import torch
-
 from .logs import log
+from .models import Model
 from .probe import MediaInfo
 
 SCHEMA_VERSION = 1
@@ -55,9 +53,10 @@ def describe(info: MediaInfo) -> dict[str, object]:
 
 def build(
     *,
-    model: str,
+    model: Model,
     device: str,
     device_name: str,
+    versions: dict[str, str],
     media_seconds: float,
     input_bytes: int,
     input_mime_type: str,
@@ -75,10 +74,15 @@ def build(
     separate = timer.seconds["separate"]
     return {
         "schemaVersion": SCHEMA_VERSION,
-        "model": model,
+        "model": model.name,
+        # The engine and the version of its package that produced the result; the model id is
+        # what the result cache is keyed by.
+        "engine": model.engine,
+        "engineVersion": model.version,
+        "modelId": model.id,
         "device": device,
         "deviceName": device_name,
-        "versions": {"demucs": demucs.__version__, "torch": torch.__version__},
+        "versions": versions,
         "mediaSeconds": round(media_seconds, 3),
         "mimeType": mime_type,
         "sizeBytes": size_bytes,
