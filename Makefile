@@ -1,17 +1,18 @@
 # The two commands that matter: `make dev` and `make test`. Both install what they need first
 # (idempotent; pinned in e2e/stack/versions.env, job-image/requirements*.txt and package-lock.json;
-# cached under .cache/).
+# cached under .cache/). `make check` is the fast part of `make test` alone: no stack, no Go builds.
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test setup setup-stack setup-node setup-python typecheck lint format bench help
+.PHONY: dev test check setup setup-stack setup-node setup-python typecheck lint format bench help
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
 	@echo "make test   run every test (TypeScript, Python, end to end)"
+	@echo "make check  only the fast part of make test: types, Biome, ruff, unit tests (no stack)"
 
 dev: setup
 	node e2e/src/dev.ts
@@ -19,13 +20,18 @@ dev: setup
 test: setup
 	bash e2e/scripts/test.sh
 
+check: setup-node setup-python
+	bash e2e/scripts/check.sh
+
 setup: setup-stack setup-node setup-python
 
 setup-stack:
 	bash e2e/stack/install.sh all chromium
 
-# npm ci only when package-lock.json changed since the last install
-setup-node: setup-stack
+# Node 24 alone (not the rest of the stack, so `make check` builds nothing with Go), then npm ci only
+# when package-lock.json changed since the last install
+setup-node:
+	bash e2e/stack/install.sh node
 	@stamp=$(CACHE)/npm-ci.stamp; key=$$(sha256sum package-lock.json | cut -d' ' -f1)-$$(node --version); \
 	if [[ ! -d node_modules || "$$(cat $$stamp 2>/dev/null)" != "$$key" ]]; then \
 	  npm ci --no-audit --no-fund --loglevel=error && echo "$$key" > $$stamp; fi
