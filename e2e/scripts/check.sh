@@ -16,7 +16,12 @@ UNIT_TESTS=(
   core/test/whatsapp-client.test.ts
   ingress/test/envelope.test.ts
   controller/test/decide.test.ts
+  controller/test/events.test.ts
+  controller/test/fetch.test.ts
+  controller/test/finalize.test.ts
   controller/test/job-spec.test.ts
+  controller/test/reply.test.ts
+  controller/test/result.test.ts
   controller/test/workqueue.test.ts
   e2e/test/whatsapp-sim.test.ts
 )
