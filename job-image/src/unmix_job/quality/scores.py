@@ -25,7 +25,7 @@ FRAME = RATE // 50  # 20 ms envelope frames
 PAUSE_LEVEL_DB = -50.0  # a frame is silent under this, relative to the loudest speech frame
 PAUSE_MARGIN_FRAMES = 5  # 100 ms kept clear of speech on both sides (onsets, tails, look-ahead)
 MIN_PAUSE_SECONDS = 0.5
-GAIN_FLOOR = 1e-3  # a reply with (almost) none of the speech in it: the music counts 60 dB louder
+GAIN_FLOOR = 1e-3  # the speech's gain in a reply with (almost) none of it: -60 dB, not zero
 EPS = 1e-12
 
 
@@ -105,10 +105,8 @@ def pauses(speech: np.ndarray) -> np.ndarray:
 def score(speech: np.ndarray, mix: np.ndarray, reply: np.ndarray) -> Score:
     """Arrays are (frames, channels) at RATE. A mono reply is scored against the mono average of
     the speech and mix (the product answers a voice note in mono); otherwise channel by channel."""
-    if reply.shape[1] == 1 and speech.shape[1] > 1:
-        speech, mix = speech.mean(axis=1, keepdims=True), mix.mean(axis=1, keepdims=True)
-    elif reply.shape[1] > speech.shape[1]:
-        reply = reply.mean(axis=1, keepdims=True)
+    channels = min(speech.shape[1], reply.shape[1])
+    speech, mix, reply = (_with_channels(audio, channels) for audio in (speech, mix, reply))
     mix = _fit(mix, len(speech))
     lag = offset_samples(reply, speech)
     tolerance = int(OFFSET_TOLERANCE_MS * RATE / 1000)
@@ -164,6 +162,13 @@ def failures(result: Score, floors: Floors) -> list[str]:
         ),
     ]
     return [message for ok, message in checks if not ok]
+
+
+def _with_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    """As is, or the plain average of its channels in each of `channels`."""
+    if audio.shape[1] == channels:
+        return audio
+    return np.repeat(audio.mean(axis=1, keepdims=True), channels, axis=1)
 
 
 def _fit(audio: np.ndarray, frames: int) -> np.ndarray:
