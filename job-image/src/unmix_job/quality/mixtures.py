@@ -63,7 +63,6 @@ class MusicMissing(Exception):
 class Mixture:
     speech: np.ndarray  # (frames, channels) float32 at RATE: the speech as it is in the mix
     music: np.ndarray  # same shape
-    snr_db: float
 
     @property
     def mix(self) -> np.ndarray:
@@ -92,7 +91,7 @@ def make_mixture(
     music = _music(frames, rng, stereo=dialogue)
     music *= np.sqrt(np.sum(speech**2) / np.sum(music**2) / 10 ** (snr_db / 10))
     gain = PEAK / np.max(np.abs(speech + music))
-    return Mixture((speech * gain).astype(np.float32), (music * gain).astype(np.float32), snr_db)
+    return Mixture((speech * gain).astype(np.float32), (music * gain).astype(np.float32))
 
 
 def write_mixture(mixture: Mixture, out_dir: Path) -> dict[str, Path]:
