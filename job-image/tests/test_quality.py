@@ -30,7 +30,7 @@ AUDIO_FILE_FLOORS = DFN3_FLOORS[("m4a", 0.0)]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def test_music() -> None:
+def music_fetched() -> None:
     proc = subprocess.run(
         [str(JOB_IMAGE / "scripts/fetch-test-music.sh")], capture_output=True, text=True, check=False
     )
