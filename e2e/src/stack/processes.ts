@@ -109,8 +109,12 @@ export function spawnManaged(o: SpawnOptions): ManagedProcess {
     async stop(graceMs = 5000) {
       if (!running) return;
       killGroup(pid, "SIGTERM");
-      const timeout = sleep(graceMs).then(() => "timeout");
-      if ((await Promise.race([exited, timeout])) === "timeout") {
+      // the grace timer is cancelled once the process is gone, so it never holds the test run open
+      const grace = new AbortController();
+      const timeout = sleep(graceMs, "timeout", { signal: grace.signal }).catch(() => "exited");
+      const first = await Promise.race([exited, timeout]);
+      grace.abort();
+      if (first === "timeout") {
         killGroup(pid, "SIGKILL");
         await exited;
       }
