@@ -39,12 +39,11 @@ const Toleration = z
     tolerationSeconds: z.number().int().optional(),
   })
   .strict();
-export type Toleration = z.infer<typeof Toleration>;
 
 const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a DNS-1123 label");
 const positiveSeconds = (def: number) => z.coerce.number().positive().default(def);
 
-export const ControllerEnv = z.object({
+const ControllerEnv = z.object({
   ...ObjectStoreConfig.shape,
   ...WhatsAppConfig.shape,
   /** Namespace whose SeparationJobs this controller reconciles (and where Jobs, Events, the Lease live). */
@@ -116,9 +115,6 @@ export const ControllerEnv = z.object({
   HTTP_HOST: z.string().default("0.0.0.0"),
   HTTP_PORT: env.port(8080),
 });
-export type ControllerEnv = z.infer<typeof ControllerEnv>;
-
-const WHATSAPP_MAX_MB = 16;
 
 export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
   if (c.RENEW_DEADLINE_SECONDS >= c.LEASE_DURATION_SECONDS)
@@ -166,7 +162,6 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
     maxInputBytes: c.MAX_INPUT_BYTES,
     maxDurationMinutes: Math.floor(c.MAX_DURATION_SECONDS / 60),
     maxInputMb: Math.round((c.MAX_INPUT_BYTES / 1024 / 1024) * 10) / 10,
-    whatsappMaxMb: WHATSAPP_MAX_MB,
     model: c.MODEL_NAME,
     /** Presigned URLs live as long as a Job may: waiting, running, and a margin (S3 caps them at 7 days). */
     presignSeconds: Math.min(7 * 24 * 3600, Math.ceil(c.JOB_PENDING_DEADLINE_SECONDS + c.JOB_ACTIVE_DEADLINE_SECONDS + 300)),

@@ -11,7 +11,7 @@ export const SJ_LABEL = "unmix.dev/separationjob";
 export const MANAGED_BY = "unmix-controller";
 export const CONTAINER = "separate";
 export const WORK_DIR = "/work";
-export const KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name";
+const KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name";
 
 /** Where the job writes, under the bucket: deleted once the reply is out. */
 export const workPrefix = (sjName: string) => `work/${sjName}/`;

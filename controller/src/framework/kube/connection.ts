@@ -50,7 +50,7 @@ function rereading(path: string, everyMs = 60_000): () => string {
   };
 }
 
-export function inClusterConnection(): KubeConnection {
+function inClusterConnection(): KubeConnection {
   const host = process.env.KUBERNETES_SERVICE_HOST;
   const port = process.env.KUBERNETES_SERVICE_PORT ?? "443";
   if (!host) throw new Error("not in a cluster: KUBERNETES_SERVICE_HOST is not set");
