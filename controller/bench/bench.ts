@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findCondition } from "@unmix/api/conditions";
-import { freePort } from "../../e2e/src/stack/ports.ts";
+import { freePort } from "@unmix/e2e/stack/ports";
 import { ROOT, repliesTo, spawnController, startHarness, until } from "../test/harness.ts";
 
 const N = Number(process.argv[2] ?? 1000);

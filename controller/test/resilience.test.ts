@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { k8s } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
-import { type Stack, startStack } from "../../e2e/src/stack/index.ts";
+import { type Stack, startStack } from "@unmix/e2e/stack";
 import { Informer, type KubeObject } from "../src/framework/informer.ts";
 import { kubeApi } from "../src/framework/kube/api.ts";
 import { createKubeClient, type KubeClient } from "../src/framework/kube/client.ts";

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
-import { type Stack, startStack } from "../../e2e/src/stack/index.ts";
+import { type Stack, startStack } from "@unmix/e2e/stack";
 import { createS3ObjectStore } from "../src/framework/s3.ts";
 
 let stack: Stack;

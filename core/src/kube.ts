@@ -1,6 +1,6 @@
-// Kubernetes behind one narrow module: loading credentials, the SeparationJob resource, and the API
-// error reasons callers branch on. The controller adds what it alone needs (Jobs, Pods, Events,
-// Leases) in its own modules on top of `kubeConfig()`.
+// Kubernetes through @kubernetes/client-node, behind one narrow module: loading credentials, the
+// SeparationJob resource, and the API error reasons callers branch on. Used by the ingress and the
+// tests; the controller has its own lighter client (controller/src/framework/kube/).
 import * as k8s from "@kubernetes/client-node";
 import {
   API_VERSION,
@@ -15,6 +15,7 @@ import {
   USER_LABEL,
   VERSION,
 } from "@unmix/api/separationjob";
+import { apiReason } from "./kube-errors.ts";
 
 export { k8s };
 
@@ -26,19 +27,6 @@ export function kubeConfig(): k8s.KubeConfig {
 }
 
 export const MERGE_PATCH = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
-
-/** The API's Status reason of a failed call (AlreadyExists, Conflict, NotFound, …). */
-export function apiReason(err: unknown): string | undefined {
-  const e = err as { code?: number; body?: unknown };
-  if (typeof e?.code !== "number") return undefined;
-  try {
-    const body = typeof e.body === "string" ? JSON.parse(e.body) : e.body;
-    if (body?.reason) return body.reason as string;
-  } catch {
-    // not a Status body
-  }
-  return ({ 404: "NotFound", 409: "Conflict", 410: "Expired", 422: "Invalid", 429: "TooManyRequests" } as Record<number, string>)[e.code];
-}
 
 export const isNotFound = (err: unknown) => apiReason(err) === "NotFound";
 export const isAlreadyExists = (err: unknown) => apiReason(err) === "AlreadyExists";

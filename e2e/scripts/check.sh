@@ -22,6 +22,7 @@ UNIT_TESTS=(
   controller/test/job-spec.test.ts
   controller/test/reply.test.ts
   controller/test/result.test.ts
+  controller/test/sigv4.test.ts
   controller/test/workqueue.test.ts
   e2e/test/whatsapp-sim.test.ts
 )

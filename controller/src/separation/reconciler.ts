@@ -3,8 +3,8 @@
 // reply.ts, finalize.ts), write status guarded by the resourceVersion it was decided on, record
 // Events for the transitions, and say when to look again.
 import { SeparationJob, TRACEPARENT_ANNOTATION } from "@unmix/api/separationjob";
+import { apiReason } from "@unmix/core/kube-errors";
 import type { Logger } from "@unmix/core/log";
-import { apiReason } from "../framework/kube/client.ts";
 import { type JobView, jobFinished, type PodView } from "../framework/kube/objects.ts";
 import { inSpan, traceIdOf } from "../framework/tracing.ts";
 import type { Services, StepContext } from "./context.ts";

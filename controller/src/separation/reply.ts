@@ -1,10 +1,10 @@
 // Step 5, the reply, at most once: the result (uploaded to WhatsApp, then sent quoting the user's
 // message) or the failure notice, never both, then a ✅ or ❌ reaction.
 import type { FailureClass, SeparationJob } from "@unmix/api/separationjob";
+import { apiReason } from "@unmix/core/kube-errors";
 import { replies } from "@unmix/core/replies";
 import { GraphApiError, type Recipient } from "@unmix/core/whatsapp";
 import type { FlowSettings } from "../config.ts";
-import { apiReason } from "../framework/kube/client.ts";
 import { RetryAfter } from "../framework/workqueue.ts";
 import { afterError, type StepContext } from "./context.ts";
 import { type AfterError, ourToken } from "./graph-errors.ts";

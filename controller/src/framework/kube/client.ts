@@ -28,18 +28,6 @@ export function statusCode(err: unknown): number | undefined {
   return typeof code === "number" ? code : undefined;
 }
 
-/** The Status reason of a failed call (AlreadyExists, Conflict, NotFound, …). */
-export function apiReason(err: unknown): string | undefined {
-  const e = err as { code?: unknown; body?: unknown };
-  if (typeof e?.code !== "number") return undefined;
-  try {
-    const body = typeof e.body === "string" ? JSON.parse(e.body) : e.body;
-    if (body?.reason) return String(body.reason);
-  } catch {
-    // not a Status
-  }
-  return ({ 404: "NotFound", 409: "Conflict", 410: "Expired", 422: "Invalid", 429: "TooManyRequests" } as Record<number, string>)[e.code];
-}
 export const isNotFound = (err: unknown) => statusCode(err) === 404;
 
 export type WatchEventHandler = (type: string, object: unknown) => void;
