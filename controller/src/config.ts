@@ -1,6 +1,7 @@
 // The controller's configuration: environment variables validated with zod at start-up (a bad or
 // missing variable stops the process with a message naming it), turned into typed settings.
 
+import { LIMITS } from "@unmix/api/limits";
 import { MODEL_NAMES } from "@unmix/api/models";
 import { env, parseConfig } from "@unmix/core/config";
 import { ObjectStoreConfig } from "@unmix/core/object-store-config";
@@ -40,14 +41,13 @@ const Toleration = z
   })
   .strict();
 
-const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a DNS-1123 label");
 const positiveSeconds = (def: number) => z.coerce.number().positive().default(def);
 
 const ControllerEnv = z.object({
   ...ObjectStoreConfig.shape,
   ...WhatsAppConfig.shape,
   /** Namespace whose SeparationJobs this controller reconciles (and where Jobs, Events, the Lease live). */
-  WATCH_NAMESPACE: dnsLabel.default("default"),
+  KUBE_NAMESPACE: env.namespace(),
 
   // ── the separation Job ──
   JOB_IMAGE: z.string().min(1, "the job-image reference, e.g. ghcr.io/unmix/job@sha256:…"),
@@ -76,8 +76,8 @@ const ControllerEnv = z.object({
   JOB_DEVICE: z.enum(["auto", "cpu", "cuda"]).default("auto"),
   /** The separation model the jobs run (models.ts): htdemucs on GPUs, dfn3 for CPU-only clusters. */
   MODEL_NAME: z.enum(MODEL_NAMES).default("htdemucs"),
-  MAX_DURATION_SECONDS: positiveSeconds(600),
-  MAX_INPUT_BYTES: env.int(16 * 1024 * 1024, 1),
+  MAX_DURATION_SECONDS: positiveSeconds(LIMITS.defaultMaxDurationSeconds),
+  MAX_INPUT_BYTES: env.int(LIMITS.defaultMaxInputBytes, 1),
 
   // ── timing of the flow ──
   /** Retryable failures to fetch the media from WhatsApp stop being retried this long after the SeparationJob was created. */
@@ -98,7 +98,7 @@ const ControllerEnv = z.object({
 
   // ── leader election ──
   LEADER_ELECT: env.bool(true),
-  LEASE_NAME: dnsLabel.default("unmix-controller"),
+  LEASE_NAME: env.dnsLabel().default("unmix-controller"),
   LEASE_DURATION_SECONDS: positiveSeconds(15),
   RENEW_DEADLINE_SECONDS: positiveSeconds(10),
   RETRY_PERIOD_SECONDS: positiveSeconds(2),
@@ -128,7 +128,7 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
   if (c.RETRY_PERIOD_SECONDS >= c.RENEW_DEADLINE_SECONDS)
     ctx.addIssue({ code: "custom", path: ["RETRY_PERIOD_SECONDS"], message: "must be shorter than RENEW_DEADLINE_SECONDS" });
 }).transform((c) => ({
-  namespace: c.WATCH_NAMESPACE,
+  namespace: c.KUBE_NAMESPACE,
   objectStore: ObjectStoreConfig.parse(c),
   whatsapp: { baseUrl: c.WHATSAPP_API_URL, version: c.WHATSAPP_API_VERSION, accessToken: c.WHATSAPP_ACCESS_TOKEN },
   job: {

@@ -145,7 +145,7 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
       WHATSAPP_API_URL: sim.baseUrl,
       WHATSAPP_API_VERSION: sim.version,
       WHATSAPP_ACCESS_TOKEN: ACCESS_TOKEN,
-      WATCH_NAMESPACE: namespace,
+      KUBE_NAMESPACE: namespace,
       JOB_IMAGE: `${STANDIN_IMAGE}:test`,
       JOB_CPU_REQUEST: "10m",
       JOB_MEMORY_REQUEST: "16Mi",
@@ -313,7 +313,7 @@ export async function startController(h: Harness, env: Record<string, string>, o
   const log = createLogger(
     "unmix-controller",
     { level: "info" },
-    createWriteStream(o.logFile ?? join(logDir(h), `controller-${env.WATCH_NAMESPACE}.log`), { flags: "a" }),
+    createWriteStream(o.logFile ?? join(logDir(h), `controller-${env.KUBE_NAMESPACE}.log`), { flags: "a" }),
   );
   const controller = new Controller({ config, kube: await kubeconfigConnection(env.KUBECONFIG as string), log, ...(o.clock ? { clock: o.clock } : {}) });
   const running = controller.run();

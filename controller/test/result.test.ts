@@ -1,7 +1,8 @@
 // How what the job left (manifest, output) becomes status.result, or a failure. Pure, one row per case.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type JobOutput, resultOf, WHATSAPP_MAX_BYTES } from "../src/separation/result.ts";
+import { LIMITS } from "@unmix/api/limits";
+import { type JobOutput, resultOf } from "../src/separation/result.ts";
 import { newSj } from "./fixtures.ts";
 
 const manifest = JSON.stringify({
@@ -46,7 +47,11 @@ describe("resultOf: the manifest becomes the result", () => {
       ok({ manifest: "{}", output: { size: 10, contentType: "application/octet-stream" } }),
       { mimeType: "audio/ogg" },
     ],
-    ["exactly WhatsApp's limit is fine", ok({ output: { size: WHATSAPP_MAX_BYTES, contentType: "audio/ogg" } }), { sizeBytes: WHATSAPP_MAX_BYTES }],
+    [
+      "exactly WhatsApp's limit is fine",
+      ok({ output: { size: LIMITS.whatsappUploadBytes, contentType: "audio/ogg" } }),
+      { sizeBytes: LIMITS.whatsappUploadBytes },
+    ],
   ];
   for (const [what, o, expected] of cases) {
     test(what, () => {
@@ -72,7 +77,7 @@ describe("resultOf: no result", () => {
     ["a manifest that could not be read", ok({ manifest: new Error("S3 timed out") }), "Internal", /^the result manifest is unreadable: S3 timed out$/],
     [
       "a result over WhatsApp's 16 MB",
-      ok({ output: { size: WHATSAPP_MAX_BYTES + 1, contentType: "audio/ogg" } }),
+      ok({ output: { size: LIMITS.whatsappUploadBytes + 1, contentType: "audio/ogg" } }),
       "OutputTooLarge",
       /^the result is 16000001 bytes, over WhatsApp's 16000000$/,
     ],

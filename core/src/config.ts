@@ -48,6 +48,9 @@ export const env = {
       .default(def ? "true" : "false")
       .transform((v) => v === "true" || v === "1" || v === "yes"),
   secret: () => z.string().min(8, "must be at least 8 characters"),
+  dnsLabel: () => z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a DNS-1123 label"),
+  /** KUBE_NAMESPACE, the one name of the setting in every service: where the SeparationJobs live. */
+  namespace: () => env.dnsLabel().default("default"),
   list: () =>
     z
       .string()

@@ -512,8 +512,8 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
       pods.some((p) => p.metadata?.name === holder),
       `lease holder ${holder} is a controller pod`,
     );
-    const cm = await core.readNamespacedConfigMap({ name: "unmix-controller", namespace: NS });
-    assert.equal(cm.data?.WATCH_NAMESPACE, NS);
+    const cm = await core.readNamespacedConfigMap({ name: "unmix-common", namespace: NS });
+    assert.equal(cm.data?.KUBE_NAMESPACE, NS);
   });
 
   test("helm test: each service answers /readyz through its Service, and the worker's account may create a SeparationJob (dry run)", {

@@ -61,7 +61,7 @@ const Webhook = z.object({
 
 const Worker = z
   .object({
-    KUBE_NAMESPACE: z.string().min(1).default("default"),
+    KUBE_NAMESPACE: env.namespace(),
     /** The model the controller runs (models.ts): the result cache is looked up under its id. */
     MODEL_NAME: z.enum(MODEL_NAMES).default("htdemucs"),
     RESULT_CACHE_TTL_SECONDS: env.seconds(DAY),

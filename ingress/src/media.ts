@@ -1,20 +1,16 @@
 // What media the pipeline accepts: the MIME types users send → what kind of job it is and which
 // format the reply comes back in (policy promise P9: the original format), and the size limits.
 
+import { LIMITS } from "@unmix/api/limits";
 import type { MediaKind, OutputFormat } from "@unmix/api/separationjob";
 import { env } from "@unmix/core/config";
 import { z } from "zod";
 
-const MB = 1024 * 1024;
-
-/** WhatsApp delivers user media up to 100 MB (larger arrives as error 131052). */
-export const WHATSAPP_MAX_INBOUND_BYTES = 100 * MB;
-/** WhatsApp takes audio and video uploads up to 16 MB, so a reply can never be larger. */
-export const WHATSAPP_MAX_UPLOAD_BYTES = 16 * MB;
-
 export const MediaConfig = z.object({
-  /** The largest input the pipeline takes; above WhatsApp's upload limit a reply could not be sent anyway. */
-  MAX_MEDIA_BYTES: env.int(16 * MB, 1).pipe(z.number().max(WHATSAPP_MAX_INBOUND_BYTES, `at most ${WHATSAPP_MAX_INBOUND_BYTES} (WhatsApp's own limit)`)),
+  /** The largest input the pipeline takes; above WhatsApp's upload limit a reply rarely fits anyway. */
+  MAX_INPUT_BYTES: env
+    .int(LIMITS.defaultMaxInputBytes, 1)
+    .pipe(z.number().max(LIMITS.whatsappInboundBytes, `at most ${LIMITS.whatsappInboundBytes} (WhatsApp's own limit)`)),
 });
 export type MediaConfig = z.infer<typeof MediaConfig>;
 
@@ -59,4 +55,4 @@ export function classifyMedia(mimeType: string): AcceptedMedia | undefined {
 }
 
 /** Whether media of `sizeBytes` fits the pipeline's limit. */
-export const fitsLimit = (sizeBytes: number, c: MediaConfig) => sizeBytes <= c.MAX_MEDIA_BYTES;
+export const fitsLimit = (sizeBytes: number, c: MediaConfig) => sizeBytes <= c.MAX_INPUT_BYTES;

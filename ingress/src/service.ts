@@ -134,7 +134,7 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
       nats,
       metrics,
       log,
-      config: { model: modelId(w.MODEL_NAME), maxMediaBytes: w.MAX_MEDIA_BYTES, jobsPerHour: w.RATE_LIMIT_PER_HOUR },
+      config: { model: modelId(w.MODEL_NAME), maxMediaBytes: w.MAX_INPUT_BYTES, jobsPerHour: w.RATE_LIMIT_PER_HOUR },
     });
     worker = new Worker(
       { nats, handler, metrics, log },

@@ -53,7 +53,7 @@ before(async () => {
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
   telemetry = startTelemetry("unmix-ingress-test");
   h = await startHarness({
-    env: { RATE_LIMIT_PER_HOUR: "3", MAX_MEDIA_BYTES: "1000000", WORKER_MAX_DELIVER: "3", WORKER_BACKOFF_SECONDS: "0.2", WORKER_ACK_WAIT_SECONDS: "5" },
+    env: { RATE_LIMIT_PER_HOUR: "3", MAX_INPUT_BYTES: "1000000", WORKER_MAX_DELIVER: "3", WORKER_BACKOFF_SECONDS: "0.2", WORKER_ACK_WAIT_SECONDS: "5" },
   });
 });
 after(async () => {
@@ -339,7 +339,7 @@ describe("what cannot be processed", () => {
     assert.equal((await jobsOf(u)).length, 0);
   });
 
-  test("media over MAX_MEDIA_BYTES, or that WhatsApp could not deliver (131052), is refused politely", async () => {
+  test("media over MAX_INPUT_BYTES, or that WhatsApp could not deliver (131052), is refused politely", async () => {
     const u = newUser();
     const big = await h.sim.sendUserMessage({ type: "video", bytes: mp4(6, 1_000_001), mimeType: "video/mp4", from: u });
     assert.equal(await handled(big.id), "too_large");

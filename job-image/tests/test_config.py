@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from unmix_job.config import WHATSAPP_MEDIA_MAX_BYTES, ConfigError, Settings
+from unmix_job.config import ConfigError, Settings
+from unmix_job.limits import WHATSAPP_UPLOAD_BYTES
 
 BASE = {
     "INPUT_URL": "http://store/in",
@@ -20,7 +21,7 @@ def test_defaults() -> None:
     assert settings.model_name == "htdemucs" and settings.model_repo is None
     assert settings.device == "auto"
     assert (settings.segment, settings.overlap, settings.shifts) == (None, 0.25, 1)
-    assert settings.max_output_bytes == WHATSAPP_MEDIA_MAX_BYTES
+    assert settings.max_output_bytes == WHATSAPP_UPLOAD_BYTES
     assert settings.termination_log == Path("/dev/termination-log")
 
 

@@ -17,6 +17,8 @@ S3_BUCKET: {{ .Values.objectStore.bucket | quote }}
 WHATSAPP_API_URL: {{ .Values.whatsapp.apiUrl | quote }}
 WHATSAPP_API_VERSION: {{ .Values.whatsapp.apiVersion | quote }}
 MODEL_NAME: {{ .Values.job.model | quote }}
+KUBE_NAMESPACE: {{ .Release.Namespace | quote }}
+MAX_INPUT_BYTES: {{ .Values.limits.maxInputBytes | int64 | quote }}
 {{- with .Values.telemetry.otlpEndpoint }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
@@ -51,10 +53,8 @@ SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.ingress.terminationGracePeriodSeconds (
 {{- define "unmix.env.workerOnly" -}}
 {{- $w := .Values.worker }}
 ADMIN_PORT: {{ .Values.ingress.ports.admin | int64 | quote }}
-KUBE_NAMESPACE: {{ .Release.Namespace | quote }}
 RESULT_CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | int64 | quote }}
 RATE_LIMIT_PER_HOUR: {{ .Values.limits.userJobsPerHour | int64 | quote }}
-MAX_MEDIA_BYTES: {{ .Values.limits.maxInputBytes | int64 | quote }}
 WORKER_CONCURRENCY: {{ $w.concurrency | int64 | quote }}
 WORKER_ACK_WAIT_SECONDS: {{ $w.ackWaitSeconds | int64 | quote }}
 WORKER_MAX_DELIVER: {{ $w.maxDeliver | int64 | quote }}
@@ -83,7 +83,6 @@ SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.worker.terminationGracePeriodSeconds 10
 {{- define "unmix.env.controller" -}}
 {{- $j := .Values.job }}
 {{- $c := .Values.controller }}
-WATCH_NAMESPACE: {{ .Release.Namespace | quote }}
 HTTP_PORT: {{ $c.ports.http | int64 | quote }}
 JOB_IMAGE: {{ include "unmix.image" (dict "ctx" . "image" $j.image) | quote }}
 JOB_IMAGE_PULL_POLICY: {{ $j.image.pullPolicy | quote }}
@@ -114,7 +113,6 @@ JOB_PENDING_DEADLINE_SECONDS: {{ $j.pendingDeadlineSeconds | int64 | quote }}
 {{- with $j.demucs.segment }}{{ $_ := set $demucs "DEMUCS_SEGMENT" (. | toString) }}{{ end }}
 JOB_EXTRA_ENV: {{ merge (dict) $j.extraEnv $demucs | toJson | quote }}
 MAX_DURATION_SECONDS: {{ .Values.limits.maxDurationSeconds | int64 | quote }}
-MAX_INPUT_BYTES: {{ .Values.limits.maxInputBytes | int64 | quote }}
 FETCH_DEADLINE_SECONDS: {{ $c.fetchDeadlineSeconds | int64 | quote }}
 REPLY_CONFIRM_SECONDS: {{ $c.replyConfirmSeconds | int64 | quote }}
 RECONCILE_CONCURRENCY: {{ $c.concurrency | int64 | quote }}

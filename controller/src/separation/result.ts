@@ -1,4 +1,5 @@
 // Step 4, the result: once the Job is Complete, its manifest becomes status.result (or a failure).
+import { LIMITS } from "@unmix/api/limits";
 import { MODELS, type ModelName, modelId } from "@unmix/api/models";
 import type { SeparationJob } from "@unmix/api/separationjob";
 import type { ObjectInfo } from "@unmix/core/object-store";
@@ -23,9 +24,6 @@ const Manifest = z
     realTimeFactor: z.number().min(0).optional(),
   })
   .loose();
-
-/** WhatsApp's limit for audio and video media. */
-export const WHATSAPP_MAX_BYTES = 16_000_000;
 
 export interface JobOutput {
   /** The manifest's text, or why it could not be read; undefined when the job wrote none. */
@@ -56,8 +54,8 @@ export function resultOf(sj: SeparationJob, o: JobOutput, model: ModelName): { r
     return { failure: { class: "Internal", message: `the result manifest is unreadable: ${(err as Error).message.slice(0, 300)}` } };
   }
   const out = o.output;
-  if (out.size > WHATSAPP_MAX_BYTES) {
-    return { failure: { class: "OutputTooLarge", message: `the result is ${out.size} bytes, over WhatsApp's ${WHATSAPP_MAX_BYTES}` } };
+  if (out.size > LIMITS.whatsappUploadBytes) {
+    return { failure: { class: "OutputTooLarge", message: `the result is ${out.size} bytes, over WhatsApp's ${LIMITS.whatsappUploadBytes}` } };
   }
   return {
     result: {

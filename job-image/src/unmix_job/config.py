@@ -6,14 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from . import limits
 from .models import DEFAULT_MODEL, MODELS
 
 OutputFormat = Literal["ogg-opus", "mp3", "m4a", "mp4"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("ogg-opus", "mp3", "m4a", "mp4")
-
-# WhatsApp's Cloud API limit for audio and video media is 16 MB; read as decimal megabytes so
-# that either reading of "MB" is safe.
-WHATSAPP_MEDIA_MAX_BYTES = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -108,9 +105,9 @@ class Settings:
             overlap=number("DEMUCS_OVERLAP", 0.25, 0.0, 0.49),
             shifts=integer("DEMUCS_SHIFTS", 1, 0),
             chunk_seconds=number("CHUNK_SECONDS", 180.0, 1.0),
-            max_duration_seconds=number("MAX_DURATION_SECONDS", 600.0, 1.0),
-            max_input_bytes=integer("MAX_INPUT_BYTES", 16 * 1024 * 1024, 1),
-            max_output_bytes=integer("MAX_OUTPUT_BYTES", WHATSAPP_MEDIA_MAX_BYTES, 1),
+            max_duration_seconds=number("MAX_DURATION_SECONDS", limits.DEFAULT_MAX_DURATION_SECONDS, 1.0),
+            max_input_bytes=integer("MAX_INPUT_BYTES", limits.DEFAULT_MAX_INPUT_BYTES, 1),
+            max_output_bytes=integer("MAX_OUTPUT_BYTES", limits.WHATSAPP_UPLOAD_BYTES, 1),
             traceparent=env.get("TRACEPARENT", "").strip() or None,
             work_dir=Path(env.get("WORK_DIR", "").strip() or tempfile.gettempdir()),
             termination_log=Path(env.get("TERMINATION_LOG", "").strip() or "/dev/termination-log"),
