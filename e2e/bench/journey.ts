@@ -12,7 +12,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { separationJobName } from "@unmix/core/separationjob";
+import { separationJobName } from "@unmix/api/separationjob";
 import { type Product, startProduct } from "../src/product.ts";
 import { type MediaKind, makeMedia } from "../src/test-media.ts";
 
@@ -92,9 +92,7 @@ const fmt = (ms: number) => (ms / 1000).toFixed(2).padStart(7);
 
 const p = await startProduct({ gpus: 1 });
 try {
-  process.stdout.write(
-    `model: ${p.model.real ? "htdemucs (real weights)" : "tiny test model (random weights)"}; CPU; ${RUNS} runs per case after one warm-up\n\n`,
-  );
+  process.stdout.write(`model: ${p.model.description}; CPU; ${RUNS} runs per case after one warm-up\n\n`);
   await once(p, "voice", 3, 999); // warm-up: first pod start, first upload paths
   const header = `| step (s, median / p95) | ${CASES.map((c) => c.name).join(" | ")} |`;
   const rows: string[] = [header, `|---|${CASES.map(() => "---").join("|")}|`];

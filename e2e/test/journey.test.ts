@@ -1,15 +1,18 @@
 // End to end, as a user lives it: the real local stack (kube-apiserver, the real Job controller and
 // scheduler, a GPU node running the job image as a local process, NATS JetStream, MinIO), the
 // WhatsApp simulator, the ingress and the controller as child processes, and the real job image
-// (`unmix-job`, the tiny Demucs model on CPU). One product for the whole file; few Demucs runs.
+// (`unmix-job` on CPU with a model that really removes music: htdemucs when its weights are in the
+// cache, else DeepFilterNet3). One product for the whole file; few separations.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { MODELS, modelId } from "@unmix/api/models";
+import { separationJobName, TRACEPARENT_ANNOTATION } from "@unmix/api/separationjob";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
 import { ResultCache } from "@unmix/core/result-cache";
-import { separationJobName, TRACEPARENT_ANNOTATION } from "@unmix/core/separationjob";
 import { type Product, startProduct, USER_KEY_SECRET, until } from "../src/product.ts";
+import { scoreReply, speechOverMusic } from "../src/quality.ts";
 import { type GeneratedMedia, makeMedia, probe, streamMd5 } from "../src/test-media.ts";
 import type { SentMessage } from "../src/whatsapp-sim/index.ts";
 
@@ -32,7 +35,10 @@ async function objects(): Promise<string[]> {
 }
 
 /** What the cache holds for one result this user received: the result and their owner marker. */
-const cached = (bytes: Buffer, format: string) => [`owners/${user}/${sha(bytes)}.${format}.htdemucs`, `results/${sha(bytes)}/${format}.htdemucs`];
+const cached = (bytes: Buffer, format: string) => {
+  const model = modelId(p.model.name);
+  return [`owners/${user}/${sha(bytes)}.${format}.${model}`, `results/${sha(bytes)}/${format}.${model}`];
+};
 
 async function send(m: GeneratedMedia, options: { duplicates?: number } = {}) {
   const t0 = Date.now();
@@ -140,6 +146,34 @@ describe("a voice note", () => {
     const expired = await later.expire();
     assert.deepEqual(expired.sort(), cached(note.bytes, "ogg-opus"));
     assert.deepEqual(await objects(), []);
+  });
+});
+
+describe("speech over a music recording", () => {
+  test("comes back with the music removed and the voice as loud as it was, made by the model the cache names", async () => {
+    const m = speechOverMusic(10, 0, 7);
+    try {
+      const sent = await send({ bytes: m.note, mimeType: "audio/ogg; codecs=opus", type: "audio", voice: true });
+      const r = await reply(sent.id);
+      assert.equal(r.type, "audio");
+      const media = p.sim.media(r.mediaId as string);
+      assert.ok(media, "the replied media is on WhatsApp");
+      const score = scoreReply(m, media.bytes);
+      // Floors from job-image/README.md's quality table (DeepFilterNet3, 0 dB speech-to-music,
+      // Opus both ways), with a margin; a reply that is shifted, of the wrong stem or the mix itself
+      // falls far below them.
+      assert.ok(Math.abs(score.offsetMs) <= 2, `the reply is aligned with what was sent (offset ${score.offsetMs} ms)`);
+      assert.ok(score.siSdrImprovementDb >= 4, `SI-SDR improves by ${score.siSdrImprovementDb.toFixed(1)} dB (floor 4 dB)`);
+      assert.ok(score.musicAttenuationDb >= 15, `the music in the pauses of speech is ${score.musicAttenuationDb.toFixed(1)} dB quieter (floor 15 dB)`);
+      assert.ok(Math.abs(score.loudnessDeltaLu) <= 3, `the voice is as loud as sent (${score.loudnessDeltaLu.toFixed(1)} LU off, at most 3)`);
+      const sj = await finished(sent.id);
+      assert.equal(sj.status?.result?.engine, MODELS[p.model.name].engine);
+      assert.equal(sj.status?.result?.modelId, modelId(p.model.name));
+      assert.deepEqual(await objects(), cached(m.note, "ogg-opus"));
+      await p.cache.forgetUser(user);
+    } finally {
+      m.remove();
+    }
   });
 });
 
