@@ -30,7 +30,6 @@ export const MERGE_PATCH = k8s.setHeaderOptions("Content-Type", k8s.PatchStrateg
 
 export const isNotFound = (err: unknown) => apiReason(err) === "NotFound";
 export const isAlreadyExists = (err: unknown) => apiReason(err) === "AlreadyExists";
-export const isConflict = (err: unknown) => apiReason(err) === "Conflict";
 
 export interface NewSeparationJob {
   spec: SeparationJobSpec;

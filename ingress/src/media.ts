@@ -53,6 +53,3 @@ export function classifyMedia(mimeType: string): AcceptedMedia | undefined {
   if (base === "audio/ogg" && codecs !== undefined && codecs !== "opus") return undefined;
   return { ...accepted, mimeType: base };
 }
-
-/** Whether media of `sizeBytes` fits the pipeline's limit. */
-export const fitsLimit = (sizeBytes: number, c: MediaConfig) => sizeBytes <= c.MAX_INPUT_BYTES;
