@@ -66,6 +66,12 @@ export class Metrics {
     labelNames: ["type", "outcome"],
     registers: [this.registry],
   });
+  readonly queueWait = new Histogram({
+    name: "unmix_worker_queue_wait_seconds",
+    help: "Time a message waited in JetStream, from the webhook storing it to its first delivery to a worker (the queue's lag)",
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
   readonly handleDuration = new Histogram({
     name: "unmix_worker_handle_seconds",
     help: "Time the worker took to handle a message",

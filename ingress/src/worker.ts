@@ -111,6 +111,8 @@ export class Worker {
     const { metrics, log } = this.d;
     const started = performance.now();
     metrics.inFlight.inc();
+    // redeliveries include their back-off: only the first delivery measures the queue
+    if (msg.info.deliveryCount === 1) metrics.queueWait.observe(Math.max(0, Date.now() - msg.info.timestampNanos / 1e6) / 1000);
     // tell JetStream we are still at it, well inside the ack wait (for a bounded time)
     const keepAliveUntil = Date.now() + (this.o.keepAliveMaxMs ?? 120_000);
     const keepAlive = setInterval(
