@@ -24,7 +24,7 @@ import { type FailpointHook, failpointsFromEnv } from "./separation/failpoints.t
 import { GarbageCollector } from "./separation/gc.ts";
 import { MANAGED_BY, SJ_LABEL } from "./separation/job-spec.ts";
 import { Reconciler } from "./separation/reconciler.ts";
-import { isFinished } from "./separation/status.ts";
+import { isFinished, isWaitingForGpu } from "./separation/status.ts";
 
 export interface ControllerOptions {
   config: ControllerConfig;
@@ -112,7 +112,9 @@ export class Controller {
     this.clock = o.clock ?? (() => new Date());
     this.log = o.log ?? createLogger("unmix-controller");
     this.identity = c.leaderElection.identity ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
-    this.metrics = createMetrics();
+    this.metrics = createMetrics({
+      waitingForGpu: () => this.sjInformer.list().filter(isWaitingForGpu).length,
+    });
     this.client = createKubeClient(o.kube);
     this.client.onRequest((verb) => this.metrics.kubeRequests.inc({ verb }));
     this.kube = kubeApi(this.client, c.namespace);

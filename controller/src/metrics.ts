@@ -5,7 +5,8 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 /** The steps of a SeparationJob whose durations are measured (step_duration_seconds). */
 export type Step = "fetch" | "queue" | "separate" | "reply" | "total";
 
-export function createMetrics() {
+/** `waitingForGpu` counts, when scraped, the SeparationJobs whose GPU Job waits for a node. */
+export function createMetrics(o: { waitingForGpu?: () => number } = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "unmix_controller_" });
   const m = {
@@ -36,6 +37,20 @@ export function createMetrics() {
       labelNames: ["step"],
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800],
       registers: [registry],
+    }),
+    realTimeFactor: new Histogram({
+      name: "unmix_controller_separation_realtime_factor",
+      help: "Seconds of separation per second of media of each succeeded SeparationJob, as the job reported it (below 1: faster than real time)",
+      buckets: [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      registers: [registry],
+    }),
+    waitingForGpu: new Gauge({
+      name: "unmix_controller_separationjobs_waiting_for_gpu",
+      help: "SeparationJobs whose Job exists but whose pod is not scheduled yet (no free GPU, or Kueue holds it); only the leader counts",
+      registers: [registry],
+      collect() {
+        if (o.waitingForGpu) this.set(o.waitingForGpu());
+      },
     }),
     replies: new Counter({
       name: "unmix_controller_replies_total",

@@ -58,6 +58,8 @@ export async function finalize(ctx: StepContext, sj: SeparationJob, job: JobView
   if (!succeeded) return;
   ctx.metrics.jobs.inc({ outcome: succeeded.status === "True" ? "succeeded" : "failed", reason: succeeded.reason });
   for (const [step, seconds] of Object.entries(stepSeconds(finished))) ctx.metrics.stepSeconds.observe({ step }, seconds);
+  const rtf = finished.status?.result?.realTimeFactor;
+  if (succeeded.status === "True" && rtf !== undefined) ctx.metrics.realTimeFactor.observe(rtf);
 }
 
 /** The input and everything the job wrote (policy: source and intermediates deleted after processing). */

@@ -31,9 +31,18 @@ export function reasonOf(sj: SeparationJob, type: string): string | undefined {
  * Succeeded is True or False: nothing more will happen (but garbage collection). Takes any object
  * with conditions: the informer's stub of a finished SeparationJob too.
  */
-export function isFinished(sj: { status?: { conditions?: readonly { type: string; status: string }[] } }): boolean {
+/** What isFinished and isWaitingForGpu read: the informer's slimmed objects have no more. */
+type WithConditions = { status?: { conditions?: readonly { type: string; status: string }[] } };
+
+export function isFinished(sj: WithConditions): boolean {
   const s = sj.status?.conditions?.find((c) => c.type === C.Succeeded)?.status;
   return s === "True" || s === "False";
+}
+
+/** Its Job exists but the pod is on no node yet: no free GPU, or Kueue holds it. */
+export function isWaitingForGpu(sj: WithConditions): boolean {
+  const status = (type: string) => sj.status?.conditions?.find((c) => c.type === type)?.status;
+  return !isFinished(sj) && status(C.JobCreated) === "True" && status(C.Scheduled) !== "True";
 }
 
 const generation = (sj: SeparationJob) => (sj.metadata.generation !== undefined ? { observedGeneration: sj.metadata.generation } : {});
