@@ -11,12 +11,15 @@ import { jobVenv } from "./product.ts";
 export interface SpeechOverMusic {
   /** The voice note a user sends: Ogg/Opus, speech over a real music recording. */
   note: Buffer;
-  /** Folder holding speech.wav (the clean speech as mixed) and mix.wav; remove() deletes it. */
+  /** Folder holding speech.wav (the clean speech as mixed) and note.ogg; remove() deletes it. */
   dir: string;
+  snrDb: number;
   remove(): void;
 }
 
 export interface ReplyScore {
+  /** The floors the reply misses (job-image quality module's DeepFilterNet3 floors), one line each. */
+  failures: string[];
   offsetMs: number;
   siSdrMixDb: number;
   siSdrReplyDb: number;
@@ -34,12 +37,16 @@ const quality = (args: string[]) =>
 export function speechOverMusic(seconds: number, snrDb: number, seed = 0): SpeechOverMusic {
   const dir = mkdtempSync(join(tmpdir(), "unmix-quality-"));
   const made = quality(["mixture", "--out-dir", dir, "--seconds", String(seconds), "--snr-db", String(snrDb), "--seed", String(seed)]);
-  return { note: readFileSync(made.note), dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return { note: readFileSync(made.note), dir, snrDb, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Scores `reply` (media bytes as WhatsApp delivers them) against the note's clean speech. */
-export function scoreReply(m: SpeechOverMusic, reply: Buffer): ReplyScore {
+/**
+ * Scores `reply` (media bytes as WhatsApp delivers them, in `format`) against the note's clean
+ * speech, and checks it against the floors the job image's tests use for that format and ratio.
+ */
+export function scoreReply(m: SpeechOverMusic, reply: Buffer, format: "ogg-opus" | "m4a"): ReplyScore {
   const replyPath = join(m.dir, "reply.media");
   writeFileSync(replyPath, reply);
-  return quality(["score", "--speech", join(m.dir, "speech.wav"), "--mix", join(m.dir, "note.ogg"), "--reply", replyPath]);
+  const speech = join(m.dir, "speech.wav");
+  return quality(["score", "--speech", speech, "--mix", join(m.dir, "note.ogg"), "--reply", replyPath, "--floors", format, "--snr-db", String(m.snrDb)]);
 }

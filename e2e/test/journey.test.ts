@@ -11,6 +11,7 @@ import { separationJobName, TRACEPARENT_ANNOTATION } from "@unmix/api/separation
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
 import { ResultCache } from "@unmix/core/result-cache";
+import type { ReceivedSpan } from "../src/otlp-receiver.ts";
 import { type Product, startProduct, USER_KEY_SECRET, until } from "../src/product.ts";
 import { scoreReply, speechOverMusic } from "../src/quality.ts";
 import { type GeneratedMedia, makeMedia, probe, streamMd5 } from "../src/test-media.ts";
@@ -26,6 +27,19 @@ before(async () => {
 after(async () => p?.stop());
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+// OTLP span kinds
+const SERVER = 2;
+const CLIENT = 3;
+const PRODUCER = 4;
+const CONSUMER = 5;
+
+/** The trace id of a message, from its SeparationJob's annotation. */
+async function traceOf(wamid: string): Promise<string> {
+  const traceparent = (await p.sjs.get(separationJobName(wamid)))?.metadata.annotations?.[TRACEPARENT_ANNOTATION];
+  assert.ok(traceparent, "the SeparationJob carries the message's trace context");
+  return traceparent.split("-")[1] as string;
+}
 
 /** Every object in the bucket, sorted. */
 async function objects(): Promise<string[]> {
@@ -123,6 +137,109 @@ describe("a voice note", () => {
     assert.equal(jobSpans.filter((x) => x.traceId === traceId).length, 1);
   });
 
+  test("the trace holds the instrumentations' spans, named after what happened: HTTP, Fastify, JetStream, the Graph API", async () => {
+    const traceId = await traceOf(first.id);
+    // the controller's reply is among the last spans to arrive
+    const spans = await until(
+      "the reply's Graph API span",
+      () => {
+        const all = p.otlp.spans.filter((x) => x.traceId === traceId);
+        return all.some((x) => x.service === "unmix-controller" && x.kind === CLIENT && /^POST \/v[\d.]+\/\{id\}\/messages$/.test(x.name)) ? all : undefined;
+      },
+      20_000,
+    );
+    const names = spans.map((x) => `${x.service}: ${x.name}`).join("\n");
+    const one = (what: string, f: (x: ReceivedSpan) => boolean) => {
+      const found = spans.find(f);
+      assert.ok(found, `${what} in:\n${names}`);
+      return found;
+    };
+    // HTTP server, named by Fastify's route
+    const server = one("the webhook's HTTP server span", (x) => x.kind === SERVER && x.name === "POST /webhook");
+    assert.equal(server.service, "unmix-ingress-all");
+    assert.equal(server.attributes["http.route"], "/webhook");
+    assert.equal(server.attributes["http.request.method"], "POST");
+    assert.equal(server.attributes["http.response.status_code"], 200);
+    // Fastify: the request and its hooks (the signature check runs as preValidation)
+    one("Fastify's request span", (x) => x.name === "fastify POST /webhook" && x.attributes["http.route"] === "/webhook");
+    one("Fastify's preValidation hook span", (x) => /^preValidation - /.test(x.name) && x.attributes["http.route"] === "/webhook");
+    // JetStream, after the messaging conventions; the consumer continues the producer's context
+    const publish = one("the JetStream publish", (x) => x.kind === PRODUCER && x.name === "publish unmix.inbound.{user}");
+    const consume = one("the worker's consume", (x) => x.kind === CONSUMER && x.name === "process unmix.inbound.{user}");
+    for (const [span, type] of [
+      [publish, "send"],
+      [consume, "process"],
+    ] as const) {
+      assert.equal(span.attributes["messaging.system"], "nats");
+      assert.equal(span.attributes["messaging.destination.name"], `unmix.inbound.${user}`);
+      assert.equal(span.attributes["messaging.operation.type"], type);
+      assert.equal(span.attributes["messaging.message.id"], undefined, "Nats-Msg-Id is the wamid: not recorded");
+    }
+    assert.equal(consume.parentSpanId, publish.spanId);
+    assert.equal(consume.attributes["messaging.consumer.group.name"], "worker");
+    // HTTP clients: the worker creating the SeparationJob; the controller on the Graph API (fetch)
+    one(
+      "the SeparationJob create",
+      (x) => x.service === "unmix-ingress-all" && x.kind === CLIENT && /^POST \/apis\/unmix\.dev\/v1alpha1\/namespaces\/unmix\/separationjobs$/.test(x.name),
+    );
+    const send = one("the reply's Graph API call", (x) => x.service === "unmix-controller" && x.kind === CLIENT && /\/messages$/.test(x.name));
+    assert.equal(send.attributes["http.request.method"], "POST");
+    assert.equal(send.attributes["http.response.status_code"], 200);
+    // the business's phone-number id is masked too: anything number-shaped is
+    assert.match(String(send.attributes["url.full"]), /^http:\/\/127\.0\.0\.1:\d+\/v[\d.]+\/\d{2}\*+\d{3}\/messages$/);
+    const download = one(
+      "the media download",
+      (x) => x.service === "unmix-controller" && x.kind === CLIENT && x.name === "GET /whatsapp_business/attachments/",
+    );
+    assert.match(String(download.attributes["url.full"]), /\?mid=REDACTED&/, "the download URL's key is not recorded");
+    // no span is a bare verb
+    const bare = spans.filter((x) => /^(GET|POST|PUT|DELETE|PATCH|HEAD)$/.test(x.name));
+    assert.deepEqual(
+      bare.map((x) => `${x.service}: ${x.name} ${JSON.stringify(x.attributes)}`),
+      [],
+    );
+  });
+
+  test("no span holds the user's number, a message id or the profile name, in any attribute, event or status", () => {
+    const number = p.sim.defaultUser.waId as string;
+    const forbidden = [number, `+${number}`, Buffer.from(number).toString("base64"), "wamid.", p.sim.defaultUser.name as string];
+    assert.ok(p.otlp.spans.length > 50, `spans were received (${p.otlp.spans.length})`);
+    const leaks: string[] = [];
+    for (const span of p.otlp.spans) {
+      const texts = [
+        span.name,
+        span.status.message ?? "",
+        ...Object.entries(span.attributes).map(([k, v]) => `${k}=${JSON.stringify(v)}`),
+        ...span.events.flatMap((e) => [e.name, ...Object.entries(e.attributes).map(([k, v]) => `${k}=${JSON.stringify(v)}`)]),
+      ];
+      for (const text of texts) for (const f of forbidden) if (text.includes(f)) leaks.push(`${span.service}: ${span.name}: ${text.slice(0, 300)}`);
+    }
+    assert.deepEqual(leaks, []);
+  });
+
+  test("the latency histograms' exemplars link to the message's trace (OpenMetrics)", async () => {
+    const traceId = await traceOf(first.id);
+    const scrape = async (url: string) => {
+      const res = await fetch(`${url}/metrics`, { headers: { accept: "application/openmetrics-text; version=1.0.0" } });
+      assert.match(res.headers.get("content-type") ?? "", /^application\/openmetrics-text/);
+      return res.text();
+    };
+    const exemplars = (text: string, metric: string) =>
+      [...text.matchAll(new RegExp(`^${metric}_bucket\\{[^}]*\\} \\d+ # \\{trace_id="([\\da-f]{32})",span_id="[\\da-f]{16}"\\}`, "gm"))].map(
+        (m) => m[1] as string,
+      );
+    const webhook = exemplars(await scrape(p.ingress.url), "unmix_webhook_request_seconds");
+    assert.ok(webhook.length > 0, "the webhook histogram has exemplars");
+    // each names a trace the collector received (spans leave in batches, a fraction of a second later)
+    await until("the exemplars' traces at the collector", () => (webhook.every((t) => p.otlp.spans.some((x) => x.traceId === t)) ? true : undefined), 5_000);
+    const total = exemplars(await scrape(p.controller.url), "unmix_controller_step_duration_seconds");
+    assert.ok(total.includes(traceId), `the end-to-end histogram's exemplar is the voice note's trace ${traceId}: ${total.join(", ")}`);
+    // a scraper that does not ask for OpenMetrics gets the Prometheus text format, as before
+    const plain = await fetch(`${p.ingress.url}/metrics`);
+    assert.match(plain.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    assert.match(await plain.text(), /^# TYPE unmix_webhook_requests_total counter$/m);
+  });
+
   test("sent again within 24 hours it is answered from the cache: no new SeparationJob or Job, and sooner", async () => {
     const jobsBefore = await jobCount();
     const again = await send(note);
@@ -150,7 +267,7 @@ describe("a voice note", () => {
 });
 
 describe("speech over a music recording", () => {
-  test("comes back with the music removed and the voice as loud as it was, made by the model the cache names", async () => {
+  test("comes back with the music removed and the voice as loud as it was, made by the model the cache names", async (t) => {
     const m = speechOverMusic(10, 0, 7);
     try {
       const sent = await send({ bytes: m.note, mimeType: "audio/ogg; codecs=opus", type: "audio", voice: true });
@@ -158,14 +275,13 @@ describe("speech over a music recording", () => {
       assert.equal(r.type, "audio");
       const media = p.sim.media(r.mediaId as string);
       assert.ok(media, "the replied media is on WhatsApp");
-      const score = scoreReply(m, media.bytes);
-      // Floors from job-image/README.md's quality table (DeepFilterNet3, 0 dB speech-to-music,
-      // Opus both ways), with a margin; a reply that is shifted, of the wrong stem or the mix itself
-      // falls far below them.
-      assert.ok(Math.abs(score.offsetMs) <= 2, `the reply is aligned with what was sent (offset ${score.offsetMs} ms)`);
-      assert.ok(score.siSdrImprovementDb >= 4, `SI-SDR improves by ${score.siSdrImprovementDb.toFixed(1)} dB (floor 4 dB)`);
-      assert.ok(score.musicAttenuationDb >= 15, `the music in the pauses of speech is ${score.musicAttenuationDb.toFixed(1)} dB quieter (floor 15 dB)`);
-      assert.ok(Math.abs(score.loudnessDeltaLu) <= 3, `the voice is as loud as sent (${score.loudnessDeltaLu.toFixed(1)} LU off, at most 3)`);
+      // The floors are the job image's (job-image/README.md, "Floors": DeepFilterNet3 at 0 dB through
+      // Opus both ways, lowest of two measured tables less 1.5 dB): aligned within 2 ms, SI-SDR up,
+      // music in the pauses at least 15 dB quieter, loudness within 4 LU. The mix sent back as it
+      // is, a shifted or a wrong-stem reply misses them (job-image/tests/test_quality.py).
+      const score = scoreReply(m, media.bytes, "ogg-opus");
+      t.diagnostic(JSON.stringify(score));
+      assert.deepEqual(score.failures, [], `the reply meets the quality floors: ${JSON.stringify(score)}`);
       const sj = await finished(sent.id);
       assert.equal(sj.status?.result?.engine, MODELS[p.model.name].engine);
       assert.equal(sj.status?.result?.modelId, modelId(p.model.name));

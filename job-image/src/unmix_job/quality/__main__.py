@@ -3,8 +3,10 @@
 python -m unmix_job.quality mixture --out-dir DIR --seconds S --snr-db X [--language en] [--seed N]
     writes DIR/speech.wav, DIR/mix.wav (float WAV) and DIR/note.ogg (a WhatsApp voice note);
     prints {"speech": path, "mix": path, "note": path, "snrDb": X}
-python -m unmix_job.quality score --speech SPEECH.wav --mix MIX --reply REPLY
-    prints {"offsetMs": ..., "siSdrMixDb": ..., ..., "loudnessDeltaLu": ...}
+python -m unmix_job.quality score --speech SPEECH.wav --mix MIX --reply REPLY [--floors FORMAT]
+    prints {"offsetMs": ..., "siSdrMixDb": ..., ..., "loudnessDeltaLu": ...}; with --floors (the
+    reply's output format), also "failures": the floors of DeepFilterNet3 at the mix's ratio that
+    the reply misses (the same check as the tests), one line each, [] when it passes
 python -m unmix_job.quality table [--seconds S] [--languages ...] [--snr-db ...] [--formats ...]
     runs every mixture through unmix-job with every engine available here; prints the table
 """
@@ -18,7 +20,7 @@ from .audio import read
 from .mixtures import VOICES, MusicMissing, make_mixture, write_mixture
 from .pipeline import engines
 from .report import cases, format_row, header, rows
-from .scores import score
+from .scores import DFN3_FLOORS, failures, score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     scoring.add_argument("--speech", type=Path, required=True)
     scoring.add_argument("--mix", type=Path, required=True)
     scoring.add_argument("--reply", type=Path, required=True)
+    formats = sorted({fmt for fmt, _ in DFN3_FLOORS})
+    scoring.add_argument("--floors", choices=formats, help="the reply's format: check it against its floors")
+    scoring.add_argument("--snr-db", type=float, help="the mix's speech-to-music ratio, with --floors")
 
     table = commands.add_parser("table", help="the quality table through the real pipeline")
     table.add_argument("--seconds", type=float, default=12.0)
@@ -51,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({**{k: str(p.resolve()) for k, p in paths.items()}, "snrDb": args.snr_db}))
         elif args.command == "score":
             result = score(read(args.speech), read(args.mix), read(args.reply))
-            print(json.dumps(result.to_json()))
+            out: dict[str, object] = dict(result.to_json())
+            if args.floors:
+                out["failures"] = failures(result, DFN3_FLOORS[(args.floors, args.snr_db)])
+            print(json.dumps(out))
         else:
             found, skipped = engines()
             print(header(), flush=True)
