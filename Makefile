@@ -7,7 +7,7 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check setup setup-stack setup-node setup-python typecheck lint format bench help
+.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
@@ -27,6 +27,11 @@ setup: setup-stack setup-node setup-python
 
 setup-stack:
 	bash e2e/stack/install.sh all chromium
+
+# promtool, for the chart's alert tests only: its build takes about 10 minutes on 2 cores, so it is
+# not part of setup-stack; e2e/test/observability.test.ts runs the same install on first use
+setup-promtool:
+	bash e2e/stack/install.sh promtool
 
 # Node 24 alone (not the rest of the stack, so `make check` builds nothing with Go), then npm ci only
 # when package-lock.json changed since the last install

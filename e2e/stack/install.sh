@@ -2,7 +2,9 @@
 # Builds or downloads every binary of the local stack, once per pinned version, into $UNMIX_CACHE/bin.
 # Idempotent: a binary that exists for its version is not rebuilt. Go's own module and build caches
 # (in $HOME) make a rebuild after a clean clone mostly a link step.
-#   usage: install.sh [node|k8s|etcd|nats|minio|helm|kube-score|all]...
+#   usage: install.sh [node|k8s|etcd|nats|minio|helm|kube-score|promtool|all]...
+# promtool is not part of `all`: only the chart's alert tests need it, and it takes ~10 min to build
+# on 2 cores (`make setup-promtool`; e2e/test/observability.test.ts installs it on first use).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -96,6 +98,14 @@ install_kube_score() {
   mark kube-score "$KUBE_SCORE_VERSION"
 }
 
+install_promtool() {
+  have promtool "$PROMETHEUS_VERSION" && return
+  log "promtool $PROMETHEUS_VERSION"
+  GOBIN=$bin go install -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}" \
+    "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_VERSION"
+  mark promtool "$PROMETHEUS_VERSION"
+}
+
 # Debian's chromium (for the browser test, driven by playwright-core) and an emoji font for the chat
 # page's ⏳/✅ reactions in screenshots; from apt, only when missing.
 install_chromium() {
@@ -117,6 +127,7 @@ for what in "$@"; do
     minio) install_minio ;;
     helm) install_helm ;;
     kube-score) install_kube_score ;;
+    promtool) install_promtool ;;
     chromium) install_chromium ;;
     all) install_node; install_nats; install_etcd; install_k8s; install_minio; install_helm; install_kube_score ;;
     *) echo "install.sh: unknown target $what" >&2; exit 2 ;;
