@@ -3,19 +3,16 @@
 // environment (controller/README.md); a bad variable stops it with status 78 naming the variable.
 // SIGTERM/SIGINT: stop leading, let the reconciles in flight finish, hand the lease back, exit 0.
 // Losing the lease exits 1, so Kubernetes restarts the replica as a standby with empty caches.
+// Tracing starts before this module, from `--import ./controller/src/telemetry.ts`.
 import { loadConfigOrExit } from "@unmix/core/config";
 import { createLogger } from "@unmix/core/log";
+import { stopTelemetry } from "@unmix/core/spans";
 import { ControllerConfig } from "./config.ts";
 import { Controller } from "./controller.ts";
 import { startHttpServer } from "./framework/http-server.ts";
 import { loadKubeConnection } from "./framework/kube/connection.ts";
 
 const config = loadConfigOrExit(ControllerConfig);
-// the OpenTelemetry SDK only when traces are exported: it is heavy, and the controller is not
-const telemetry =
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-    ? (await import("@unmix/core/telemetry")).startTelemetry("unmix-controller")
-    : { shutdown: async () => {} };
 const log = createLogger("unmix-controller");
 const controller = new Controller({ config, log, kube: await loadKubeConnection() });
 const http = await startHttpServer({ ...config.http, registry: controller.metrics.registry, health: controller.health });
@@ -23,7 +20,7 @@ log.info({ identity: controller.identity, namespace: config.namespace, http: htt
 
 async function exit(code: number): Promise<never> {
   await http.close().catch(() => {});
-  await telemetry.shutdown().catch(() => {});
+  await stopTelemetry();
   process.exit(code);
 }
 

@@ -1,5 +1,6 @@
 // Prometheus metrics of the controller. Label values come from fixed sets (steps, outcomes, failure
 // classes, verbs): never a name, a phone number or anything else a user controls.
+import { histogramWithExemplars } from "@unmix/core/metrics-exposition";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** The steps of a SeparationJob whose durations are measured (step_duration_seconds). */
@@ -31,12 +32,12 @@ export function createMetrics(o: { waitingForGpu?: () => number } = {}) {
       labelNames: ["outcome", "reason"],
       registers: [registry],
     }),
-    stepSeconds: new Histogram({
+    // the message's trace as each bucket's exemplar, so a slow bucket links to a trace that shows where the time went
+    stepSeconds: histogramWithExemplars(registry, {
       name: "unmix_controller_step_duration_seconds",
       help: "Time spent in each step of a SeparationJob: fetch (created to media stored), queue (Job created to pod scheduled), separate (scheduled to result read), reply (result to reply sent), total (message sent to reply sent)",
       labelNames: ["step"],
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800],
-      registers: [registry],
     }),
     realTimeFactor: new Histogram({
       name: "unmix_controller_separation_realtime_factor",

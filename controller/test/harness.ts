@@ -343,11 +343,14 @@ function logDir(h: Harness): string {
   return dir ?? h.stack.dir;
 }
 
-/** `node controller/src/main.ts` as its own process (to be killed at any point). */
+/** `node --import ./controller/src/telemetry.ts controller/src/main.ts` as its own process (to be killed at any point). */
 export function spawnController(h: Harness, env: Record<string, string>): ChildController {
   const logFile = join(logDir(h), `controller-child-${++children}.log`);
   const out = createWriteStream(logFile);
-  const proc = spawn(process.execPath, [join(ROOT, "controller/src/main.ts")], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, ["--import", join(ROOT, "controller/src/telemetry.ts"), join(ROOT, "controller/src/main.ts")], {
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   proc.stdout?.pipe(out);
   proc.stderr?.pipe(out);
   const exited = new Promise<number | string>((resolve) => proc.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown")));

@@ -18,10 +18,12 @@ export function maskPhone(phone: string): string {
 // media ids of 16+ digits and timestamps of 10 digits mostly survive; a phone number never does).
 const PHONE = /(?<![\w.])\+?\d{7,15}(?![\w])/g;
 const TEN_DIGIT_TIMESTAMP = /^1\d{9}$/;
+// a WhatsApp message id (wamid.<base64>) embeds the sender's number
+const MESSAGE_ID = /wamid\.[\w+/=-]+/g;
 
-/** Masks anything that looks like a phone number inside free text. */
+/** Masks anything that looks like a phone number or a WhatsApp message id inside free text. */
 export function scrubText(text: string): string {
-  return text.replace(PHONE, (m) => (TEN_DIGIT_TIMESTAMP.test(m) ? m : maskPhone(m)));
+  return text.replace(MESSAGE_ID, "[message id]").replace(PHONE, (m) => (TEN_DIGIT_TIMESTAMP.test(m) ? m : maskPhone(m)));
 }
 
 /** Deep copy of a log record with phone-like strings masked. */

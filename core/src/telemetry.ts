@@ -1,34 +1,29 @@
-// OpenTelemetry for every service: one NodeSDK per process exporting OTLP/HTTP, W3C trace context
+// The OpenTelemetry SDK for every service, started by the service's `--import` entry (e.g. `node
+// --import ./ingress/src/telemetry.ts ingress/src/main.ts`) before main loads anything it
+// instruments, as OpenTelemetry documents for ES modules: import-in-the-middle's loader hook is
+// registered first, told only about the modules an instrumentation hooks (everything else loads
+// untouched), then the SDK starts. One NodeSDK per process exporting OTLP/HTTP, W3C trace context
 // carried across NATS headers, Kubernetes annotations and the job pod's TRACEPARENT variable, so one
-// message is one trace end to end.
-import { getNodeAutoInstrumentations } from "@opentelemetry/auto-instrumentations-node";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { NodeSDK } from "@opentelemetry/sdk-node";
-
-export interface Telemetry {
-  shutdown(): Promise<void>;
-}
+// message is one trace end to end. Configuration is the standard environment variables only:
+// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG).
+import { register } from "node:module";
+import type { Instrumentation } from "@opentelemetry/instrumentation";
+import { createAddHookMessageChannel } from "import-in-the-middle";
+import { privateExporter } from "./span-privacy.ts";
 
 /**
- * Starts tracing when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set; otherwise a no-op,
- * so tests and local runs without a collector pay nothing.
+ * Starts tracing, with `serviceName` unless OTEL_SERVICE_NAME names the service. The caller checks
+ * tracingConfigured() first and imports this module only then: the SDK is heavy.
  */
-export function startTelemetry(serviceName: string, env: Record<string, string | undefined> = process.env): Telemetry {
-  if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return { shutdown: async () => {} };
+export async function startTelemetry(serviceName: string, instrumentations: () => Promise<Instrumentation[]>): Promise<void> {
+  const { registerOptions, waitForAllMessagesAcknowledged } = createAddHookMessageChannel();
+  register("@opentelemetry/instrumentation/hook.mjs", import.meta.url, registerOptions);
+  const [{ NodeSDK }, { OTLPTraceExporter }] = await Promise.all([import("@opentelemetry/sdk-node"), import("@opentelemetry/exporter-trace-otlp-http")]);
   const sdk = new NodeSDK({
-    serviceName,
-    traceExporter: new OTLPTraceExporter(),
-    instrumentations: [
-      getNodeAutoInstrumentations({
-        "@opentelemetry/instrumentation-fs": { enabled: false },
-        "@opentelemetry/instrumentation-dns": { enabled: false },
-        "@opentelemetry/instrumentation-net": { enabled: false },
-      }),
-    ],
+    ...(process.env.OTEL_SERVICE_NAME ? {} : { serviceName }),
+    traceExporter: privateExporter(new OTLPTraceExporter()),
+    instrumentations: await instrumentations(),
   });
   sdk.start();
-  // a collector that is gone must not turn a clean shutdown into a crash
-  return { shutdown: () => sdk.shutdown().catch(() => {}) };
+  await waitForAllMessagesAcknowledged();
 }
-
-export * from "./spans.ts";

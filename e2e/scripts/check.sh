@@ -14,6 +14,7 @@ cd "$(dirname "$0")/../.."
 UNIT_TESTS=(
   crds/test/*.test.ts
   core/test/whatsapp-client.test.ts
+  core/test/telemetry-privacy.test.ts
   ingress/test/envelope.test.ts
   controller/test/decide.test.ts
   controller/test/events.test.ts

@@ -10,7 +10,12 @@ export interface ReceivedSpan {
   spanId: string;
   parentSpanId?: string;
   name: string;
+  /** OTLP's SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer. */
+  kind: number;
   attributes: Record<string, unknown>;
+  /** Events (exceptions among them) with their attributes. */
+  events: { name: string; attributes: Record<string, unknown> }[];
+  status: { code?: number; message?: string };
 }
 
 export interface OtlpReceiver {
@@ -20,9 +25,9 @@ export interface OtlpReceiver {
   stop(): Promise<void>;
 }
 
-type AnyValue = { stringValue?: string; intValue?: string | number; doubleValue?: number; boolValue?: boolean };
+type AnyValue = { stringValue?: string; intValue?: string | number; doubleValue?: number; boolValue?: boolean; arrayValue?: { values?: AnyValue[] } };
 type KeyValue = { key: string; value: AnyValue };
-const anyValue = (v: AnyValue) => v.stringValue ?? v.intValue ?? v.doubleValue ?? v.boolValue;
+const anyValue = (v: AnyValue): unknown => v.stringValue ?? v.intValue ?? v.doubleValue ?? v.boolValue ?? v.arrayValue?.values?.map(anyValue);
 const attrs = (kvs: KeyValue[] = []) => Object.fromEntries(kvs.map((kv) => [kv.key, anyValue(kv.value)]));
 
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
@@ -47,7 +52,10 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
                 spanId: s.spanId,
                 ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
                 name: s.name,
+                kind: s.kind,
                 attributes: attrs(s.attributes),
+                events: (s.events ?? []).map((e: { name: string; attributes?: KeyValue[] }) => ({ name: e.name, attributes: attrs(e.attributes) })),
+                status: s.status ?? {},
               });
             }
           }

@@ -1,8 +1,8 @@
 // startProduct(): the whole product on the real local stack, wired as in production. The control
 // plane with a GPU node, NATS JetStream and MinIO (startStack), the WhatsApp simulator, an OTLP
 // receiver, the SeparationJob CRD, and the ingress (ROLE=all) and the controller as child
-// processes (`node ingress/src/main.ts`, `node controller/src/main.ts`) that can be killed and
-// restarted. The job image is the job-image venv's `unmix-job` run by the node agent on CPU. Used
+// processes (`node --import ./ingress/src/telemetry.ts ingress/src/main.ts`, the same for the
+// controller) that can be killed and restarted. The job image is the job-image venv's `unmix-job` run by the node agent on CPU. Used
 // by `make dev` (dev.ts), the end-to-end tests and the journey benchmark.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -224,7 +224,8 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       },
     };
     const urls: Record<ComponentName, string> = { ingress: `http://127.0.0.1:${ingressPort}`, controller: `http://127.0.0.1:${controllerPort}` };
-    const script: Record<ComponentName, string> = { ingress: "ingress/src/main.ts", controller: "controller/src/main.ts" };
+    // as the images run them: tracing starts from --import, before main loads what it instruments
+    const args = (name: ComponentName) => ["--import", join(ROOT, `${name}/src/telemetry.ts`), join(ROOT, `${name}/src/main.ts`)];
     let generation = 0;
 
     const start = async (name: ComponentName) => {
@@ -232,7 +233,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       const proc = spawnManaged({
         name: `${name}-${++generation}`,
         command: process.execPath,
-        args: [join(ROOT, script[name])],
+        args: args(name),
         dir: stack.dir,
         cwd: ROOT,
         env: envs[name],

@@ -11,7 +11,7 @@ import type { ObjectStore } from "@unmix/core/object-store";
 import { replies } from "@unmix/core/replies";
 import type { CacheHit, CacheKey, ResultCache } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
-import { currentTraceparent } from "@unmix/core/telemetry";
+import { currentTraceparent } from "@unmix/core/spans";
 import { GraphApiError, type MediaInfo, type Recipient, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { InboundMessage } from "./envelope.ts";
 import { type EraseDeps, eraseUser } from "./erase.ts";

@@ -1,5 +1,7 @@
 // /healthz (the process is alive), /readyz (it can do its work: NATS and, for the worker, the API
-// server answer; 503 while shutting down) and /metrics (Prometheus text format).
+// server answer; 503 while shutting down) and /metrics (Prometheus text, or OpenMetrics with
+// exemplars when the scraper asks for it).
+import { exposition } from "@unmix/core/metrics-exposition";
 import type { FastifyPluginAsync } from "fastify";
 
 export interface HealthOptions {
@@ -28,8 +30,8 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, o) =>
     return reply.code(results.every(Boolean) ? 200 : 503).send({ status: results.every(Boolean) ? "ready" : "not ready", checks });
   });
 
-  app.get("/metrics", async (_req, reply) => {
-    const registry = app.metrics.registry;
-    return reply.type(registry.contentType).send(await registry.metrics());
+  app.get("/metrics", async (req, reply) => {
+    const { contentType, body } = await exposition(app.metrics.registry, req.headers.accept);
+    return reply.type(contentType).send(body);
   });
 };

@@ -1,8 +1,9 @@
 // The ingress process: ROLE=webhook (the public webhook), worker (the JetStream consumer) or all
 // (both in one process). Configuration errors stop it with exit status 78 naming each variable.
+// Tracing starts before this module, from `--import ./ingress/src/telemetry.ts`.
 import { ConfigError } from "@unmix/core/config";
 import { createLogger } from "@unmix/core/log";
-import { startTelemetry } from "@unmix/core/telemetry";
+import { stopTelemetry } from "@unmix/core/spans";
 import { parseIngressConfig } from "./config.ts";
 import { startIngress } from "./service.ts";
 
@@ -15,7 +16,6 @@ try {
   process.exit(78);
 }
 
-const telemetry = startTelemetry(`unmix-ingress-${config.ROLE}`);
 const log = createLogger("unmix-ingress", { level: config.LOG_LEVEL });
 const ingress = await startIngress(config, { logger: log }).catch((err) => {
   log.fatal({ err }, "ingress could not start");
@@ -39,7 +39,7 @@ const shutdown = (signal: string) => {
   deadline.unref();
   ingress
     .stop()
-    .then(() => telemetry.shutdown())
+    .then(stopTelemetry)
     .then(() => process.exit(0))
     .catch((err) => {
       log.error({ err }, "shutdown failed");

@@ -1,5 +1,6 @@
 // Prometheus metrics of the webhook and the worker. Labels are closed sets (outcomes, message types,
 // status names, Meta error codes): never a phone number, a user key or a message id.
+import { histogramWithExemplars } from "@unmix/core/metrics-exposition";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** Message types Meta documents; anything else is counted as "other" so labels stay a closed set. */
@@ -29,12 +30,12 @@ export class Metrics {
     labelNames: ["outcome"],
     registers: [this.registry],
   });
-  readonly webhookDuration = new Histogram({
+  // the request's trace as each bucket's exemplar
+  readonly webhookDuration = histogramWithExemplars(this.registry, {
     name: "unmix_webhook_request_seconds",
     help: "Time from receiving a webhook to answering it",
     labelNames: ["outcome"],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [this.registry],
   });
   readonly inboundMessages = new Counter({
     name: "unmix_webhook_messages_total",

@@ -27,6 +27,7 @@ import {
   type Subscription,
 } from "nats";
 import { z } from "zod";
+import { publishSpan } from "./nats-spans.ts";
 
 export type { JetStreamClient, JetStreamManager, JsMsg, KV, MsgHdrs, NatsConnection, PubAck, Subscription };
 export { AckPolicy, DeliverPolicy };
@@ -199,7 +200,8 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
       for (const [k, v] of Object.entries(p.headers ?? {})) if (v !== undefined) h.set(k, v);
       try {
         if (p.msgId) h.set(HEADERS.msgId, p.msgId);
-        return await coalesce(() => acks.publish(subject, data, h, p.timeoutMs ?? 5000));
+        const bytes = typeof data === "string" ? Buffer.byteLength(data) : data.length;
+        return await publishSpan(subject, bytes, h, () => coalesce(() => acks.publish(subject, data, h, p.timeoutMs ?? 5000)));
       } catch (err) {
         throw new NatsUnavailableError(`JetStream did not take the message: ${(err as Error).message}`, { cause: err });
       }

@@ -4,8 +4,9 @@
 // stream, and answers 200 only once JetStream acknowledged all of them: 503 otherwise, so Meta
 // delivers again. Nothing is touched before the signature matched.
 import { timingSafeEqual } from "node:crypto";
+import { context, trace } from "@opentelemetry/api";
 import { userKey } from "@unmix/core/privacy";
-import { contextFromTraceparent, currentTraceparent, inSpan, tracer } from "@unmix/core/telemetry";
+import { contextFromTraceparent, exemplar, inSpan, tracer } from "@unmix/core/spans";
 import { verifyWebhookSignature } from "@unmix/core/whatsapp";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { EnvelopeError, type Extracted, extract } from "./envelope.ts";
@@ -55,17 +56,18 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
   app.addContentTypeParser("application/json", { parseAs: "buffer", bodyLimit: o.bodyLimit }, (_req, body, done) => done(null, body));
 
   // label children resolved once per outcome, not hashed on every request
-  const perOutcome = new Map<number, { count: { inc(): void }; time: { observe(v: number): void } }>();
+  const perOutcome = new Map<number, { count: { inc(): void }; labels: { outcome: string } }>();
   app.addHook("onResponse", async (req, reply) => {
     if (req.method !== "POST") return;
     let m = perOutcome.get(reply.statusCode);
     if (!m) {
       const outcome = OUTCOMES[reply.statusCode] ?? `http_${reply.statusCode}`;
-      m = { count: app.metrics.webhookRequests.labels(outcome), time: app.metrics.webhookDuration.labels(outcome) };
+      m = { count: app.metrics.webhookRequests.labels(outcome), labels: { outcome } };
       perOutcome.set(reply.statusCode, m);
     }
     m.count.inc();
-    m.time.observe(reply.elapsedTime / 1000);
+    // the request's trace as the exemplar: a slow bucket links to a trace that shows why
+    app.metrics.webhookDuration.observe({ labels: m.labels, value: reply.elapsedTime / 1000, exemplarLabels: exemplar() });
   });
 
   // the keyed hash of a sender, remembered for the senders seen lately (bounded)
@@ -119,10 +121,11 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
       return reply.code(422).send({ error: "not a WhatsApp webhook", issues: err.issues });
     }
     try {
-      // one span per webhook, child of the caller's trace context when it sent one (an edge proxy
-      // may); its traceparent travels on with each message
+      // one span per webhook, under the request's server span, which continued the caller's trace
+      // context when an edge proxy sent one (read here when no HTTP instrumentation runs); each
+      // publish carries it on in the message's headers
       const header = req.headers.traceparent;
-      const parent = contextFromTraceparent(typeof header === "string" ? header : undefined);
+      const parent = trace.getSpan(context.active()) ? context.active() : contextFromTraceparent(typeof header === "string" ? header : undefined);
       const attributes = { "unmix.webhook.messages": extracted.messages.length, "unmix.webhook.statuses": extracted.statuses.length };
       await inSpan(tracer("unmix-ingress"), "unmix.webhook.publish", parent, attributes, () => publishAll(extracted, req));
     } catch (err) {
@@ -135,7 +138,6 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
 
   async function publishAll(x: Extracted, req: FastifyRequest): Promise<void> {
     const { nats, metrics } = app;
-    const traceparent = currentTraceparent();
     const timed = async <T>(p: Promise<T>) => {
       const end = metrics.publishDuration.startTimer();
       try {
@@ -146,7 +148,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
     };
     const published = x.messages.map(async (m) => {
       const key = keyOf((m.sender.waId ?? m.sender.userId) as string);
-      const ack = await timed(nats.publish(subjects.inbound(key), JSON.stringify(m), { msgId: m.id, headers: { traceparent }, timeoutMs: o.publishTimeoutMs }));
+      const ack = await timed(nats.publish(subjects.inbound(key), JSON.stringify(m), { msgId: m.id, timeoutMs: o.publishTimeoutMs }));
       metrics.inboundMessages.inc({ type: typeLabel(m.type), duplicate: String(ack.duplicate) });
       for (const code of m.errorCodes ?? []) metrics.webhookErrors.inc({ code: String(code) });
     });

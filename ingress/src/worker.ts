@@ -6,13 +6,16 @@
 // max_deliver on the server; its MAX_DELIVERIES advisory moves them to the dead-letter stream too.
 // Meta redelivers for up to 7 days, longer than JetStream's duplicate window: a processed-ids bucket
 // (hash of the wamid, TTL ≥ 7 days) drops those late copies.
+
+import { context } from "@opentelemetry/api";
 import type { Logger } from "@unmix/core/log";
 import { scrubText } from "@unmix/core/privacy";
-import { contextFromTraceparent, inSpan, tracer } from "@unmix/core/telemetry";
+import { inSpan, tracer } from "@unmix/core/spans";
 import { InboundMessage, messageRef } from "./envelope.ts";
 import type { MessageHandler, Outcome } from "./handler.ts";
 import { type Metrics, typeLabel } from "./metrics.ts";
 import { BUCKETS, HEADERS, type JsMsg, type KV, maxDeliveriesAdvisory, type Nats, STREAMS, type Subscription, subjects, WORKER_CONSUMER } from "./nats.ts";
+import { processSpan } from "./nats-spans.ts";
 
 export interface WorkerOptions {
   concurrency: number;
@@ -77,7 +80,7 @@ export class Worker {
               continue;
             }
             while (this.inFlight.size >= this.o.concurrency) await Promise.race(this.inFlight);
-            const work = this.process(msg).finally(() => this.inFlight.delete(work));
+            const work = processSpan(msg, WORKER_CONSUMER, () => this.process(msg)).finally(() => this.inFlight.delete(work));
             this.inFlight.add(work);
           }
         } catch (err) {
@@ -140,12 +143,11 @@ export class Worker {
         await msg.ackAck();
         return;
       }
-      const traceparent = msg.headers?.get(HEADERS.traceparent) || undefined;
       const outcome: Outcome = await inSpan(
         tracer("unmix-ingress"),
         "unmix.worker.handle",
-        contextFromTraceparent(traceparent),
-        { "unmix.message.ref": ref, "unmix.message.type": type, "messaging.system": "nats" },
+        context.active(),
+        { "unmix.message.ref": ref, "unmix.message.type": type },
         () => this.d.handler.handle(m, ref),
       );
       await processed.put(ref, outcome);

@@ -7,11 +7,13 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { modelId } from "@unmix/api/models";
 import { separationJobName, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/api/separationjob";
+import { httpAndFetch } from "@unmix/core/instrumentations";
 import { createLogger } from "@unmix/core/log";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
 import { resultKey } from "@unmix/core/result-cache";
-import { contextFromTraceparent, inSpan, startTelemetry, type Telemetry, tracer } from "@unmix/core/telemetry";
+import { contextFromTraceparent, inSpan, stopTelemetry, tracer } from "@unmix/core/spans";
+import { startTelemetry } from "@unmix/core/telemetry";
 import { createWhatsAppClient, signWebhookBody } from "@unmix/core/whatsapp";
 import type { SentMessage } from "@unmix/e2e/whatsapp-sim";
 import { buildMessage, messagesEnvelope, metaJson } from "@unmix/e2e/whatsapp-sim/webhooks";
@@ -37,7 +39,6 @@ import {
 } from "./harness.ts";
 
 let h: Harness;
-let telemetry: Telemetry;
 let sink: Server;
 const phones: string[] = [];
 const names: string[] = [];
@@ -51,14 +52,14 @@ before(async () => {
   await new Promise<void>((r) => sink.listen(0, "127.0.0.1", r));
   // the SDK reads its exporter settings from the process environment
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
-  telemetry = startTelemetry("unmix-ingress-test");
+  await startTelemetry("unmix-ingress-test", async () => httpAndFetch());
   h = await startHarness({
     env: { RATE_LIMIT_PER_HOUR: "3", MAX_INPUT_BYTES: "1000000", WORKER_MAX_DELIVER: "3", WORKER_BACKOFF_SECONDS: "0.2", WORKER_ACK_WAIT_SECONDS: "5" },
   });
 });
 after(async () => {
   await h?.stop();
-  await telemetry?.shutdown();
+  await stopTelemetry();
   sink?.closeAllConnections();
   sink?.close();
 });

@@ -1,6 +1,8 @@
-// /metrics (Prometheus), /healthz (liveness) and /readyz (readiness) on a small HTTP server.
+// /metrics (Prometheus, or OpenMetrics with exemplars when the scraper asks for it), /healthz
+// (liveness) and /readyz (readiness) on a small HTTP server.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { exposition } from "@unmix/core/metrics-exposition";
 import type { Registry } from "prom-client";
 
 export interface Health {
@@ -28,10 +30,10 @@ export async function startHttpServer(o: { host: string; port: number; registry:
     if (path === "/healthz" || path === "/livez") return answer(o.health.liveness());
     if (path === "/readyz") return answer(o.health.readiness());
     if (path === "/metrics") {
-      o.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { "content-type": o.registry.contentType });
-          res.end(text);
+      exposition(o.registry, req.headers.accept).then(
+        ({ contentType, body }) => {
+          res.writeHead(200, { "content-type": contentType });
+          res.end(body);
         },
         (err: Error) => {
           res.writeHead(500).end(err.message);

@@ -2,11 +2,11 @@
 // startTelemetry) is loaded by main only when an OTLP endpoint is configured, so a controller that
 // does not export traces does not carry the SDK and its instrumentations in memory.
 import { type Span, trace } from "@opentelemetry/api";
-import { contextFromTraceparent, currentTraceparent, inSpan as spanIn } from "@unmix/core/spans";
+import { contextFromTraceparent, currentTraceparent, exemplar, inSpan as spanIn } from "@unmix/core/spans";
 
 const tracer = trace.getTracer("unmix-controller");
 
-export { currentTraceparent };
+export { currentTraceparent, exemplar };
 
 /** The trace id of a W3C traceparent, for log lines when no SDK is running. */
 export function traceIdOf(traceparent: string | undefined): string | undefined {

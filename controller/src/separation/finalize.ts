@@ -7,6 +7,7 @@ import type { ObjectStore } from "@unmix/core/object-store";
 import { type CacheKey, inputKey, resultKey } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
 import { type JobView, jobFinished } from "../framework/kube/objects.ts";
+import { exemplar } from "../framework/tracing.ts";
 import type { Step } from "../metrics.ts";
 import type { StepContext } from "./context.ts";
 import { manifestKey, outputKey, workPrefix } from "./job-spec.ts";
@@ -57,7 +58,8 @@ export async function finalize(ctx: StepContext, sj: SeparationJob, job: JobView
   const succeeded = findCondition(finished.status?.conditions, S.C.Succeeded);
   if (!succeeded) return;
   ctx.metrics.jobs.inc({ outcome: succeeded.status === "True" ? "succeeded" : "failed", reason: succeeded.reason });
-  for (const [step, seconds] of Object.entries(stepSeconds(finished))) ctx.metrics.stepSeconds.observe({ step }, seconds);
+  const trace = exemplar();
+  for (const [step, value] of Object.entries(stepSeconds(finished))) ctx.metrics.stepSeconds.observe({ labels: { step }, value, exemplarLabels: trace });
   const rtf = finished.status?.result?.realTimeFactor;
   if (succeeded.status === "True" && rtf !== undefined) ctx.metrics.realTimeFactor.observe(rtf);
 }
