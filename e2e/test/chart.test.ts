@@ -395,8 +395,16 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     stack = await startStack({
       gpus: 1,
       images: {
-        "ghcr.io/unmix/ingress": { entrypoint: [process.execPath, join(REPO_ROOT, "ingress/src/main.ts")], commands: node, cwd: REPO_ROOT },
-        "ghcr.io/unmix/controller": { entrypoint: [process.execPath, join(REPO_ROOT, "controller/src/main.ts")], commands: node, cwd: REPO_ROOT },
+        "ghcr.io/unmix/ingress": {
+          entrypoint: [process.execPath, "--import", join(REPO_ROOT, "ingress/src/telemetry.ts"), join(REPO_ROOT, "ingress/src/main.ts")],
+          commands: node,
+          cwd: REPO_ROOT,
+        },
+        "ghcr.io/unmix/controller": {
+          entrypoint: [process.execPath, "--import", join(REPO_ROOT, "controller/src/telemetry.ts"), join(REPO_ROOT, "controller/src/main.ts")],
+          commands: node,
+          cwd: REPO_ROOT,
+        },
       },
     });
     sim = await startWhatsAppSimulator({ appSecret: APP_SECRET, accessToken: ACCESS_TOKEN });
