@@ -94,7 +94,7 @@ const EVERYTHING = {
     httpRoute: { enabled: true, parentRefs: [{ name: "public", namespace: "gateway-system", sectionName: "https" }], hostnames: ["unmix.example.com"] },
     ingress: { enabled: true, className: "nginx", host: "unmix.example.com", tls: [{ hosts: ["unmix.example.com"], secretName: "unmix-tls" }] },
   },
-  metrics: { serviceMonitor: { enabled: true, labels: { release: "prometheus" } } },
+  metrics: { serviceMonitor: { enabled: true, labels: { release: "prometheus" } }, prometheusRule: { enabled: true, labels: { release: "prometheus" } } },
   networkPolicy: { ...REQUIRED.networkPolicy, telemetry: { to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "observability" } } }] } },
 };
 
@@ -444,13 +444,17 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
 
   test("helm template | kubectl apply --dry-run=server: the API server accepts every object (optional CRDs from minimal stand-ins)", async () => {
     ok(await k(["create", "namespace", "unmix-dry"]), "create namespace");
-    ok(await k(["apply", "-f", join(REPO_ROOT, "e2e/test/fixtures/chart-optional-crds.yaml")]), "install the HTTPRoute and ServiceMonitor stand-in CRDs");
+    ok(
+      await k(["apply", "-f", join(REPO_ROOT, "e2e/test/fixtures/chart-optional-crds.yaml")]),
+      "install the HTTPRoute, ServiceMonitor and PrometheusRule stand-in CRDs",
+    );
     ok(
       await k([
         "wait",
         "--for=condition=Established",
         "crd/httproutes.gateway.networking.k8s.io",
         "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
         "--timeout=60s",
       ]),
       "CRDs established",
