@@ -24,7 +24,8 @@ after(() => rmSync(work, { recursive: true, force: true }));
 
 describe("the metrics catalogue, against the running product", { timeout: 600_000 }, () => {
   let p: Product;
-  const scraped: Partial<Record<"ingress" | "controller", { text: string; families: Map<string, Family> }>> = {};
+  /** Each component's /metrics in both formats: Prometheus text, and OpenMetrics (with exemplars). */
+  const scraped: { where: string; text: string; families: Map<string, Family> }[] = [];
   const sentIds: string[] = [];
 
   before(async () => {
@@ -33,8 +34,8 @@ describe("the metrics catalogue, against the running product", { timeout: 600_00
   });
   after(async () => p?.stop());
 
-  const scrape = async (name: "ingress" | "controller") => {
-    const text = await (await fetch(`${p[name].url}/metrics`)).text();
+  const scrape = async (name: "ingress" | "controller", accept = "text/plain") => {
+    const text = await (await fetch(`${p[name].url}/metrics`, { headers: { accept } })).text();
     return { text, families: parseExposition(text) };
   };
   /** Waits until the component's /metrics has a sample of `family` whose labels include `labels`. */
@@ -77,29 +78,31 @@ describe("the metrics catalogue, against the running product", { timeout: 600_00
     await seen("controller", "unmix_controller_gc_deleted_total");
     await seen("controller", "unmix_controller_watch_restarts_total");
 
-    scraped.ingress = await scrape("ingress");
-    scraped.controller = await scrape("controller");
     const problems: string[] = [];
     for (const [name, components] of [
       ["ingress", ["webhook", "worker"]],
       ["controller", ["controller"]],
     ] as const) {
-      const { families } = scraped[name] as { families: Map<string, Family> };
       const mine = catalogue.filter((e) => e.components.some((c) => (components as readonly string[]).includes(c)));
-      for (const e of mine) problems.push(...differences(e, families, name));
-      for (const f of families.values()) {
-        const e = catalogued(mine, f.name);
-        if (!e) problems.push(`${name}: ${f.name} (${f.type}) is exposed but not in docs/metrics.md`);
+      for (const accept of ["text/plain", "application/openmetrics-text; version=1.0.0"]) {
+        const where = `${name} (${accept.split(";")[0]})`;
+        const { text, families } = await scrape(name, accept);
+        scraped.push({ where, text, families });
+        for (const e of mine) problems.push(...differences(e, families, where));
+        for (const f of families.values())
+          if (!catalogued(mine, f.name)) problems.push(`${where}: ${f.name} (${f.type}) is exposed but not in docs/metrics.md`);
       }
     }
     assert.deepEqual(problems, []);
   });
 
   test("no label value on /metrics holds a phone number, a message id or a profile name", () => {
-    assert.ok(scraped.ingress && scraped.controller, "the previous test scraped both");
+    assert.equal(scraped.length, 4, "the previous test scraped both components in both formats");
+    const exemplars = scraped.flatMap((x) => [...x.families.values()].flatMap((f) => f.samples.filter((s) => s.exemplar)));
+    assert.ok(exemplars.length > 0, "the OpenMetrics pages carry exemplars, and they are checked too");
     const user = p.sim.defaultUser;
     const personal = [user.waId, user.userId, user.name, p.sim.displayPhoneNumber.replace(/\D/g, ""), "wamid.", ...sentIds].filter(Boolean) as string[];
-    for (const [name, { text, families }] of Object.entries(scraped) as [string, { text: string; families: Map<string, Family> }][]) {
+    for (const { where: name, text, families } of scraped) {
       for (const f of families.values()) {
         for (const s of f.samples) {
           for (const value of Object.values(s.labels)) {
