@@ -32,17 +32,17 @@ export function reasonOf(sj: SeparationJob, type: string): string | undefined {
  * with conditions: the informer's stub of a finished SeparationJob too.
  */
 /** What isFinished and isWaitingForGpu read: the informer's slimmed objects have no more. */
-type WithConditions = { status?: { conditions?: readonly { type: string; status: string }[] } };
+type WithConditions = { status?: { conditions?: readonly { type: string; status: string; reason?: string }[] } };
 
 export function isFinished(sj: WithConditions): boolean {
   const s = sj.status?.conditions?.find((c) => c.type === C.Succeeded)?.status;
   return s === "True" || s === "False";
 }
 
-/** Its Job exists but the pod is on no node yet: no free GPU, or Kueue holds it. */
+/** Its Job exists but the pod is on no node yet: no free GPU (WaitingForGPU), or Kueue holds it (Queued). */
 export function isWaitingForGpu(sj: WithConditions): boolean {
-  const status = (type: string) => sj.status?.conditions?.find((c) => c.type === type)?.status;
-  return !isFinished(sj) && status(C.JobCreated) === "True" && status(C.Scheduled) !== "True";
+  const succeeded = sj.status?.conditions?.find((c) => c.type === C.Succeeded);
+  return succeeded?.status === "Unknown" && (succeeded.reason === "WaitingForGPU" || succeeded.reason === "Queued");
 }
 
 const generation = (sj: SeparationJob) => (sj.metadata.generation !== undefined ? { observedGeneration: sj.metadata.generation } : {});
