@@ -42,6 +42,7 @@ export function catalogued(catalogue: CatalogueEntry[], name: string): Catalogue
 export interface Sample {
   name: string;
   labels: Record<string, string>;
+  value: number;
   /** OpenMetrics exemplar labels (e.g. trace_id), when the sample carries one. */
   exemplar?: Record<string, string>;
 }
@@ -91,7 +92,7 @@ export function parseExposition(text: string): Map<string, Family> {
       labels = parsed.labels;
       rest = rest.slice(parsed.end + 1);
     }
-    const sample: Sample = { name, labels };
+    const sample: Sample = { name, labels, value: Number(rest.trim().split(/\s+/)[0]) };
     const ex = rest.indexOf("# {");
     if (ex >= 0) sample.exemplar = parseLabels(rest, ex + 3).labels;
     const family =

@@ -94,6 +94,14 @@ describe("the metrics catalogue, against the running product", { timeout: 600_00
       }
     }
     assert.deepEqual(problems, []);
+    // the alerts' own measurements were taken: the queue's lag, the job's real-time factor
+    const count = (family: string) =>
+      scraped
+        .find((x) => x.where.startsWith(family.includes("controller") ? "controller" : "ingress"))
+        ?.families.get(family)
+        ?.samples.find((s) => s.name === `${family}_count`)?.value;
+    assert.ok((count("unmix_worker_queue_wait_seconds") ?? 0) >= 2, "the voice note's and the text's waits in JetStream");
+    assert.equal(count("unmix_controller_separation_realtime_factor"), 1);
   });
 
   test("no label value on /metrics holds a phone number, a message id or a profile name", () => {
