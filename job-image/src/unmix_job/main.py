@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import manifest
+from . import manifest, tracing
 from .config import ConfigError, Settings
 from .decode import decode
 from .download import download
@@ -23,7 +23,6 @@ from .logs import log, set_trace
 from .models import MODELS
 from .probe import check_input, probe
 from .separate import load_separator
-from .tracing import JobTrace, export
 from .upload import upload
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
@@ -40,32 +39,34 @@ def run(env: Mapping[str, str]) -> int:
         path = Path(env.get("TERMINATION_LOG", "").strip() or DEFAULT_TERMINATION_LOG)
         return _fail(path, TRANSIENT_FAILURE, f"job misconfigured: {err}")
     set_trace(settings.traceparent)
-    trace = JobTrace.start(settings.traceparent)
+    # None when no OTLP endpoint is set: then the OpenTelemetry SDK is not even imported.
+    trace = tracing.start(env, settings.traceparent)
     timer = manifest.StepTimer()
-    code, reason = ExitCode.OK, None
+    code, reason, error_type = ExitCode.OK, None, None
     try:
         process(settings, timer)
     except BadInput as err:
-        code, reason = err.code, err.reason
+        code, reason, error_type = err.code, err.reason, type(err).__name__
     except Exception as err:
+        error_type = type(err).__name__
         if _gpu_out_of_memory(err):
             code, reason = TRANSIENT_FAILURE, "the GPU ran out of memory"
         else:
             traceback.print_exc(file=sys.stdout)
             first_line = (str(err).splitlines() or [""])[0]
             code, reason = TRANSIENT_FAILURE, f"{type(err).__name__}: {first_line}"
-    for name, start_ns, end_ns, error in timer.spans:
-        trace.step(name, start_ns, end_ns, error)
-    trace.finish(
-        int(code),
-        reason,
-        **{
-            "unmix.job.input_kind": settings.input_kind,
-            "unmix.job.output_format": settings.output_format,
-            "unmix.job.model": settings.model_name,
-        },
-    )
-    export(trace, env)
+    if trace is not None:
+        # The reason stays out of the spans: it could quote a URL; the exception type goes in.
+        trace.finish(
+            timer.spans,
+            int(code),
+            error_type,
+            {
+                "unmix.job.input_kind": settings.input_kind,
+                "unmix.job.output_format": settings.output_format,
+                "unmix.job.model": settings.model_name,
+            },
+        )
     if reason is not None:
         return _fail(settings.termination_log, code, reason)
     return ExitCode.OK

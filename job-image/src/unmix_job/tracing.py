@@ -1,140 +1,169 @@
-"""One OpenTelemetry span for the job and one per step, exported as OTLP/HTTP JSON.
+"""One OpenTelemetry span for the job and one per step, through the OpenTelemetry SDK.
 
-The job is a child of the message's trace (TRACEPARENT, set by the controller), so a trace backend
-shows the pod's work under the same trace id as the webhook, the worker and the controller. Export
-uses the standard variables (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as is, or
-OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces) and only the standard library. Nothing is sent when
-neither is set, and a failed export is logged and ignored: tracing never fails a job.
+The job is a child of the message's trace (TRACEPARENT, set by the controller, read by the SDK's
+W3C propagator), so a trace backend shows the pod's work under the same trace id as the webhook,
+the worker and the controller. The SDK reads the standard variables itself: the endpoint
+(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as is, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, OTLP/HTTP
+protobuf), OTEL_SERVICE_NAME (default here: unmix-job), OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER
+and its _ARG. Without an endpoint the SDK is not even imported. Spans never carry an error's message
+(it could hold a presigned URL, a credential): an error is its status and its exception type. The
+export is flushed within FLUSH_TIMEOUT_SECONDS before exit; a failed one is logged and ignored:
+tracing never fails or holds up a job.
 """
 
-import json
-import os
-import re
-import time
-import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .logs import log
 
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.trace import Span, Tracer
+
 SERVICE_NAME = "unmix-job"
-EXPORT_TIMEOUT_SECONDS = 2.0
-STATUS_OK = 1
-STATUS_ERROR = 2
-KIND_INTERNAL = 1
+SCOPE_NAME = "unmix_job"
+FLUSH_TIMEOUT_SECONDS = 3.0
+_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+
+# (name, start, end in ns since the epoch, exception type or None): manifest.StepTimer.spans
+Step = tuple[str, int, int, str | None]
 
 
-def _random_hex(nbytes: int) -> str:
-    while True:
-        value = os.urandom(nbytes).hex()
-        if value.strip("0"):
-            return value
+def enabled(env: Mapping[str, str]) -> bool:
+    """Tracing is on when an OTLP endpoint is set (and the SDK is not disabled)."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    return any(env.get(name, "").strip() for name in _ENDPOINTS)
 
 
-@dataclass
-class Span:
-    name: str
-    span_id: str
-    parent_span_id: str | None
-    start_ns: int
-    end_ns: int = 0
-    attributes: dict[str, str | int | float | bool] = field(default_factory=dict)
-    error: str | None = None
+def start(env: Mapping[str, str], traceparent: str | None) -> JobTrace | None:
+    """Starts the job's span, child of TRACEPARENT (a new trace without a valid one); None, with
+    nothing imported, when tracing is off. Never raises."""
+    if not enabled(env):
+        return None
+    try:
+        return JobTrace(env, traceparent)
+    except Exception as err:
+        log(f"tracing off (could not start): {type(err).__name__}")
+        return None
 
 
-@dataclass
 class JobTrace:
-    """The job's span (child of TRACEPARENT, or a new root) and its step spans."""
+    def __init__(self, env: Mapping[str, str], traceparent: str | None) -> None:
+        # Imported here, only when an endpoint is set: the SDK and protobuf cost import time that
+        # a job without a collector (DeepFilterNet3 on a CPU node) should not pay.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace import SpanKind
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    trace_id: str
-    parent_span_id: str | None
-    job: Span
-    steps: list[Span] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, traceparent: str | None, name: str = SERVICE_NAME) -> "JobTrace":
-        match = _TRACEPARENT.match((traceparent or "").strip().lower())
-        valid = bool(match) and match.group(2).strip("0") != "" and match.group(3).strip("0") != ""
-        trace_id = match.group(2) if valid and match else _random_hex(16)
-        parent = match.group(3) if valid and match else None
-        return cls(trace_id, parent, Span(name, _random_hex(8), parent, time.time_ns()))
-
-    def step(self, name: str, start_ns: int, end_ns: int, error: str | None = None) -> None:
-        self.steps.append(
-            Span(f"{SERVICE_NAME} {name}", _random_hex(8), self.job.span_id, start_ns, end_ns, error=error)
-        )
+        for name in _PROTOCOLS:
+            protocol = env.get(name, "").strip()
+            if protocol and protocol != "http/protobuf":
+                log(f"{name}={protocol} is not supported: the job sends http/protobuf")
+                break
+        # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the default name.
+        from_env = OTELResourceDetector().detect().attributes
+        resource = Resource.create({"service.name": SERVICE_NAME, **from_env})
+        # The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, always on). No exit
+        # hook: flush() bounds the export, the SDK's own hook would wait up to 30 s.
+        self._provider: TracerProvider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        self._exporter = _Reporting(OTLPSpanExporter())
+        self._processor: BatchSpanProcessor = BatchSpanProcessor(self._exporter)
+        self._provider.add_span_processor(self._processor)
+        self._tracer: Tracer = self._provider.get_tracer(SCOPE_NAME)
+        self._parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent or ""})
+        self._job: Span = self._tracer.start_span(SERVICE_NAME, context=self._parent, kind=SpanKind.INTERNAL)
 
     def finish(
-        self, exit_code: int, reason: str | None = None, **attributes: str | int | float | bool
+        self,
+        steps: Sequence[Step],
+        exit_code: int,
+        error_type: str | None,
+        attributes: Mapping[str, str | int | float | bool],
     ) -> None:
-        self.job.end_ns = time.time_ns()
-        self.job.attributes.update({"unmix.job.exit_code": exit_code, **attributes})
-        if exit_code != 0:
-            self.job.error = reason or f"exit {exit_code}"
+        """Ends the job's span with one child span per step, and exports them all. Never raises."""
+        try:
+            from opentelemetry.trace import SpanKind, set_span_in_context
 
-    def otlp_json(self) -> dict:
-        def value(v: str | int | float | bool) -> dict:
-            if isinstance(v, bool):
-                return {"boolValue": v}
-            if isinstance(v, int):
-                return {"intValue": str(v)}
-            if isinstance(v, float):
-                return {"doubleValue": v}
-            return {"stringValue": str(v)}
+            inside = set_span_in_context(self._job)
+            for name, start_ns, end_ns, step_error in steps:
+                span = self._tracer.start_span(
+                    f"{SERVICE_NAME} {name}", context=inside, kind=SpanKind.INTERNAL, start_time=start_ns
+                )
+                _set_outcome(span, step_error, failed=step_error is not None)
+                span.end(end_time=end_ns)
+            self._job.set_attributes({"unmix.job.exit_code": exit_code, **attributes})
+            _set_outcome(self._job, error_type, failed=exit_code != 0)
+            self._job.end()
+        except Exception as err:
+            log(f"trace export failed (ignored): {type(err).__name__}")
+        self.flush()
 
-        def span(s: Span) -> dict:
-            out: dict = {
-                "traceId": self.trace_id,
-                "spanId": s.span_id,
-                "name": s.name,
-                "kind": KIND_INTERNAL,
-                "startTimeUnixNano": str(s.start_ns),
-                "endTimeUnixNano": str(s.end_ns or time.time_ns()),
-                "attributes": [{"key": k, "value": value(v)} for k, v in s.attributes.items()],
-                "status": {"code": STATUS_ERROR, "message": s.error} if s.error else {"code": STATUS_OK},
-            }
-            if s.parent_span_id:
-                out["parentSpanId"] = s.parent_span_id
-            return out
-
-        return {
-            "resourceSpans": [
-                {
-                    "resource": {
-                        "attributes": [{"key": "service.name", "value": {"stringValue": SERVICE_NAME}}]
-                    },
-                    "scopeSpans": [
-                        {
-                            "scope": {"name": "unmix_job"},
-                            "spans": [span(self.job), *(span(s) for s in self.steps)],
-                        }
-                    ],
-                }
-            ]
-        }
+    def flush(self) -> None:
+        """Sends what was recorded, waiting at most FLUSH_TIMEOUT_SECONDS (the SDK's shutdown would
+        wait up to 30 s); an export still running then is abandoned: its retries are stopped, and
+        its threads are daemons, so the process exits anyway."""
+        flushing = threading.Thread(target=self._processor.shutdown, name="trace-flush", daemon=True)
+        flushing.start()
+        flushing.join(FLUSH_TIMEOUT_SECONDS)
+        if flushing.is_alive():
+            self._exporter.shutdown()
+        outcome = self._exporter.outcome
+        if not self._job.get_span_context().trace_flags.sampled:
+            return  # not sampled (OTEL_TRACES_SAMPLER, or TRACEPARENT's flags): nothing to send
+        if outcome is None:
+            waited = f"{FLUSH_TIMEOUT_SECONDS:g} s"
+            log(f"trace export failed (ignored): the collector did not take the spans within {waited}")
+        elif outcome != "ok":
+            log(f"trace export failed (ignored): {outcome}")
 
 
-def traces_endpoint(env: Mapping[str, str]) -> str | None:
-    explicit = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-    if explicit:
-        return explicit
-    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-    return f"{base.rstrip('/')}/v1/traces" if base else None
+def _set_outcome(span: Span, error_type: str | None, failed: bool) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    if not failed:
+        span.set_status(Status(StatusCode.OK))
+        return
+    # The type only: an exception's message could hold a presigned URL or personal data.
+    kind = error_type or "error"
+    span.set_attribute("error.type", kind)
+    span.add_event("exception", {"exception.type": kind})
+    span.set_status(Status(StatusCode.ERROR, kind))
 
 
-def export(trace: JobTrace, env: Mapping[str, str]) -> bool:
-    """POSTs the spans; True when the receiver accepted them. Never raises."""
-    url = traces_endpoint(env)
-    if not url:
-        return False
-    try:
-        body = json.dumps(trace.otlp_json()).encode()
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=EXPORT_TIMEOUT_SECONDS) as response:
-            return 200 <= response.status < 300
-    except Exception as err:
-        log(f"trace export failed (ignored): {type(err).__name__}: {err}")
-        return False
+class _Reporting:
+    """Wraps the OTLP exporter to learn the export's outcome (the SDK only logs it)."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+        self.outcome: str | None = None  # "ok", or why not; None while nothing was answered
+        self._shut = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        try:
+            result = self._inner.export(spans)
+        except Exception as err:
+            self.outcome = type(err).__name__
+            return SpanExportResult.FAILURE
+        ok = result == SpanExportResult.SUCCESS
+        if self.outcome in (None, "ok"):
+            self.outcome = "ok" if ok else "the collector did not accept the spans (see stderr)"
+        return result
+
+    def shutdown(self) -> None:
+        if not self._shut:
+            self._shut = True
+            self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
