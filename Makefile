@@ -28,7 +28,7 @@ setup: setup-stack setup-node setup-python
 setup-stack:
 	bash e2e/stack/install.sh all chromium
 
-# promtool, for the chart's alert tests only: its build takes about 10 minutes on 2 cores, so it is
+# promtool, for the chart's alert tests only: its build takes about 4 minutes on 2 cores, so it is
 # not part of setup-stack; e2e/test/observability.test.ts runs the same install on first use
 setup-promtool:
 	bash e2e/stack/install.sh promtool

@@ -197,7 +197,7 @@ function render(set: string[] = [], files: string[] = []): Rendered[] {
 const rulesOf = (objects: Rendered[]) => objects.find((o) => o.kind === "PrometheusRule")?.spec?.groups ?? [];
 const dashboardOf = (objects: Rendered[]) => objects.find((o) => o.kind === "ConfigMap" && o.data?.["unmix.json"]);
 
-// room for promtool's first build (about 10 minutes on 2 cores)
+// room for promtool's first build (about 4 minutes on 2 cores, more on a busy machine)
 describe("the chart's alerts and dashboard", { timeout: 1_800_000 }, () => {
   const objects = () => render(["metrics.prometheusRule.enabled=true", "metrics.grafanaDashboard.enabled=true"]);
 
