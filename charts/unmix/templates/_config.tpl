@@ -25,6 +25,10 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- with .Values.telemetry.resourceAttributes }}
 OTEL_RESOURCE_ATTRIBUTES: {{ . | quote }}
 {{- end }}
+{{- if .Values.telemetry.otlpEndpoint }}
+OTEL_TRACES_SAMPLER: {{ .Values.telemetry.sampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ .Values.telemetry.samplerArg | toString | quote }}
+{{- end }}
 {{- end }}
 
 {{/* What the webhook and the worker share: NATS, the JetStream layout (whichever starts first creates it), listeners. */}}
