@@ -154,15 +154,18 @@ describe("a voice note", () => {
       assert.ok(found, `${what} in:\n${names}`);
       return found;
     };
-    // HTTP server, named by Fastify's route
+    // the HTTP server span is Fastify's request span, named by its route; then its hooks (the
+    // signature check runs as preValidation) and the route's handler
     const server = one("the webhook's HTTP server span", (x) => x.kind === SERVER && x.name === "POST /webhook");
     assert.equal(server.service, "unmix-ingress-all");
+    assert.equal(server.attributes["fastify.root"], "@fastify/otel");
     assert.equal(server.attributes["http.route"], "/webhook");
     assert.equal(server.attributes["http.request.method"], "POST");
+    assert.equal(server.attributes["url.path"], "/webhook");
     assert.equal(server.attributes["http.response.status_code"], 200);
-    // Fastify: the request and its hooks (the signature check runs as preValidation)
-    one("Fastify's request span", (x) => x.name === "fastify POST /webhook" && x.attributes["http.route"] === "/webhook");
-    one("Fastify's preValidation hook span", (x) => /^preValidation - /.test(x.name) && x.attributes["http.route"] === "/webhook");
+    const hook = one("Fastify's preValidation hook span", (x) => x.name === "preValidation - checkSignature" && x.attributes["http.route"] === "/webhook");
+    assert.equal(hook.parentSpanId, server.spanId);
+    one("Fastify's handler span", (x) => /^handler - /.test(x.name) && x.parentSpanId === server.spanId);
     // JetStream, after the messaging conventions; the consumer continues the producer's context
     const publish = one("the JetStream publish", (x) => x.kind === PRODUCER && x.name === "publish unmix.inbound.{user}");
     const consume = one("the worker's consume", (x) => x.kind === CONSUMER && x.name === "process unmix.inbound.{user}");

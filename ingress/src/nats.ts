@@ -68,8 +68,8 @@ export const BUCKETS = {
 
 export const WORKER_CONSUMER = "worker";
 
-/** Headers the webhook sets on each inbound message. */
-export const HEADERS = { msgId: "Nats-Msg-Id", traceparent: "traceparent", tracestate: "tracestate" } as const;
+/** Headers the webhook sets on each inbound message (the trace context comes from nats-spans.ts). */
+export const HEADERS = { msgId: "Nats-Msg-Id" } as const;
 
 export interface Topology {
   replicas: number;

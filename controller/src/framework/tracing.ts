@@ -1,6 +1,6 @@
-// Trace context for reconciles, on @opentelemetry/api alone: the SDK (@unmix/core/telemetry's
-// startTelemetry) is loaded by main only when an OTLP endpoint is configured, so a controller that
-// does not export traces does not carry the SDK and its instrumentations in memory.
+// Trace context for reconciles, on @opentelemetry/api alone: the SDK is started by the --import
+// entry (src/telemetry.ts) only when an OTLP endpoint is configured, so a controller that does not
+// export traces does not carry the SDK and its instrumentations in memory.
 import { type Span, trace } from "@opentelemetry/api";
 import { contextFromTraceparent, currentTraceparent, exemplar, inSpan as spanIn } from "@unmix/core/spans";
 
