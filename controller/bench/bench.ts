@@ -3,12 +3,15 @@
 // throughput, API requests per SeparationJob (counted in the controller's client), and the
 // controller's peak resident memory (VmHWM); checks that every job reached Succeeded with exactly
 // one reply. Usage: node controller/bench/bench.ts [N=1000] [concurrency=8]
+// BENCH_TRACING=1 runs the controller with tracing on (its --import entry, every SeparationJob's
+// trace sampled), exporting to a local OTLP receiver.
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findCondition } from "@unmix/api/conditions";
+import { startOtlpReceiver } from "@unmix/e2e/otlp-receiver";
 import { freePort } from "@unmix/e2e/stack/ports";
 import { ROOT, repliesTo, spawnController, startHarness, until } from "../test/harness.ts";
 
@@ -41,6 +44,7 @@ const h = await startHarness({
   gpus: N,
   images: { "unmix/job-bench": { entrypoint: ["/bin/sh", join(ROOT, "controller/bench/bench-job.sh")], env: { BENCH_DIR: dir } } },
 });
+const otlp = process.env.BENCH_TRACING === "1" ? await startOtlpReceiver() : undefined;
 let exitCode = 0;
 try {
   const ns = await h.namespace();
@@ -66,6 +70,7 @@ try {
       // e.g. "--max-old-space-size=96", or "--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp" to look inside
       ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
       ...(process.env.MALLOC_ARENA_MAX ? { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX } : {}),
+      ...(otlp ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" } : {}),
     }),
   );
   const pid = controller.proc.pid as number;
@@ -159,6 +164,7 @@ try {
     ],
     ["reconcile passes per SeparationJob (that acted)", (reconciles / N).toFixed(2)],
     ["controller RSS idle → peak (VmHWM)", `${(idleRss / 1024).toFixed(0)} MB → ${(peak / 1024).toFixed(0)} MB`],
+    ["tracing", otlp ? `on: ${otlp.spans.filter((x) => x.service === "unmix-controller").length} spans exported` : "off"],
   ];
   const width = Math.max(...rows.map((r) => r[0].length));
   console.log(`\n| ${"measure".padEnd(width)} | value |\n|${"-".repeat(width + 2)}|-------|`);
@@ -171,6 +177,7 @@ try {
   exitCode = 1;
 } finally {
   await h.stop();
+  await otlp?.stop();
 }
 process.exit(exitCode);
 

@@ -1,18 +1,25 @@
 // The ingress benchmark, one run on one machine (loopback only, bounded in time and count):
 //   1. webhook throughput and latency with autocannon, side by side: the full path (signature, zod
-//      validation, JetStream publish acknowledged on a real file-store NATS) against a bare Fastify
-//      route that only checks the signature. Every request is a distinct, correctly signed message.
+//      validation, JetStream publish acknowledged on a real file-store NATS), the same with tracing
+//      on (started by the image's --import entry; every request sampled unless OTEL_TRACES_SAMPLER
+//      says otherwise; spans exported over OTLP/HTTP to a local receiver), and a bare Fastify route
+//      that only checks the signature.
+//      Every request is a distinct, correctly signed message.
 //   2. the cache-hit path: webhook received → reply request sent to the WhatsApp simulator, on real
 //      NATS and MinIO with the worker running.
 // Usage (from the repository root): node ingress/bench/run.ts [--duration 10] [--rounds 3] [--connections 50] [--hits 300]
-// Targets: ≥ 2,000 webhooks/s, p99 < 50 ms, full ≥ ½ bare; cache hit p95 < 250 ms.
+// Targets: ≥ 2,000 webhooks/s, p99 < 50 ms, full ≥ ½ bare, tracing costs ≤ 15 % of throughput and
+// p99; cache hit p95 < 250 ms.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { readdirSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { cpus, loadavg } from "node:os";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { modelId } from "@unmix/api/models";
 import { k8s } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
 import { createObjectStore } from "@unmix/core/object-store";
@@ -100,8 +107,24 @@ function natsServerPid(port: string): number | undefined {
   return undefined;
 }
 
-async function startServer(mode: "full" | "bare", env: Record<string, string>) {
-  const child = spawn(process.execPath, [new URL("./server.ts", import.meta.url).pathname, mode], {
+/** An OTLP/HTTP receiver that takes every export and keeps only counts (parsing would load this process). */
+async function startSpanSink() {
+  const received = { requests: 0, bytes: 0 };
+  const server = createServer((req, res) => {
+    req.on("data", (c: Buffer) => {
+      received.bytes += c.length;
+    });
+    req.on("end", () => {
+      received.requests++;
+      res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received, stop: () => new Promise((r) => server.close(r)) };
+}
+
+async function startServer(mode: "full" | "bare", env: Record<string, string>, nodeArgs: string[] = []) {
+  const child = spawn(process.execPath, [...nodeArgs, new URL("./server.ts", import.meta.url).pathname, mode], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -168,38 +191,51 @@ try {
   );
   console.log(`webhook load: ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${DURATION} s per target, every request a distinct signed message\n`);
 
-  // 1. full vs bare: both servers up, warmed up, then measured in alternating rounds (full, bare,
-  // full, bare…) so a neighbour's load on the machine falls on both alike; the median round counts.
-  const servers = { full: await startServer("full", env), bare: await startServer("bare", env) };
+  // 1. full, traced and bare: all servers up, warmed up, then measured in alternating rounds (full,
+  // traced, bare, full…) so a neighbour's load on the machine falls on each alike; the median round
+  // counts. The traced server runs as the image does, its spans going to a local receiver.
+  const sink = await startSpanSink();
+  const traced = ["--import", new URL("../src/telemetry.ts", import.meta.url).pathname];
+  const servers = {
+    full: await startServer("full", env),
+    traced: await startServer("full", { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_SERVICE_NAME: "unmix-ingress-bench" }, traced),
+    bare: await startServer("bare", env),
+  };
+  const MODES = ["full", "traced", "bare"] as const;
+  const sampler = process.env.OTEL_TRACES_SAMPLER ? `${process.env.OTEL_TRACES_SAMPLER} ${process.env.OTEL_TRACES_SAMPLER_ARG ?? ""}`.trim() : "every request";
+  const NAMES = { full: "full webhook (sig + zod + JetStream ack)", traced: `full webhook, traced (${sampler})`, bare: "bare route (signature only)" };
   const natsPid = natsServerPid(new URL(env.NATS_URL as string).port);
-  const rounds: { full: Row[]; bare: Row[] } = { full: [], bare: [] };
+  const rounds: Record<(typeof MODES)[number], Row[]> = { full: [], traced: [], bare: [] };
   try {
-    for (const mode of ["full", "bare"] as const) await load(`${mode} (warm-up)`, servers[mode].url, 2);
+    for (const mode of MODES) await load(`${mode} (warm-up)`, servers[mode].url, 2);
     for (let round = 0; round < ROUNDS; round++) {
-      for (const mode of ["full", "bare"] as const) {
-        const name = mode === "full" ? "full webhook (sig + zod + JetStream ack)" : "bare route (signature only)";
-        rounds[mode].push(await load(name, servers[mode].url, DURATION, { server: servers[mode].pid, nats: natsPid }));
-      }
+      for (const mode of MODES) rounds[mode].push(await load(NAMES[mode], servers[mode].url, DURATION, { server: servers[mode].pid, nats: natsPid }));
     }
   } finally {
-    await servers.full.stop();
-    await servers.bare.stop();
+    for (const mode of MODES) await servers[mode].stop();
+    await sink.stop();
   }
   const median = (rs: Row[]) => [...rs].sort((x, y) => x.rps - y.rps)[Math.floor(rs.length / 2)] as Row;
   const full = median(rounds.full);
+  const withTracing = median(rounds.traced);
   const bare = median(rounds.bare);
   console.log("| path | round | req/s | p50 ms | p90 ms | p99 ms | max ms | requests | non-2xx | errors | CPU µs/req: server | nats-server | load generator |");
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (let round = 0; round < ROUNDS; round++)
-    for (const r of [rounds.full[round], rounds.bare[round]] as Row[])
+    for (const r of MODES.map((mode) => rounds[mode][round]) as Row[])
       console.log(
-        `| ${r.name} | ${round + 1}${r === full || r === bare ? " (median)" : ""} | ${f(r.rps, 0)} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${r.total} | ${r.non2xx} | ${r.errors} | ${f(r.cpu.server, 0)} | ${f(r.cpu.nats, 0)} | ${f(r.cpu.client, 0)} |`,
+        `| ${r.name} | ${round + 1}${r === full || r === withTracing || r === bare ? " (median)" : ""} | ${f(r.rps, 0)} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${r.total} | ${r.non2xx} | ${r.errors} | ${f(r.cpu.server, 0)} | ${f(r.cpu.nats, 0)} | ${f(r.cpu.client, 0)} |`,
       );
   const ratio = full.rps / bare.rps;
   const cpuTotal = (r: Row) => r.cpu.server + r.cpu.nats + r.cpu.client;
   const cpuRatio = cpuTotal(bare) / cpuTotal(full);
   console.log(`\nfull/bare throughput (median rounds): ${f(ratio * 100, 0)} %; by CPU per webhook, all three processes: ${f(cpuRatio * 100, 0)} %`);
-  const failed = [...rounds.full, ...rounds.bare].reduce((n, r) => n + r.non2xx + r.errors, 0);
+  const tracingThroughput = 1 - withTracing.rps / full.rps;
+  const tracingP99 = withTracing.p99 / full.p99 - 1;
+  console.log(
+    `tracing on vs off (median rounds): throughput ${f(-tracingThroughput * 100, 1)} %, p99 ${full.p99} → ${withTracing.p99} ms (${f(tracingP99 * 100, 0)} %), server CPU ${f(full.cpu.server, 0)} → ${f(withTracing.cpu.server, 0)} µs/webhook; ${sink.received.requests} OTLP exports, ${f(sink.received.bytes / 1e6, 1)} MB`,
+  );
+  const failed = [...rounds.full, ...rounds.traced, ...rounds.bare].reduce((n, r) => n + r.non2xx + r.errors, 0);
 
   // 2. cache-hit path, in this process: webhook received → reply request at the simulator. The
   // messages of part 1 are dropped first (they name media no simulator knows).
@@ -225,7 +261,7 @@ try {
   );
   await store.put("outputs/bench", cleaned, cleaned.length, "audio/ogg");
   await new ResultCache(store, 24 * 3600_000).record(
-    { sha256: createHash("sha256").update(input).digest("hex"), format: "ogg-opus", model: "htdemucs" },
+    { sha256: createHash("sha256").update(input).digest("hex"), format: "ogg-opus", model: modelId("htdemucs") },
     "outputs/bench",
     "ubench",
     mediaId,
@@ -286,6 +322,9 @@ try {
     [`full ≥ 2,000 webhooks/s`, full.rps >= 2000],
     [`full p99 < 50 ms`, full.p99 < 50],
     [`full ≥ ½ bare throughput`, ratio >= 0.5],
+    [`tracing costs ≤ 15 % of throughput`, tracingThroughput <= 0.15],
+    [`tracing costs ≤ 15 % of p99`, tracingP99 <= 0.15],
+    [`spans were exported`, sink.received.requests > 0],
     [`no failed webhook`, failed === 0],
     [`cache hit p95 < 250 ms`, pct(latencies, 95) < 250],
   ] as const;
