@@ -99,6 +99,8 @@ describe("a voice note", () => {
     const reasons = events.map((e) => e.reason);
     for (const r of ["Fetched", "Created", "Scheduled", "Separated", "Sent", "Succeeded"]) assert.ok(reasons.includes(r), `event ${r} in ${reasons.join(",")}`);
     assert.ok(!JSON.stringify(events).includes("4917623456789"), "no phone number in events");
+    assert.ok(!JSON.stringify(events).includes("wamid."), "no message id (it embeds the number) in events");
+    assert.ok(!JSON.stringify(sj.status?.conditions).includes("wamid."), "nor in conditions");
   });
 });
 

@@ -180,7 +180,7 @@ export class Reconciler {
         return sendReply(ctx, sj, a.kind);
       case "ConfirmReply":
         await ctx.write(sj, S.sent(sj, now, a.messageId, "receipt"));
-        ctx.log.info({ messageId: a.messageId }, "reply confirmed by a status-webhook receipt");
+        ctx.log.info("reply confirmed by a status-webhook receipt");
         return undefined;
       case "GiveUpReply":
         ctx.log.error({ attemptedAt: sj.status?.reply?.attemptedAt }, "the outcome of a send is unknown and no receipt came: not sending again");

@@ -117,7 +117,7 @@ export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.Rep
   }
   ctx.failpoint("reply:sent");
   ctx.metrics.replies.inc({ kind });
-  ctx.log.info({ messageId, kind }, "reply sent");
+  ctx.log.info({ kind }, "reply sent");
   await recordSent(ctx, committed, messageId);
   ctx.failpoint("reply:recorded");
   // ✅ / ❌ on the user's message: best effort (sending the same reaction twice changes nothing)

@@ -169,7 +169,8 @@ export function sent(sj: SeparationJob, now: Date, messageId: string, how: "resp
   return {
     reply: { ...reply, state: "Sent", messageId },
     steps: { repliedAt: now.toISOString() },
-    conditions: conditionsWith(sj, now, cond(C.Replied, "True", "Sent", `reply ${messageId}${how === "receipt" ? " (confirmed by a status webhook)" : ""}`)),
+    // no message id in the condition: conditions become Events, and a wamid embeds the user's number
+    conditions: conditionsWith(sj, now, cond(C.Replied, "True", "Sent", how === "receipt" ? "reply sent (confirmed by a status webhook)" : "reply sent")),
   };
 }
 
