@@ -130,7 +130,7 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
 }).transform((c) => ({
   namespace: c.KUBE_NAMESPACE,
   objectStore: ObjectStoreConfig.parse(c),
-  whatsapp: { baseUrl: c.WHATSAPP_API_URL, version: c.WHATSAPP_API_VERSION, accessToken: c.WHATSAPP_ACCESS_TOKEN },
+  whatsapp: { baseUrl: c.WHATSAPP_API_URL, version: c.WHATSAPP_API_VERSION, accessToken: c.WHATSAPP_ACCESS_TOKEN, mediaHosts: c.WHATSAPP_MEDIA_HOSTS },
   job: {
     image: c.JOB_IMAGE,
     imagePullPolicy: c.JOB_IMAGE_PULL_POLICY,

@@ -2,7 +2,7 @@
 // the work queue backs off. Pure, one row per case.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { GraphApiError, MediaIntegrityError, MediaTooLargeError } from "@unmix/core/whatsapp";
+import { GraphApiError, MediaHostRefusedError, MediaIntegrityError, MediaTooLargeError } from "@unmix/core/whatsapp";
 import { afterFetchError } from "../src/separation/fetch.ts";
 import type { AfterError } from "../src/separation/graph-errors.ts";
 
@@ -17,6 +17,19 @@ describe("afterFetchError: a failed fetch", () => {
       new MediaIntegrityError(),
       0,
       { outcome: "fail", failure: { class: "MediaUnavailable", message: "the downloaded media does not match its sha256" } },
+    ],
+    [
+      "a media URL on a host the token must not go to (P4), at once",
+      new MediaHostRefusedError("media.attacker.example"),
+      0,
+      {
+        outcome: "fail",
+        failure: {
+          class: "MediaUnavailable",
+          message:
+            "refused to send the access token to media.attacker.example, which is neither the Graph API nor an allowed media host (WHATSAPP_MEDIA_HOSTS)",
+        },
+      },
     ],
     [
       "media WhatsApp no longer has (131052), at once",

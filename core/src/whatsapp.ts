@@ -7,6 +7,9 @@ import { z } from "zod";
 import { env } from "./config.ts";
 import { normalizeSha256 } from "./sha256.ts";
 
+/** Where Meta's media URLs point (reference §4: `https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=…`). */
+export const DEFAULT_MEDIA_HOSTS = ["lookaside.fbsbx.com"] as const;
+
 export const WhatsAppConfig = z.object({
   WHATSAPP_API_URL: env.url().default("https://graph.facebook.com"),
   WHATSAPP_API_VERSION: z
@@ -14,6 +17,20 @@ export const WhatsAppConfig = z.object({
     .regex(/^v\d+\.\d+$/, "a Graph API version such as v24.0")
     .default("v24.0"),
   WHATSAPP_ACCESS_TOKEN: z.string().min(1),
+  /**
+   * Hosts a media URL may name: the access token goes to these (over HTTPS) and to the Graph API
+   * itself, nowhere else (P4). Meta serves media from lookaside.fbsbx.com (reference §4).
+   */
+  WHATSAPP_MEDIA_HOSTS: z
+    .string()
+    .default(DEFAULT_MEDIA_HOSTS.join(","))
+    .transform((v) =>
+      v
+        .split(",")
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string().regex(/^[a-z0-9.-]+$/, "a host name, without scheme, port or path")).min(1)),
 });
 export type WhatsAppConfig = z.infer<typeof WhatsAppConfig>;
 
@@ -23,6 +40,8 @@ export interface WhatsAppClientOptions {
   /** Graph API version, e.g. v24.0 */
   version: string;
   accessToken: string;
+  /** Hosts (HTTPS) a media URL may name besides the API's own origin; default DEFAULT_MEDIA_HOSTS. */
+  mediaHosts?: readonly string[];
   userAgent?: string;
   fetch?: typeof globalThis.fetch;
   /** Per API call; media downloads get `downloadTimeoutMs`. */
@@ -207,6 +226,16 @@ export class MediaTooLargeError extends Error {
 }
 
 /** The downloaded bytes do not hash to the sha256 WhatsApp announced. */
+/** A media URL naming a host the access token must not go to: nothing was sent there. */
+export class MediaHostRefusedError extends Error {
+  readonly host: string;
+  constructor(host: string) {
+    super(`refused to send the access token to ${host}, which is neither the Graph API nor an allowed media host (WHATSAPP_MEDIA_HOSTS)`);
+    this.name = "MediaHostRefusedError";
+    this.host = host;
+  }
+}
+
 export class MediaIntegrityError extends Error {
   constructor() {
     super("the downloaded media does not match its sha256");
@@ -273,6 +302,7 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
   const fetch = options.fetch ?? globalThis.fetch;
   const apiRoot = `${options.baseUrl.replace(/\/+$/, "")}/${options.version}/`;
   const apiOrigin = new URL(options.baseUrl).origin;
+  const mediaHosts = new Set((options.mediaHosts ?? DEFAULT_MEDIA_HOSTS).map((h) => h.toLowerCase()));
   const timeoutMs = options.timeoutMs ?? 30_000;
   const downloadTimeoutMs = options.downloadTimeoutMs ?? 120_000;
   const headers = { authorization: `Bearer ${options.accessToken}`, "user-agent": options.userAgent ?? "unmix/0.1" };
@@ -317,9 +347,11 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
     },
 
     async downloadMedia(url, { maxBytes }) {
-      // the bearer token goes only to Meta's own HTTPS hosts (or wherever the API itself lives)
+      // the bearer token goes only where the API itself lives or to an allowed media host over HTTPS (P4)
       const target = new URL(url);
-      if (target.protocol !== "https:" && target.origin !== apiOrigin) throw new TypeError("refusing to send the access token to a non-HTTPS media URL");
+      if (target.origin !== apiOrigin && (target.protocol !== "https:" || !mediaHosts.has(target.hostname.toLowerCase()))) {
+        throw new MediaHostRefusedError(target.protocol === "https:" ? target.hostname : `${target.protocol}//${target.hostname}`);
+      }
       const res = await call(url, {}, downloadTimeoutMs);
       if (res.status === 404) {
         await res.body?.cancel();

@@ -10,11 +10,13 @@ import {
   createWhatsAppClient,
   escapeNonAscii,
   GraphApiError,
+  MediaHostRefusedError,
   MediaIntegrityError,
   MediaTooLargeError,
   MediaUrlExpiredError,
   signWebhookBody,
   verifyWebhookSignature,
+  WhatsAppConfig,
 } from "@unmix/core/whatsapp";
 import { MEDIA_URL_TTL_MS, type MetaError, startWhatsAppSimulator, type WhatsAppSimulator } from "@unmix/e2e/whatsapp-sim";
 
@@ -131,7 +133,79 @@ describe("media from users", () => {
   });
 
   test("the access token is never sent to a plain-HTTP host other than the API's", async () => {
-    await assert.rejects(wa.downloadMedia("http://example.invalid/media?mid=1", { maxBytes: MB }), /non-HTTPS/);
+    await assert.rejects(wa.downloadMedia("http://example.invalid/media?mid=1", { maxBytes: MB }), MediaHostRefusedError);
+  });
+
+  describe("the access token goes only to the Graph API and the allowed media hosts", () => {
+    const bytes = ogg(100);
+    const sha = createHash("sha256").update(bytes).digest("base64");
+    /** A client of the real Graph API whose media info names `mediaUrl`, recording where each request went and with what token. */
+    const meta = (mediaUrl: string, mediaHosts?: string[]) => {
+      const seen: { url: string; authorization: string | null }[] = [];
+      const fetch = (async (url: string | URL, init?: RequestInit) => {
+        seen.push({ url: String(url), authorization: new Headers(init?.headers).get("authorization") });
+        if (String(url).startsWith("https://graph.facebook.com/"))
+          return Response.json({ id: "1", url: mediaUrl, mime_type: "audio/ogg", sha256: sha, file_size: String(bytes.length) });
+        return new Response(bytes);
+      }) as typeof globalThis.fetch;
+      const client = createWhatsAppClient({
+        baseUrl: "https://graph.facebook.com",
+        version: "v24.0",
+        accessToken: TOKEN,
+        fetch,
+        ...(mediaHosts ? { mediaHosts } : {}),
+      });
+      return { client, seen };
+    };
+
+    test("P4: Meta's own media host (lookaside.fbsbx.com) gets the token and the download", async () => {
+      const { client, seen } = meta("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1&ext=1&hash=x");
+      assert.deepEqual((await client.fetchMedia("1", { maxBytes: MB })).bytes, bytes);
+      assert.deepEqual(
+        seen.map((r) => [new URL(r.url).host, r.authorization]),
+        [
+          ["graph.facebook.com", `Bearer ${TOKEN}`],
+          ["lookaside.fbsbx.com", `Bearer ${TOKEN}`],
+        ],
+      );
+    });
+
+    for (const [what, url] of [
+      ["another HTTPS host", "https://media.attacker.example/whatsapp_business/attachments/?mid=1"],
+      ["a host that merely ends like Meta's", "https://lookaside.fbsbx.com.attacker.example/?mid=1"],
+      ["Meta's media host over plain HTTP", "http://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1"],
+      ["an address inside the cluster", "https://10.0.0.1/?mid=1"],
+    ]) {
+      test(`P4: ${what}: refused with MediaHostRefusedError, and no request goes there`, async () => {
+        const { client, seen } = meta(url as string);
+        await assert.rejects(
+          client.fetchMedia("1", { maxBytes: MB }),
+          (e: MediaHostRefusedError) => e instanceof MediaHostRefusedError && /not an allowed media host|neither/.test(e.message),
+        );
+        assert.deepEqual(
+          seen.map((r) => new URL(r.url).host),
+          ["graph.facebook.com"],
+        );
+      });
+    }
+
+    test("P4: WHATSAPP_MEDIA_HOSTS replaces the default list: the configured host is allowed, Meta's is then refused", async () => {
+      const own = meta("https://media.example.net/m/1", ["media.example.net"]);
+      assert.deepEqual((await own.client.fetchMedia("1", { maxBytes: MB })).bytes, bytes);
+      const other = meta("https://lookaside.fbsbx.com/m/1", ["media.example.net"]);
+      await assert.rejects(other.client.fetchMedia("1", { maxBytes: MB }), MediaHostRefusedError);
+      assert.equal(other.seen.length, 1);
+    });
+
+    test("P4: the setting defaults to Meta's media host and takes only host names", () => {
+      assert.deepEqual(WhatsAppConfig.parse({ WHATSAPP_ACCESS_TOKEN: "t" }).WHATSAPP_MEDIA_HOSTS, ["lookaside.fbsbx.com"]);
+      assert.deepEqual(WhatsAppConfig.parse({ WHATSAPP_ACCESS_TOKEN: "t", WHATSAPP_MEDIA_HOSTS: " A.example.com, b.example.com " }).WHATSAPP_MEDIA_HOSTS, [
+        "a.example.com",
+        "b.example.com",
+      ]);
+      for (const bad of ["https://a.example.com", "a.example.com:443", "a.example.com/x", ","])
+        assert.equal(WhatsAppConfig.safeParse({ WHATSAPP_ACCESS_TOKEN: "t", WHATSAPP_MEDIA_HOSTS: bad }).success, false, bad);
+    });
   });
 });
 

@@ -123,7 +123,13 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
     const jobs = new SeparationJobs(kc, w.KUBE_NAMESPACE);
     const whatsapp =
       deps.whatsapp ??
-      createWhatsAppClient({ baseUrl: w.WHATSAPP_API_URL, version: w.WHATSAPP_API_VERSION, accessToken: w.WHATSAPP_ACCESS_TOKEN, timeoutMs: 15_000 });
+      createWhatsAppClient({
+        baseUrl: w.WHATSAPP_API_URL,
+        version: w.WHATSAPP_API_VERSION,
+        accessToken: w.WHATSAPP_ACCESS_TOKEN,
+        mediaHosts: w.WHATSAPP_MEDIA_HOSTS,
+        timeoutMs: 15_000,
+      });
     users = new UserState(nats, { secret: c.USER_KEY_SECRET, jobsPerHour: w.RATE_LIMIT_PER_HOUR, ...(deps.now ? { now: deps.now } : {}) });
     const handler = new MessageHandler({
       whatsapp,

@@ -16,6 +16,7 @@ S3_REGION: {{ .Values.objectStore.region | quote }}
 S3_BUCKET: {{ .Values.objectStore.bucket | quote }}
 WHATSAPP_API_URL: {{ .Values.whatsapp.apiUrl | quote }}
 WHATSAPP_API_VERSION: {{ .Values.whatsapp.apiVersion | quote }}
+WHATSAPP_MEDIA_HOSTS: {{ join "," .Values.whatsapp.mediaHosts | quote }}
 MODEL_NAME: {{ .Values.job.model | quote }}
 KUBE_NAMESPACE: {{ .Release.Namespace | quote }}
 MAX_INPUT_BYTES: {{ .Values.limits.maxInputBytes | int64 | quote }}

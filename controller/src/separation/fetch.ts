@@ -4,7 +4,7 @@
 import type { SeparationJob } from "@unmix/api/separationjob";
 import { inputKey } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
-import { GraphApiError, MediaIntegrityError, MediaTooLargeError } from "@unmix/core/whatsapp";
+import { GraphApiError, MediaHostRefusedError, MediaIntegrityError, MediaTooLargeError } from "@unmix/core/whatsapp";
 import type { Classification } from "./classify.ts";
 import { afterError, type StepContext } from "./context.ts";
 import { type AfterError, ourToken } from "./graph-errors.ts";
@@ -20,6 +20,8 @@ const fail = (cls: Classification["class"], message: string): AfterError => ({ o
 export function afterFetchError(err: unknown, ageMs: number, deadlineMs: number): AfterError {
   if (err instanceof MediaTooLargeError) return fail("TooLarge", `the media is larger than ${err.maxBytes} bytes`);
   if (err instanceof MediaIntegrityError) return fail("MediaUnavailable", err.message);
+  // a media URL on a host not allowed to see the token: nothing was fetched, and retrying cannot change where it points
+  if (err instanceof MediaHostRefusedError) return fail("MediaUnavailable", err.message);
   if (!(err instanceof GraphApiError)) return { outcome: "backOff" };
   const ours = ourToken(err);
   if (!err.retryable && !ours) return fail("MediaUnavailable", `WhatsApp: ${err.message} (${err.kind}, code ${err.code ?? err.status})`);
