@@ -11,6 +11,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createWhatsAppClient } from "@unmix/core/whatsapp";
 import { z } from "zod";
+import { base64Forms } from "../src/personal-data.ts";
 import { startWhatsAppSimulator, type WhatsAppSimulator } from "../src/whatsapp-sim/index.ts";
 
 const APP_SECRET = "app-secret-for-tests";
@@ -192,6 +193,26 @@ describe("webhooks as Meta sends them", () => {
     const download = await fetch(audio.url, { headers: { authorization: `Bearer ${TOKEN}` } });
     assert.equal(download.headers.get("content-type"), "audio/ogg; codecs=opus");
     assert.deepEqual(Buffer.from(await download.arrayBuffer()), bytes, "the webhook's URL serves the user's bytes");
+  });
+
+  test("message ids are shaped like Meta's: wamid.HBg… whose base64 holds the sender's number in ASCII digits", async () => {
+    const r = await sim.sendUserMessage({ type: "text", body: "hi" });
+    const id = payloadOf(received.at(-1)).entry[0].changes[0].value.messages[0].id as string;
+    assert.equal(id, r.id);
+    const number = sim.defaultUser.waId as string;
+    assert.ok(
+      id.startsWith(`wamid.${Buffer.from([0x1c, 0x18, number.length]).toString("base64")}`),
+      `${id} begins like a real one (wamid.HBgL… for 11 digits)`,
+    );
+    const record = Buffer.from(id.slice("wamid.".length), "base64");
+    assert.deepEqual([...record.subarray(0, 3)], [0x1c, 0x18, number.length]);
+    assert.equal(record.subarray(3, 3 + number.length).toString("ascii"), number);
+    assert.ok(
+      base64Forms(number).some((f) => id.includes(f)),
+      "the number's base64 is a substring of the id",
+    );
+    // two messages from the same user share the number, not the id
+    assert.notEqual((await sim.sendUserMessage({ type: "text", body: "hi" })).id, id);
   });
 
   test("a video with a caption has the fields of Example B", async () => {
@@ -431,6 +452,13 @@ describe("messages route", () => {
     assert.equal(body.messaging_product, "whatsapp");
     assert.deepEqual(body.contacts, [{ input: `+${user.waId}`, wa_id: user.waId }]);
     assert.match(body.messages[0]?.id ?? "", /^wamid\./);
+    // our reply's id embeds the recipient's number, as Meta's do
+    assert.equal(
+      Buffer.from((body.messages[0]?.id ?? "").slice(6), "base64")
+        .subarray(3, 3 + (user.waId as string).length)
+        .toString(),
+      user.waId,
+    );
     assert.equal(sim.sentMessages().at(-1)?.replyTo, userMessage);
   });
 

@@ -131,7 +131,7 @@ export class SimCore {
 
   /** Records a valid message from the bot; outside the 24-hour window it fails as on WhatsApp. */
   acceptMessage(m: OutgoingMessage): SentMessage {
-    const sent = summarize(newWamid(), this.business.phoneNumberId, m, this.clock());
+    const sent = summarize(newWamid(m.to ?? m.recipient ?? ""), this.business.phoneNumberId, m, this.clock());
     const lastWrote = this.lastWrote.get(sent.to);
     if (m.type !== "template" && (lastWrote === undefined || this.clock() - lastWrote > WINDOW_MS)) {
       sent.status = "failed";

@@ -50,7 +50,25 @@ export const DEFAULT_MIME_TYPES: Record<MediaType, string> = {
   sticker: "image/webp",
 };
 
-export const newWamid = () => `wamid.HBgL${randomBytes(24).toString("base64")}`;
+/**
+ * A message id shaped like Meta's: `wamid.` + base64 of a small protobuf-like record that holds the
+ * user's number in ASCII digits (0x1c 0x18 <length> <digits> …), then random bytes. So, as on WhatsApp,
+ * a wamid quoted anywhere leaks the number in base64 (`wamid.HBgNNDkxNzYyMzQ1Njc4ORUCABIYFDNB…`);
+ * the simulator's ids let the tests catch that. `party`: the sender's number for a message from a
+ * user, the recipient's for one from the business (a BSUID for a username-only user).
+ */
+export function newWamid(party: string): string {
+  const digits = Buffer.from(party.replace(/^\+/, ""), "ascii");
+  const random = Buffer.from(randomBytes(10).toString("hex").toUpperCase(), "ascii");
+  const record = Buffer.concat([
+    Buffer.from([0x1c, 0x18, digits.length]),
+    digits,
+    Buffer.from([0x15, 0x02, 0x00, 0x12, 0x18, random.length]),
+    random,
+    Buffer.from([0x00]),
+  ]);
+  return `wamid.${record.toString("base64")}`;
+}
 
 export interface Business {
   wabaId: string;
@@ -81,7 +99,7 @@ export function buildMessage(m: UserMessage, sender: Sender, timestampMs: number
     ...(sender.waId ? { from: sender.waId } : {}),
     ...(sender.userId ? { from_user_id: sender.userId } : {}),
     ...(m.quoting ? { context: { from: sender.waId ?? sender.userId, id: m.quoting } } : {}),
-    id: m.id ?? newWamid(),
+    id: m.id ?? newWamid(sender.waId ?? sender.userId ?? ""),
     timestamp: String(Math.floor(timestampMs / 1000)),
     type: m.type,
   };
