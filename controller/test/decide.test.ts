@@ -203,7 +203,7 @@ describe("decide: failures", () => {
   test("after the failure notice is sent: finalize as Failed with the class as reason", () => {
     let sj = apply(sjAt("jobCreated"), S.failed(sjAt("jobCreated"), at(30), { class: "TooLong", message: "exit 12" }));
     sj = apply(sj, S.sending(sj, at(31), "Failure", undefined));
-    sj = apply(sj, S.sent(sj, at(32), "wamid.r", "response"));
+    sj = apply(sj, S.sent(sj, at(32), "response"));
     assert.deepEqual(run(sj), { type: "Finalize" });
     const done = apply(sj, S.finalized(sj, at(33), undefined));
     const succeeded = findCondition(done.status?.conditions, "Succeeded");

@@ -31,7 +31,7 @@ describe("transitionEvents", () => {
     ["a failure: Warning", jobCreated, S.failed(jobCreated, at(30), { class: "TooLong", message: "x" }), ["Warning Separated=False TooLong"]],
     ["Sending, Unknown and no warning: none", sjAt("separated"), S.sending(sjAt("separated"), at(11), "Result", "m"), []],
     ["a refused send: Warning", sjAt("sending"), S.refused(sjAt("sending"), at(12), "rate limit"), ["Warning Replied=Unknown Refused"]],
-    ["the reply sent", sjAt("sending"), S.sent(sjAt("sending"), at(12), "wamid", "response"), ["Normal Replied=True Sent"]],
+    ["the reply sent", sjAt("sending"), S.sent(sjAt("sending"), at(12), "response"), ["Normal Replied=True Sent"]],
     ["nothing changed: none", jobCreated, {}, []],
   ];
   for (const [what, before, patch, expected] of cases) test(what, () => assert.deepEqual(events(before, patch), expected));

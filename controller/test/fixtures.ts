@@ -20,8 +20,7 @@ export function newSj(overrides: Partial<SeparationJob["spec"]> = {}): Separatio
       labels: { "unmix.dev/user": "u0123" },
     },
     spec: {
-      message: { id: "wamid.HBgLabc", timestamp: "2026-11-25T09:59:58Z", phoneNumberId: "487201336590124" },
-      sender: { waId: "4917623456789" },
+      message: { timestamp: "2026-11-25T09:59:58Z", phoneNumberId: "487201336590124" },
       media: { id: "1234567890123456", mimeType: "audio/ogg; codecs=opus", sha256: "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=", kind: "audio", voice: true },
       output: { format: "ogg-opus" },
       ...overrides,
@@ -61,7 +60,7 @@ export function sjAt(stage: "new" | "initialized" | "fetched" | "jobCreated" | "
   if (stage === "separated") return sj;
   sj = apply(sj, S.sending(sj, at(11), "Result", "987654321"));
   if (stage === "sending") return sj;
-  sj = apply(sj, S.sent(sj, at(12), "wamid.reply", "response"));
+  sj = apply(sj, S.sent(sj, at(12), "response"));
   if (stage === "sent") return sj;
   return apply(sj, S.finalized(sj, at(13), "results/x/ogg-opus.htdemucs"));
 }

@@ -198,8 +198,7 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
       const format: OutputFormat =
         u.format ?? (type === "video" ? "mp4" : mimeType.startsWith("audio/ogg") ? "ogg-opus" : mimeType === "audio/mpeg" ? "mp3" : "m4a");
       const spec = {
-        message: { id: msg.id, timestamp: new Date(Number(msg.timestamp) * 1000).toISOString(), phoneNumberId: value.metadata.phone_number_id },
-        sender: { waId: msg.from, ...(msg.from_user_id ? { userId: msg.from_user_id } : {}), profileName: value.contacts[0].profile.name },
+        message: { timestamp: new Date(Number(msg.timestamp) * 1000).toISOString(), phoneNumberId: value.metadata.phone_number_id },
         media: {
           id: u.mediaId ?? media.id,
           mimeType: media.mime_type,
@@ -211,6 +210,7 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
       };
       const job: NewSeparationJob = {
         spec,
+        sender: { messageId: msg.id, waId: msg.from, ...(msg.from_user_id ? { userId: msg.from_user_id } : {}), profileName: value.contacts[0].profile.name },
         userKey: userKey(msg.from, USER_KEY_SECRET),
         traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
       };

@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import { BAD_INPUT_EXIT_CODES } from "@unmix/api/exit-codes";
 import { ConfigError } from "@unmix/core/config";
 import { loadControllerConfig } from "../src/config.ts";
-import { buildJob } from "../src/separation/job-spec.ts";
+import { buildJob, buildJobSecret } from "../src/separation/job-spec.ts";
 import { newSj } from "./fixtures.ts";
 
 const baseEnv = {
@@ -57,12 +57,8 @@ describe("the separation Job", () => {
     JOB_EXTRA_ENV: '{"DEMUCS_SEGMENT":"7.8"}',
   });
   const sj = newSj();
-  const j: Json = buildJob(
-    sj,
-    config.job,
-    { input: "http://s3/in?sig", output: "http://s3/out?sig", manifest: "http://s3/m?sig" },
-    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-  );
+  const j: Json = buildJob(sj, config.job, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  const urls: Json = buildJobSecret(sj, { input: "http://s3/in?sig", output: "http://s3/out?sig", manifest: "http://s3/m?sig" });
   const pod = j.spec.template.spec;
   const container = pod.containers[0];
   const env = Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value]));
@@ -84,7 +80,8 @@ describe("the separation Job", () => {
   });
   test("no credentials: presigned URLs only, no service-account token, non-root, read-only, no capabilities", () => {
     assert.equal(pod.automountServiceAccountToken, false);
-    assert.deepEqual([env.INPUT_URL, env.OUTPUT_URL, env.MANIFEST_URL], ["http://s3/in?sig", "http://s3/out?sig", "http://s3/m?sig"]);
+    assert.deepEqual(container.envFrom, [{ secretRef: { name: urls.metadata.name } }]);
+    assert.deepEqual(urls.stringData, { INPUT_URL: "http://s3/in?sig", OUTPUT_URL: "http://s3/out?sig", MANIFEST_URL: "http://s3/m?sig" });
     assert.equal(pod.securityContext.runAsNonRoot, true);
     assert.equal(container.securityContext.readOnlyRootFilesystem, true);
     assert.equal(container.securityContext.allowPrivilegeEscalation, false);
@@ -92,6 +89,13 @@ describe("the separation Job", () => {
     assert.ok(!JSON.stringify(j).includes("unmix-test-secret") && !JSON.stringify(j).includes("token"), "no secret anywhere");
     assert.deepEqual(pod.volumes, [{ name: "work", emptyDir: { sizeLimit: "4Gi" } }]);
     assert.equal(env.WORK_DIR, "/work");
+  });
+  test("P2: the presigned URLs are in a Secret owned by the SeparationJob, not in the Job (which the `view` role reads)", () => {
+    assert.ok(!JSON.stringify(j).includes("http://s3/"), "no URL in the Job or its pod template");
+    assert.deepEqual([env.INPUT_URL, env.OUTPUT_URL, env.MANIFEST_URL], [undefined, undefined, undefined]);
+    assert.equal(urls.kind, "Secret");
+    assert.equal(urls.metadata.name, `${sj.metadata.name}-urls`);
+    assert.deepEqual(urls.metadata.ownerReferences, [{ apiVersion: "unmix.dev/v1alpha1", kind: "SeparationJob", name: sj.metadata.name, uid: "uid-1" }]);
   });
   test("fails fast on bad input, ignores disruptions; retries, deadline, TTL, no double GPU", () => {
     assert.deepEqual(j.spec.podFailurePolicy.rules, [

@@ -7,9 +7,12 @@ import {
   GROUP,
   KIND,
   PLURAL,
+  SENDER_SECRET_LABEL,
+  Sender,
   SeparationJob,
   type SeparationJobSpec,
   type SeparationJobStatus,
+  senderSecretName,
   separationJobName,
   TRACEPARENT_ANNOTATION,
   USER_LABEL,
@@ -33,16 +36,22 @@ export const isAlreadyExists = (err: unknown) => apiReason(err) === "AlreadyExis
 
 export interface NewSeparationJob {
   spec: SeparationJobSpec;
+  /** Who sent which message: goes into the sender Secret, never onto the SeparationJob; its messageId names the job. */
+  sender: Sender;
   /** Keyed hash of the sender (never the number itself). */
   userKey: string;
   traceparent?: string;
 }
 
+const isFinished = (sj: SeparationJob) => sj.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown") ?? false;
+
 export class SeparationJobs {
   private readonly api: k8s.CustomObjectsApi;
+  private readonly core: k8s.CoreV1Api;
   readonly namespace: string;
   constructor(kc: k8s.KubeConfig, namespace: string) {
     this.api = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.namespace = namespace;
   }
 
@@ -54,9 +63,16 @@ export class SeparationJobs {
     return { ...this.base(), name };
   }
 
-  /** Creates the job for a message; `created: false` when one already exists for that wamid. */
+  /**
+   * Creates the job for a message, then its sender Secret, owned by it; `created: false` when one
+   * already exists for that wamid. The SeparationJob comes first so the Secret is never an orphan
+   * (the garbage collector deletes it with its owner). A crash between the two leaves the message
+   * unacknowledged: its redelivery lands here, finds the SeparationJob and creates the missing
+   * Secret (the controller fails a SeparationJob whose Secret never comes).
+   */
   async create(n: NewSeparationJob): Promise<{ name: string; created: boolean }> {
-    const name = separationJobName(n.spec.message.id);
+    const sender = Sender.parse(n.sender);
+    const name = separationJobName(sender.messageId);
     const body = {
       apiVersion: API_VERSION,
       kind: KIND,
@@ -67,11 +83,49 @@ export class SeparationJobs {
       },
       spec: n.spec,
     };
+    let sj: SeparationJob;
+    let created = true;
     try {
-      await this.api.createNamespacedCustomObject({ ...this.base(), body });
-      return { name, created: true };
+      sj = SeparationJob.parse(await this.api.createNamespacedCustomObject({ ...this.base(), body }));
     } catch (err) {
-      if (isAlreadyExists(err)) return { name, created: false };
+      if (!isAlreadyExists(err)) throw err;
+      created = false;
+      const existing = await this.get(name);
+      // finished: its Secret was deleted on purpose; being deleted: nothing to add to it
+      if (!existing || isFinished(existing) || existing.metadata.deletionTimestamp) return { name, created };
+      sj = existing;
+    }
+    await this.createSender(sj, sender);
+    return { name, created };
+  }
+
+  private async createSender(sj: SeparationJob, sender: Sender): Promise<void> {
+    const stringData: Record<string, string> = {};
+    for (const [k, v] of Object.entries(sender)) if (v !== undefined) stringData[k] = v;
+    const body: k8s.V1Secret = {
+      metadata: {
+        name: senderSecretName(sj.metadata.name),
+        labels: { [SENDER_SECRET_LABEL]: sj.metadata.name, "app.kubernetes.io/managed-by": "unmix" },
+        ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name: sj.metadata.name, uid: sj.metadata.uid ?? "" }],
+      },
+      type: "Opaque",
+      immutable: true,
+      stringData,
+    };
+    try {
+      await this.core.createNamespacedSecret({ namespace: this.namespace, body });
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+  }
+
+  /** The person behind a SeparationJob, from its sender Secret; undefined when there is none (any more). */
+  async sender(name: string): Promise<Sender | undefined> {
+    try {
+      const secret = await this.core.readNamespacedSecret({ name: senderSecretName(name), namespace: this.namespace });
+      return decodeSender(secret.data);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }
@@ -118,4 +172,12 @@ export class SeparationJobs {
   async patchMetadata(name: string, metadata: Record<string, unknown>): Promise<SeparationJob> {
     return SeparationJob.parse(await this.api.patchNamespacedCustomObject({ ...this.named(name), body: { metadata } }, MERGE_PATCH));
   }
+}
+
+/** A sender Secret's `data` (base64 values) as a Sender; undefined when it is not one. */
+function decodeSender(data: Record<string, string> | undefined): Sender | undefined {
+  const fields: Record<string, string> = {};
+  for (const [k, v] of Object.entries(data ?? {})) fields[k] = Buffer.from(v, "base64").toString("utf8");
+  const r = Sender.safeParse(fields);
+  return r.success ? r.data : undefined;
 }

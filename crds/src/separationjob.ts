@@ -22,6 +22,28 @@ export const USER_LABEL = "unmix.dev/user";
  */
 export const REPLY_RECEIPT_ANNOTATION = "unmix.dev/reply-message-id";
 
+/**
+ * Who sent the message and which message it was: what identifies a person, so it is kept out of the
+ * SeparationJob (which the built-in `view` role may read) in a Secret of the same namespace named
+ * `senderSecretName(sj)`, owned by the SeparationJob (deleted with it, and by the controller once
+ * the reply is out). The ingress creates it right after the SeparationJob; the controller reads it
+ * to reply, the admin job list for the profile name. One Secret key per field.
+ */
+export const Sender = z
+  .object({
+    messageId: z.string().min(1).max(256).describe("The user's message (wamid): the reply quotes it; the SeparationJob's name is a hash of it"),
+    waId: z.string().max(32).optional().describe("The user's WhatsApp id (phone number); absent for username-only users"),
+    userId: z.string().max(160).optional().describe("Business-scoped user id (BSUID), when WhatsApp sends one"),
+    profileName: z.string().max(256).optional().describe("Profile name, shown only on the admin dashboard"),
+  })
+  .strict()
+  .refine((s) => s.waId !== undefined || s.userId !== undefined, "sender needs waId or userId");
+export type Sender = z.infer<typeof Sender>;
+
+export const senderSecretName = (sjName: string) => `${sjName}-sender`;
+/** Label on the sender Secret naming its SeparationJob. */
+export const SENDER_SECRET_LABEL = "unmix.dev/sender-of";
+
 export const MediaKind = z.enum(["audio", "video"]);
 export type MediaKind = z.infer<typeof MediaKind>;
 
@@ -33,19 +55,10 @@ export const SeparationJobSpec = z
   .object({
     message: z
       .object({
-        id: z.string().min(1).max(256).describe("WhatsApp message id (wamid); the idempotency key"),
         timestamp: z.string().datetime().describe("When the user sent the message (RFC 3339)"),
         phoneNumberId: z.string().min(1).max(64).describe("Business phone_number_id the message arrived on; replies go out from it"),
       })
       .strict(),
-    sender: z
-      .object({
-        waId: z.string().max(32).optional().describe("The user's WhatsApp id (phone number); absent for username-only users"),
-        userId: z.string().max(160).optional().describe("Business-scoped user id (BSUID), when WhatsApp sends one"),
-        profileName: z.string().max(256).optional().describe("Profile name, shown only on the admin dashboard"),
-      })
-      .strict()
-      .refine((s) => s.waId !== undefined || s.userId !== undefined, "sender needs waId or userId"),
     media: z
       .object({
         id: z.string().min(1).max(128).describe("WhatsApp media id"),
@@ -146,7 +159,6 @@ export const SeparationJobStatus = z
           ),
         kind: z.enum(["Result", "Failure"]).optional().describe("The cleaned media, or the text saying why there is none"),
         attemptedAt: z.string().datetime().optional(),
-        messageId: z.string().optional().describe("wamid of our reply"),
         mediaId: z.string().optional().describe("WhatsApp media id of the uploaded result"),
       })
       .strict()

@@ -280,6 +280,9 @@ describe("chart, statically", () => {
     assert.deepEqual([...can("controller", "separationjobs/status")].sort(), ["get", "patch", "update"]);
     assert.deepEqual([...can("controller", "separationjobs/finalizers")], ["update"]);
     assert.deepEqual([...can("controller", "pods")].sort(), ["get", "list", "watch"]);
+    // the sender Secrets (worker: written with the SeparationJob, read for the admin list) and the Jobs' URL Secrets
+    assert.deepEqual([...can("worker", "secrets")].sort(), ["create", "get"]);
+    assert.deepEqual([...can("controller", "secrets")].sort(), ["create", "delete", "get", "update"]);
     assert.ok(can("controller", "jobs").has("create") && can("controller", "events").has("create") && can("controller", "leases").has("update"));
     const leaseUpdate = roles.controller?.find((r) => r.resources.includes("leases") && r.verbs.includes("update"));
     assert.deepEqual(leaseUpdate?.resourceNames, ["unmix-controller"], "the controller may update only its own Lease");
@@ -297,7 +300,7 @@ describe("chart, statically", () => {
         S3_SECRET_KEY: "b",
         WHATSAPP_ACCESS_TOKEN: "t",
       });
-      const job: Loose = buildJob(newSj(), config.job, { input: "http://s3/i", output: "http://s3/o", manifest: "http://s3/m" }, undefined);
+      const job: Loose = buildJob(newSj(), config.job, undefined);
       const pod = job.spec.template.spec;
       const env = Object.fromEntries(pod.containers[0].env.map((e: { name: string; value: string }) => [e.name, e.value]));
       return { pod, env, resources: pod.containers[0].resources };

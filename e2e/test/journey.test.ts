@@ -5,13 +5,18 @@
 // cache, else DeepFilterNet3). One product for the whole file; few separations.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { MODELS, modelId } from "@unmix/api/models";
 import { separationJobName, TRACEPARENT_ANNOTATION } from "@unmix/api/separationjob";
+import { k8s } from "@unmix/core/kube";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
 import { ResultCache } from "@unmix/core/result-cache";
 import type { ReceivedSpan } from "../src/otlp-receiver.ts";
+import { findLeaks, personalForms } from "../src/personal-data.ts";
 import { type Product, startProduct, USER_KEY_SECRET, until } from "../src/product.ts";
 import { scoreReply, speechOverMusic } from "../src/quality.ts";
 import { type GeneratedMedia, makeMedia, probe, streamMd5 } from "../src/test-media.ts";
@@ -203,23 +208,6 @@ describe("a voice note", () => {
     );
   });
 
-  test("no span holds the user's number, a message id or the profile name, in any attribute, event or status", () => {
-    const number = p.sim.defaultUser.waId as string;
-    const forbidden = [number, `+${number}`, Buffer.from(number).toString("base64"), "wamid.", p.sim.defaultUser.name as string];
-    assert.ok(p.otlp.spans.length > 50, `spans were received (${p.otlp.spans.length})`);
-    const leaks: string[] = [];
-    for (const span of p.otlp.spans) {
-      const texts = [
-        span.name,
-        span.status.message ?? "",
-        ...Object.entries(span.attributes).map(([k, v]) => `${k}=${JSON.stringify(v)}`),
-        ...span.events.flatMap((e) => [e.name, ...Object.entries(e.attributes).map(([k, v]) => `${k}=${JSON.stringify(v)}`)]),
-      ];
-      for (const text of texts) for (const f of forbidden) if (text.includes(f)) leaks.push(`${span.service}: ${span.name}: ${text.slice(0, 300)}`);
-    }
-    assert.deepEqual(leaks, []);
-  });
-
   test("the latency histograms' exemplars link to the message's trace (OpenMetrics)", async () => {
     const traceId = await traceOf(first.id);
     const scrape = async (url: string) => {
@@ -360,6 +348,112 @@ describe("media that cannot be cleaned", () => {
       assert.deepEqual(await objects(), [], "nothing of a failed job is kept");
     });
   }
+});
+
+// After every journey above, before `delete` erases the user's SeparationJobs: nothing the product
+// wrote for the SRE or the trace backend identifies the user. The simulator's wamids embed the
+// number as Meta's do, so a message id quoted anywhere shows up here as the number's base64.
+describe("what the product writes about its users", () => {
+  const forms = () => personalForms({ waId: p.sim.defaultUser.waId as string, name: p.sim.defaultUser.name as string });
+
+  test("no controller or ingress log line holds the user's number (in clear or base64), a wamid or the profile name", () => {
+    const files = readdirSync(p.stack.dir).filter((f) => /^(ingress|controller)-\d+\.log$/.test(f));
+    assert.ok(files.length >= 2, `the services' logs: ${files.join(", ")}`);
+    const lines = files.flatMap((f) =>
+      readFileSync(join(p.stack.dir, f), "utf8")
+        .split("\n")
+        .map((text, i) => ({ where: `${f}:${i + 1}`, text })),
+    );
+    assert.ok(lines.length > 50, `log lines were written (${lines.length})`);
+    assert.deepEqual(findLeaks(lines, forms()), []);
+  });
+
+  test("no Event, condition or status of a SeparationJob holds them", async () => {
+    const events = (await p.core.listNamespacedEvent({ namespace: p.namespace })).items;
+    assert.ok(events.length > 0, "the controller recorded Events");
+    const sjs = await p.sjs.list();
+    assert.ok(sjs.length > 0, "SeparationJobs are kept after they finish");
+    const texts = [
+      ...events.map((e) => ({
+        where: `Event ${e.metadata?.name}`,
+        text: JSON.stringify({ reason: e.reason, message: e.message, note: (e as { note?: string }).note }),
+      })),
+      ...sjs.map((sj) => ({ where: `SeparationJob ${sj.metadata.name} status`, text: JSON.stringify(sj.status) })),
+    ];
+    assert.deepEqual(findLeaks(texts, forms()), []);
+  });
+
+  test("P2: read as the `view` role, no SeparationJob, Job or pod holds the number, the user id, the name, a wamid or a presigned URL", async () => {
+    const kube = p.stack.kube as NonNullable<typeof p.stack.kube>;
+    const rbac = kube.kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+    // what an operator grants to let `view` see SeparationJobs: a ClusterRole aggregated into it
+    const reader = "unmix-separationjobs-view";
+    await rbac.createClusterRole({
+      body: {
+        metadata: { name: reader, labels: { "rbac.authorization.k8s.io/aggregate-to-view": "true" } },
+        rules: [{ apiGroups: ["unmix.dev"], resources: ["separationjobs"], verbs: ["get", "list", "watch"] }],
+      },
+    });
+    await rbac.createClusterRoleBinding({
+      body: {
+        metadata: { name: "viewer" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "view" },
+        subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: "viewer" }],
+      },
+    });
+    // the aggregation controller adds the rules to `view` a moment later
+    await until("SeparationJobs aggregated into view", async () => {
+      const view = await rbac.readClusterRole({ name: "view" });
+      return view.rules?.some((r) => r.resources?.includes("separationjobs")) ? true : undefined;
+    });
+    const asViewer = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpsRequest(
+          `${kube.server}${path}`,
+          { ca: kube.caData, headers: { authorization: `Bearer ${kube.token}`, "impersonate-user": "viewer" } },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+          },
+        );
+        req.on("error", reject);
+        req.end();
+      });
+    const ns = p.namespace;
+    const forbidden = [...forms(), p.sim.defaultUser.userId as string, "X-Amz-Signature", "X-Amz-Credential"];
+    const texts: { where: string; text: string }[] = [];
+    for (const [what, path] of [
+      ["SeparationJobs", `/apis/unmix.dev/v1alpha1/namespaces/${ns}/separationjobs`],
+      ["Jobs", `/apis/batch/v1/namespaces/${ns}/jobs`],
+      ["Pods", `/api/v1/namespaces/${ns}/pods`],
+    ] as const) {
+      const r = await asViewer(path);
+      assert.equal(r.status, 200, `the view role lists ${what}: ${r.body.slice(0, 200)}`);
+      const items = (JSON.parse(r.body) as { items: { metadata: { name: string } }[] }).items;
+      assert.ok(items.length > 0, `there are ${what} to read`);
+      for (const item of items) texts.push({ where: `${what}/${item.metadata.name}`, text: JSON.stringify(item) });
+    }
+    assert.deepEqual(findLeaks(texts, forbidden), []);
+    // and what identifies the user is where `view` cannot read it
+    assert.equal((await asViewer(`/api/v1/namespaces/${ns}/secrets`)).status, 403);
+    // which is deleted once the reply is out (every SeparationJob here has finished)
+    const left = (await p.core.listNamespacedSecret({ namespace: ns })).items.map((x) => x.metadata?.name ?? "").filter((n) => /^sj-.*-(sender|urls)$/.test(n));
+    assert.deepEqual(left, [], "no sender or URL Secret outlives its SeparationJob's reply");
+  });
+
+  test("no span holds them, in any attribute, event (exceptions included) or status", () => {
+    assert.ok(p.otlp.spans.length > 50, `spans were received (${p.otlp.spans.length})`);
+    const texts = p.otlp.spans.flatMap((span) =>
+      [
+        span.name,
+        span.status.message ?? "",
+        ...Object.entries(span.attributes).map(([k, v]) => `${k}=${JSON.stringify(v)}`),
+        ...span.events.flatMap((e) => [e.name, ...Object.entries(e.attributes).map(([k, v]) => `${k}=${JSON.stringify(v)}`)]),
+      ].map((text) => ({ where: `${span.service}: ${span.name}`, text })),
+    );
+    assert.deepEqual(findLeaks(texts, forms()), []);
+  });
 });
 
 describe("delete", () => {

@@ -126,21 +126,24 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
     const jobs = await o.jobs.list();
     jobs.sort((a, b) => String(b.metadata.creationTimestamp ?? "").localeCompare(String(a.metadata.creationTimestamp ?? "")));
     return {
-      jobs: jobs.slice(0, req.query.limit).map((j) => {
-        const done = findCondition(j.status?.conditions, "Succeeded");
-        return {
-          name: j.metadata.name,
-          createdAt: j.metadata.creationTimestamp,
-          user: j.metadata.labels?.[USER_LABEL],
-          profileName: j.spec.sender.profileName ?? null,
-          kind: j.spec.media.kind,
-          format: j.spec.output.format,
-          status: done?.status ?? "Unknown",
-          reason: done?.reason ?? null,
-          failure: j.status?.failure?.class ?? null,
-          totalSeconds: j.status?.result?.totalSeconds ?? null,
-        };
-      }),
+      // the profile name (P2: shown here only) is in each job's sender Secret, until the reply is out
+      jobs: await Promise.all(
+        jobs.slice(0, req.query.limit).map(async (j) => {
+          const done = findCondition(j.status?.conditions, "Succeeded");
+          return {
+            name: j.metadata.name,
+            createdAt: j.metadata.creationTimestamp,
+            user: j.metadata.labels?.[USER_LABEL],
+            profileName: (await o.jobs.sender(j.metadata.name))?.profileName ?? null,
+            kind: j.spec.media.kind,
+            format: j.spec.output.format,
+            status: done?.status ?? "Unknown",
+            reason: done?.reason ?? null,
+            failure: j.status?.failure?.class ?? null,
+            totalSeconds: j.status?.result?.totalSeconds ?? null,
+          };
+        }),
+      ),
     };
   });
 };

@@ -156,13 +156,12 @@ export class MessageHandler {
     if (!slot.allowed) return reply(replies.rateLimited(slot.limit), "rate_limited");
 
     const spec = SeparationJobSpec.parse({
-      message: { id: m.id, timestamp: new Date(Number(m.timestamp) * 1000).toISOString(), phoneNumberId: m.phoneNumberId },
-      sender: m.sender,
+      message: { timestamp: new Date(Number(m.timestamp) * 1000).toISOString(), phoneNumberId: m.phoneNumberId },
       media: { id: media.id, mimeType: media.mimeType || info.mimeType, sha256: media.sha256 ?? info.sha256, kind: accepted.kind, voice: media.voice },
       output: { format: accepted.format },
     });
     const traceparent = currentTraceparent();
-    const created = await jobs.create({ spec, userKey: keys.primary, ...(traceparent ? { traceparent } : {}) });
+    const created = await jobs.create({ spec, sender: { messageId: m.id, ...m.sender }, userKey: keys.primary, ...(traceparent ? { traceparent } : {}) });
     // ⏳ on the user's message until the controller replies (a retry of the same message re-sends it, harmlessly)
     await this.d.whatsapp.sendReaction(m.phoneNumberId, to, m.id, WAITING).catch((err) => this.graphFailed("reaction", err));
     this.d.log.info(

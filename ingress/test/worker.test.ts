@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { modelId } from "@unmix/api/models";
 import { separationJobName, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/api/separationjob";
 import { httpAndFetch } from "@unmix/core/instrumentations";
+import { k8s } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
@@ -162,12 +163,38 @@ describe("audio and video become SeparationJobs", () => {
       "the webhook's trace continues in the job",
     );
     assert.deepEqual(job.spec, {
-      message: { id, timestamp: "2026-11-25T10:00:00.000Z", phoneNumberId: h.sim.phoneNumberId },
-      sender: { waId: u.waId, profileName: u.name },
+      message: { timestamp: "2026-11-25T10:00:00.000Z", phoneNumberId: h.sim.phoneNumberId },
       media: { id: mediaId, mimeType: "audio/ogg; codecs=opus", sha256: createHash("sha256").update(bytes).digest("base64"), kind: "audio", voice: true },
       output: { format: "ogg-opus" },
     });
     assert.ok(!Object.values(job.metadata.labels ?? {}).some((v) => v.includes(u.waId as string)), "no phone number in labels");
+  });
+
+  test("P2: who sent the message is in a Secret owned by the SeparationJob, not on it", async () => {
+    const u = newUser();
+    const sent = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(20), from: u });
+    assert.equal(await handled(sent.id), "job_created");
+    const name = separationJobName(sent.id);
+    const job = await h.jobs.get(name);
+    assert.ok(job);
+    for (const personal of [u.waId as string, u.name as string, sent.id])
+      assert.ok(!JSON.stringify(job).includes(personal), `no ${personal} on the SeparationJob`);
+    assert.deepEqual(await h.jobs.sender(name), { messageId: sent.id, waId: u.waId, profileName: u.name });
+    const core = h.stack.kube?.kc.makeApiClient(k8s.CoreV1Api) as k8s.CoreV1Api;
+    const secret = await core.readNamespacedSecret({ name: `${name}-sender`, namespace: h.jobs.namespace });
+    assert.deepEqual(
+      secret.metadata?.ownerReferences?.map((r) => [r.kind, r.name, r.uid]),
+      [["SeparationJob", name, job.metadata.uid]],
+      "deleted with its SeparationJob",
+    );
+    assert.equal(secret.immutable, true);
+    // the worker killed between the two creates: JetStream redelivers the message, whose handling
+    // finds the SeparationJob and adds the missing Secret
+    await core.deleteNamespacedSecret({ name: `${name}-sender`, namespace: h.jobs.namespace });
+    assert.equal(await h.jobs.sender(name), undefined);
+    const again = await h.jobs.create({ spec: job.spec, sender: { messageId: sent.id, waId: u.waId, profileName: u.name }, userKey: keyOf(u) });
+    assert.deepEqual(again, { name, created: false });
+    assert.deepEqual(await h.jobs.sender(name), { messageId: sent.id, waId: u.waId, profileName: u.name });
   });
 
   test("the user sees read ticks, typing and ⏳ on their message", async () => {
@@ -226,7 +253,7 @@ describe("audio and video become SeparationJobs", () => {
     const sent = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(20), from: u });
     assert.equal(await handled(sent.id), "job_created");
     const job = await h.jobs.get(separationJobName(sent.id));
-    assert.deepEqual(job?.spec.sender, { userId: u.userId, profileName: u.name });
+    assert.deepEqual(await h.jobs.sender(separationJobName(sent.id)), { messageId: sent.id, userId: u.userId, profileName: u.name });
     assert.equal(job?.metadata.labels?.[USER_LABEL], userKey(u.userId as string, USER_KEY_SECRET));
     const help = await h.sim.sendUserMessage({ type: "text", body: "help", from: u });
     const reply = await h.sim.waitForMessage(replyTo(help.id, "text"));

@@ -8,6 +8,7 @@ import { GraphApiError, MediaHostRefusedError, MediaIntegrityError, MediaTooLarg
 import type { Classification } from "./classify.ts";
 import { afterError, type StepContext } from "./context.ts";
 import { type AfterError, ourToken } from "./graph-errors.ts";
+import { requireSender } from "./sender.ts";
 import * as S from "./status.ts";
 
 const fail = (cls: Classification["class"], message: string): AfterError => ({ outcome: "fail", failure: { class: cls, message } });
@@ -30,6 +31,8 @@ export function afterFetchError(err: unknown, ageMs: number, deadlineMs: number)
 }
 
 export async function fetchMedia(ctx: StepContext, sj: SeparationJob): Promise<void> {
+  // no media fetched, no GPU spent for a message nobody can be answered for
+  if (!(await requireSender(ctx, sj))) return;
   const key = inputKey(sj.metadata.name);
   let hex: string;
   try {

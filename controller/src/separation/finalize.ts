@@ -1,8 +1,9 @@
 // Step 6, done: the result cached for the user (24 hours), the input and everything the job wrote
-// deleted, a Job still waiting deleted, Succeeded written; and the step durations measured.
+// deleted, the sender and URL Secrets deleted, a Job still waiting deleted, Succeeded written; and
+// the step durations measured.
 import { findCondition } from "@unmix/api/conditions";
 import { modelId } from "@unmix/api/models";
-import { type SeparationJob, USER_LABEL } from "@unmix/api/separationjob";
+import { type SeparationJob, senderSecretName, USER_LABEL } from "@unmix/api/separationjob";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { type CacheKey, inputKey, resultKey } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
@@ -10,7 +11,7 @@ import { type JobView, jobFinished } from "../framework/kube/objects.ts";
 import { exemplar } from "../framework/tracing.ts";
 import type { Step } from "../metrics.ts";
 import type { StepContext } from "./context.ts";
-import { manifestKey, outputKey, workPrefix } from "./job-spec.ts";
+import { jobSecretName, manifestKey, outputKey, workPrefix } from "./job-spec.ts";
 import * as S from "./status.ts";
 
 /** How long each step took, in seconds, from the times in the status; a step not reached is left out. */
@@ -52,6 +53,8 @@ export async function finalize(ctx: StepContext, sj: SeparationJob, job: JobView
     ctx.failpoint("finalize:cached");
   }
   await removeStored(ctx.store, name);
+  // who the user is and the Job's URLs are needed no more (the owner reference would take them only with the SeparationJob, days later)
+  await Promise.all([ctx.kube.secrets.delete(senderSecretName(name)), ctx.kube.secrets.delete(jobSecretName(name))]);
   ctx.failpoint("finalize:cleaned");
   if (job && !jobFinished(job)) await ctx.kube.jobs.delete(name);
   const finished = await ctx.write(sj, S.finalized(sj, ctx.clock(), cacheKey));

@@ -1,10 +1,12 @@
 // The batch/v1 Job that runs the separation for one SeparationJob, built by a pure function from the
-// SeparationJob, the configuration and presigned URLs, so what the pod may do is all in one place;
-// and the object-store keys the job writes to. The Job is named like its SeparationJob.
+// SeparationJob and the configuration, so what the pod may do is all in one place; the Secret with
+// its presigned URLs (the pod reads them with envFrom: anyone with the `view` role reads Jobs and
+// pods, not Secrets); and the object-store keys the job writes to. The Job is named like its
+// SeparationJob.
 import { BAD_INPUT_EXIT_CODES } from "@unmix/api/exit-codes";
 import { API_VERSION, KIND, type SeparationJob } from "@unmix/api/separationjob";
 import type { JobSettings } from "../config.ts";
-import type { JobManifest } from "../framework/kube/objects.ts";
+import type { JobManifest, SecretManifest } from "../framework/kube/objects.ts";
 
 /** Label on the Job and its pods naming their SeparationJob. */
 export const SJ_LABEL = "unmix.dev/separationjob";
@@ -24,10 +26,28 @@ export interface PresignedUrls {
   manifest: string;
 }
 
+/** The Secret holding a Job's presigned URLs, owned by the SeparationJob and deleted with its input. */
+export const jobSecretName = (sjName: string) => `${sjName}-urls`;
+
+export function buildJobSecret(sj: SeparationJob, urls: PresignedUrls): SecretManifest {
+  const name = sj.metadata.name;
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: {
+      name: jobSecretName(name),
+      labels: { "app.kubernetes.io/managed-by": MANAGED_BY, [SJ_LABEL]: name },
+      ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name, uid: sj.metadata.uid ?? "" }],
+    },
+    type: "Opaque",
+    stringData: { INPUT_URL: urls.input, OUTPUT_URL: urls.output, MANIFEST_URL: urls.manifest },
+  };
+}
+
 const MIME_BY_FORMAT = { "ogg-opus": "audio/ogg", mp3: "audio/mpeg", m4a: "audio/mp4", mp4: "video/mp4" } as const;
 export const mimeTypeOfFormat = (format: keyof typeof MIME_BY_FORMAT) => MIME_BY_FORMAT[format];
 
-export function buildJob(sj: SeparationJob, s: JobSettings, urls: PresignedUrls, traceparent: string | undefined): JobManifest {
+export function buildJob(sj: SeparationJob, s: JobSettings, traceparent: string | undefined): JobManifest {
   const name = sj.metadata.name;
   const labels: Record<string, string> = {
     "app.kubernetes.io/name": "unmix-job",
@@ -37,9 +57,6 @@ export function buildJob(sj: SeparationJob, s: JobSettings, urls: PresignedUrls,
   };
   const env: Record<string, string> = {
     ...s.extraEnv,
-    INPUT_URL: urls.input,
-    OUTPUT_URL: urls.output,
-    MANIFEST_URL: urls.manifest,
     INPUT_KIND: sj.spec.media.kind,
     INPUT_MIME_TYPE: sj.spec.media.mimeType,
     OUTPUT_FORMAT: sj.spec.output.format,
@@ -100,6 +117,7 @@ export function buildJob(sj: SeparationJob, s: JobSettings, urls: PresignedUrls,
               name: CONTAINER,
               image: s.image,
               imagePullPolicy: s.imagePullPolicy,
+              envFrom: [{ secretRef: { name: jobSecretName(name) } }],
               env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
               resources: {
                 requests: { cpu: s.cpuRequest, memory: s.memoryRequest, ...gpu },

@@ -1,12 +1,13 @@
-// Step 2, the Job: created with presigned URLs only (input GET, output and manifest PUT), named like
-// the SeparationJob (AlreadyExists is the lock) and owned by it.
+// Step 2, the Job: created with presigned URLs only (input GET, output and manifest PUT, in a Secret
+// written first: a pod of the Job never starts without them), named like the SeparationJob
+// (AlreadyExists is the lock) and owned by it.
 import type { SeparationJob } from "@unmix/api/separationjob";
 import { inputKey } from "@unmix/core/result-cache";
 import { controllerOf } from "../framework/kube/objects.ts";
 import { currentTraceparent } from "../framework/tracing.ts";
 import { RetryAfter } from "../framework/workqueue.ts";
 import type { StepContext } from "./context.ts";
-import { buildJob, manifestKey, outputKey } from "./job-spec.ts";
+import { buildJob, buildJobSecret, manifestKey, outputKey } from "./job-spec.ts";
 import * as S from "./status.ts";
 
 export async function createJob(ctx: StepContext, sj: SeparationJob, traceparent: string | undefined): Promise<void> {
@@ -17,7 +18,9 @@ export async function createJob(ctx: StepContext, sj: SeparationJob, traceparent
     ctx.store.presignedPut(outputKey(name), expiry),
     ctx.store.presignedPut(manifestKey(name), expiry),
   ]);
-  const job = buildJob(sj, ctx.config.job, { input, output, manifest }, currentTraceparent() ?? traceparent);
+  // replaced when left by a crash: fresh URLs are as good for a pod not started yet
+  await ctx.kube.secrets.put(buildJobSecret(sj, { input, output, manifest }));
+  const job = buildJob(sj, ctx.config.job, currentTraceparent() ?? traceparent);
   let createdAt = ctx.clock();
   if (await ctx.kube.jobs.create(job)) {
     ctx.log.info({ job: name }, "Job created");

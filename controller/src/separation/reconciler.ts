@@ -179,7 +179,7 @@ export class Reconciler {
       case "SendReply":
         return sendReply(ctx, sj, a.kind);
       case "ConfirmReply":
-        await ctx.write(sj, S.sent(sj, now, a.messageId, "receipt"));
+        await ctx.write(sj, S.sent(sj, now, "receipt"));
         ctx.log.info("reply confirmed by a status-webhook receipt");
         return undefined;
       case "GiveUpReply":

@@ -1,6 +1,6 @@
 // Step 5, the reply, at most once: the result (uploaded to WhatsApp, then sent quoting the user's
 // message) or the failure notice, never both, then a ✅ or ❌ reaction.
-import type { FailureClass, SeparationJob } from "@unmix/api/separationjob";
+import { type FailureClass, type Sender, type SeparationJob, senderSecretName } from "@unmix/api/separationjob";
 import { apiReason } from "@unmix/core/kube-errors";
 import { replies } from "@unmix/core/replies";
 import { GraphApiError, type Recipient } from "@unmix/core/whatsapp";
@@ -9,6 +9,7 @@ import { RetryAfter } from "../framework/workqueue.ts";
 import { afterError, type StepContext } from "./context.ts";
 import { type AfterError, ourToken } from "./graph-errors.ts";
 import { mimeTypeOfFormat, outputKey } from "./job-spec.ts";
+import { readSender } from "./sender.ts";
 import * as S from "./status.ts";
 
 const EXTENSION: Record<string, string> = { "ogg-opus": "ogg", mp3: "mp3", m4a: "m4a", mp4: "mp4" };
@@ -68,9 +69,9 @@ export function afterSendError(err: unknown, kind: S.ReplyKind): AfterSendError 
   return { outcome: "unreachable", why };
 }
 
-const recipient = (sj: SeparationJob): Recipient => ({
-  ...(sj.spec.sender.waId ? { waId: sj.spec.sender.waId } : {}),
-  ...(sj.spec.sender.userId ? { userId: sj.spec.sender.userId } : {}),
+const recipient = (sender: Sender): Recipient => ({
+  ...(sender.waId ? { waId: sender.waId } : {}),
+  ...(sender.userId ? { userId: sender.userId } : {}),
 });
 
 /**
@@ -83,6 +84,11 @@ const recipient = (sj: SeparationJob): Recipient => ({
 export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.ReplyKind): Promise<number | undefined> {
   const name = sj.metadata.name;
   const pn = sj.spec.message.phoneNumberId;
+  const sender = await readSender(ctx, sj);
+  if (!sender) {
+    await ctx.write(sj, S.replyFailed(sj, ctx.clock(), `no valid sender Secret ${senderSecretName(name)}: nobody to reply to`));
+    return undefined;
+  }
   let mediaId = sj.status?.reply?.mediaId;
   if (kind === "Result" && !mediaId) {
     if (!(await ctx.store.stat(outputKey(name)))) {
@@ -103,22 +109,22 @@ export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.Rep
   const committed = await ctx.write(sj, S.sending(sj, ctx.clock(), kind, mediaId));
   ctx.failpoint("reply:sending");
 
-  const replyTo = sj.spec.message.id;
-  const to = recipient(sj);
+  const replyTo = sender.messageId;
+  const to = recipient(sender);
   const options = { replyTo, callbackData: name };
   const message = replyMessage(sj, kind, mediaId, ctx.config.flow);
-  let messageId: string;
+  // the reply's wamid is not kept: it embeds the user's number, and nothing reads it
   try {
-    if (message.type === "text") messageId = await ctx.whatsapp.sendText(pn, to, message.body, options);
-    else if (message.type === "video") messageId = await ctx.whatsapp.sendVideo(pn, to, message.mediaId, options);
-    else messageId = await ctx.whatsapp.sendAudio(pn, to, message.mediaId, { voice: message.voice, ...options });
+    if (message.type === "text") await ctx.whatsapp.sendText(pn, to, message.body, options);
+    else if (message.type === "video") await ctx.whatsapp.sendVideo(pn, to, message.mediaId, options);
+    else await ctx.whatsapp.sendAudio(pn, to, message.mediaId, { voice: message.voice, ...options });
   } catch (err) {
     return onSendError(ctx, committed, kind, err);
   }
   ctx.failpoint("reply:sent");
   ctx.metrics.replies.inc({ kind });
   ctx.log.info({ kind }, "reply sent");
-  await recordSent(ctx, committed, messageId);
+  await recordSent(ctx, committed);
   ctx.failpoint("reply:recorded");
   // ✅ / ❌ on the user's message: best effort (sending the same reaction twice changes nothing)
   await ctx.whatsapp.sendReaction(pn, to, replyTo, kind === "Result" ? "✅" : "❌").catch((err) => ctx.log.warn({ err }, "could not react to the message"));
@@ -126,11 +132,11 @@ export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.Rep
 }
 
 /** Writes Sent; a write conflict (say, an annotation was added) is retried while the state is still ours to settle. */
-async function recordSent(ctx: StepContext, committed: SeparationJob, messageId: string): Promise<void> {
+async function recordSent(ctx: StepContext, committed: SeparationJob): Promise<void> {
   let sj = committed;
   for (let attempt = 0; ; attempt++) {
     try {
-      await ctx.write(sj, S.sent(sj, ctx.clock(), messageId, "response"));
+      await ctx.write(sj, S.sent(sj, ctx.clock(), "response"));
       return;
     } catch (err) {
       if (apiReason(err) !== "Conflict" || attempt >= 10) throw err;

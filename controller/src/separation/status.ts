@@ -164,10 +164,11 @@ export function sending(sj: SeparationJob, now: Date, kind: ReplyKind, mediaId: 
   };
 }
 
-export function sent(sj: SeparationJob, now: Date, messageId: string, how: "response" | "receipt"): StatusPatch {
+export function sent(sj: SeparationJob, now: Date, how: "response" | "receipt"): StatusPatch {
   const reply = sj.status?.reply;
   return {
-    reply: { ...reply, state: "Sent", messageId },
+    // no wamid of the reply: it embeds the user's number, and the `view` role reads the status
+    reply: { ...reply, state: "Sent" },
     steps: { repliedAt: now.toISOString() },
     // no message id in the condition: conditions become Events, and a wamid embeds the user's number
     conditions: conditionsWith(sj, now, cond(C.Replied, "True", "Sent", how === "receipt" ? "reply sent (confirmed by a status webhook)" : "reply sent")),

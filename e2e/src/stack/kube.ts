@@ -22,6 +22,8 @@ export interface ControlPlane {
 
 const CONTROLLERS = [
   "job",
+  // fills the built-in view/edit/admin roles from the ClusterRoles labelled aggregate-to-*
+  "clusterrole-aggregation",
   "garbagecollector",
   "ttl-after-finished",
   "namespace",

@@ -3,7 +3,7 @@
 // SeparationJobs, over this package's own client instead of client-node (connection.ts says why).
 import { GROUP, PLURAL, SeparationJob, type SeparationJobStatus, VERSION } from "@unmix/api/separationjob";
 import { isNotFound, type KubeClient, statusCode } from "./client.ts";
-import type { EventManifest, JobManifest, JobView, Lease } from "./objects.ts";
+import type { EventManifest, JobManifest, JobView, Lease, SecretManifest } from "./objects.ts";
 
 /** What the reconciler and the garbage collector do to SeparationJobs. */
 export interface SeparationJobApi {
@@ -23,6 +23,16 @@ export interface JobApi {
   delete(name: string): Promise<void>;
 }
 
+/** The Secrets next to a SeparationJob: its sender (read), the presigned URLs of its Job (written). */
+export interface SecretApi {
+  /** Values decoded from base64; undefined when there is none. */
+  get(name: string): Promise<Record<string, string> | undefined>;
+  /** Creates it, or replaces the data of the one of that name. */
+  put(secret: SecretManifest): Promise<void>;
+  /** false when already gone. */
+  delete(name: string): Promise<boolean>;
+}
+
 export interface LeaseApi {
   get(name: string): Promise<Lease | undefined>;
   create(name: string, spec: NonNullable<Lease["spec"]>): Promise<Lease>;
@@ -37,6 +47,7 @@ export interface KubeApi {
   collections: { separationJobs: string; jobs: string; pods: string };
   separationJobs: SeparationJobApi;
   jobs: JobApi;
+  secrets: SecretApi;
   events: { create(event: EventManifest): Promise<void> };
   leases: LeaseApi;
 }
@@ -51,6 +62,7 @@ export function kubeApi(client: KubeClient, namespace: string): KubeApi {
     pods: `/api/v1/${ns}/pods`,
   };
   const leases = `/apis/coordination.k8s.io/v1/${ns}/leases`;
+  const secrets = `/api/v1/${ns}/secrets`;
 
   /** undefined when there is none. */
   const getIfAny = async <T>(path: string): Promise<T | undefined> => {
@@ -126,6 +138,24 @@ export function kubeApi(client: KubeClient, namespace: string): KubeApi {
       async delete(name) {
         await remove(`${collections.jobs}/${name}`);
       },
+    },
+    secrets: {
+      async get(name) {
+        const secret = await getIfAny<SecretManifest>(`${secrets}/${name}`);
+        if (!secret) return undefined;
+        const values: Record<string, string> = {};
+        for (const [k, v] of Object.entries(secret.data ?? {})) values[k] = Buffer.from(v, "base64").toString("utf8");
+        return values;
+      },
+      async put(secret) {
+        try {
+          await client.request("POST", secrets, { body: secret });
+        } catch (err) {
+          if (statusCode(err) !== 409) throw err;
+          await client.request("PUT", `${secrets}/${secret.metadata?.name}`, { body: secret });
+        }
+      },
+      delete: (name) => remove(`${secrets}/${name}`),
     },
     events: {
       async create(event) {

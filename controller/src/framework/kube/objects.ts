@@ -14,6 +14,7 @@ import type {
   V1OwnerReference,
   V1PodSpec,
   V1PodStatus,
+  V1Secret,
 } from "@kubernetes/client-node";
 
 /** A client-node model as JSON: its Date fields are RFC 3339 strings. */
@@ -25,6 +26,7 @@ export type JobManifest = Wire<V1Job>;
 export type EventManifest = Wire<EventsV1Event>;
 export type Lease = Wire<V1Lease>;
 export type OwnerReference = V1OwnerReference;
+export type SecretManifest = Wire<V1Secret>;
 
 /** MicroTime (Events, Leases): the API server insists on six fractional digits. */
 export function microTime(d: Date): string {
