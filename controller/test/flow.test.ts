@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { findCondition } from "@unmix/api/conditions";
 import { modelId } from "@unmix/api/models";
+import { API_VERSION, GROUP, KIND, PLURAL, USER_LABEL, VERSION } from "@unmix/api/separationjob";
+import { k8s } from "@unmix/core/kube";
 import { replies } from "@unmix/core/replies";
 import { ResultCache, resultKey } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
@@ -89,7 +91,18 @@ describe("a voice note", () => {
     assert.equal(job.spec?.template.spec?.containers[0]?.resources?.limits?.["nvidia.com/gpu"], "1");
     const env = Object.fromEntries((job.spec?.template.spec?.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
     assert.equal(env.TRACEPARENT?.split("-")[1], "4bf92f3577b34da6a3ce929d0e0e4736", "the message's trace goes into the pod");
-    assert.match(env.INPUT_URL ?? "", /X-Amz-Signature=/);
+    // the presigned URLs came from a Secret (the `view` role reads Jobs, not Secrets), deleted with who sent it once the reply was out
+    assert.equal(env.INPUT_URL, undefined);
+    assert.deepEqual(
+      job.spec?.template.spec?.containers[0]?.envFrom?.map((f) => f.secretRef?.name),
+      [`${sent.name}-urls`],
+    );
+    const secrets = (await h.core.listNamespacedSecret({ namespace: ns })).items.map((x) => x.metadata?.name);
+    assert.deepEqual(
+      secrets.filter((n) => n?.startsWith(sent.name)),
+      [],
+      "the sender and URL Secrets are deleted at finalize",
+    );
 
     // kubectl describe sj
     const events = await until("the events", async () => {
@@ -192,6 +205,34 @@ describe("every failure class reaches the user in plain words", () => {
   });
   test("media larger than the limit: TooLarge", async () => {
     await expectFailure({ content: Buffer.alloc(70 * 1024, 7) }, "TooLarge", replies.failure.TooLarge(0.1));
+  });
+});
+
+describe("a SeparationJob whose sender Secret never comes", () => {
+  test("P2: fails with a clear reason after FETCH_DEADLINE_SECONDS: nothing fetched, no Job, no reply, nothing stored", async () => {
+    const other = await h.namespace();
+    const impatient = await startController(h, h.env(other, { FETCH_DEADLINE_SECONDS: "3" }));
+    try {
+      const m = await h.userMessage({ content: "nobody to answer" });
+      // the SeparationJob alone, as a worker killed between its two creates and never redelivered leaves it
+      await h.kc.makeApiClient(k8s.CustomObjectsApi).createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: other,
+        body: { apiVersion: API_VERSION, kind: KIND, metadata: { name: m.name, labels: { [USER_LABEL]: m.job.userKey } }, spec: m.job.spec },
+      });
+      const sj = await finished(h, other, m.name);
+      assert.equal(succeeded(sj)?.status, "False");
+      assert.equal(sj.status?.failure?.class, "Internal");
+      assert.match(sj.status?.failure?.message ?? "", new RegExp(`^no valid sender Secret ${m.name}-sender within 3 s: nobody to reply to$`));
+      assert.notEqual(findCondition(sj.status?.conditions, "MediaFetched")?.status, "True", "the media was not fetched");
+      await assert.rejects(h.batch.readNamespacedJob({ name: m.name, namespace: other }), (e: { code?: number }) => e.code === 404);
+      assert.equal(repliesTo(h.sim, m.wamid).length, 0);
+      assert.deepEqual(await storedFor(h.store, m.name), []);
+    } finally {
+      await impatient.stop();
+    }
   });
 });
 
