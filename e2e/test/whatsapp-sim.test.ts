@@ -4,7 +4,7 @@
 // every signature with node:crypto on its own.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, beforeEach, describe, test } from "node:test";
@@ -529,6 +529,19 @@ describe("messages route", () => {
 });
 
 describe("test helpers", () => {
+  test("base64Forms finds a number inside any base64 text that encodes it, at every alignment, and not in random base64", () => {
+    const number = "4917623456789";
+    for (let before = 0; before < 6; before++)
+      for (const after of [0, 1, 2, 7]) {
+        const bytes = Buffer.concat([randomBytes(before), Buffer.from(number), randomBytes(after)]);
+        for (const text of [bytes.toString("base64"), bytes.toString("base64url")])
+          assert.ok(
+            base64Forms(number).some((f) => text.includes(f)),
+            `${before} bytes before, ${after} after: ${text}`,
+          );
+      }
+    assert.ok(!base64Forms(number).some((f) => randomBytes(64).toString("base64").includes(f)));
+  });
   test("waitForMessage resolves on a later reply and rejects, naming what was sent, when none comes", async () => {
     const { id } = await sim.sendUserMessage({ type: "text", body: "ping" });
     const waiting = sim.waitForMessage((m) => m.replyTo === id, 2000);
