@@ -37,7 +37,7 @@ async function finish(ns: string, name: string, clock: () => Date): Promise<void
 }
 
 describe("garbage collection", () => {
-  test("removes what is past its time and nothing else", async () => {
+  test("P11: inputs of finished, deleted or stuck jobs, cached results and finished jobs past their time are removed, and nothing else", async () => {
     const ns = await h.namespace();
     let offset = 0;
     const clock = () => new Date(Date.now() + offset);
@@ -48,7 +48,7 @@ describe("garbage collection", () => {
       cache,
       clock,
       log: createLogger("gc-test", { level: "silent" }),
-      settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR, pageSize: 500 },
+      settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR, unfinishedMaxAgeMs: 24 * HOUR, pageSize: 500 },
     });
 
     // a live SeparationJob (not finished) with its input, and a finished one whose input leaked
@@ -68,7 +68,7 @@ describe("garbage collection", () => {
     await cache.record(key, "tmp/result", "u1", "1234567890");
 
     const first = await gc.runOnce();
-    assert.deepEqual(first, { cacheExpired: 0, separationJobsDeleted: 0, orphansDeleted: 0 }, "everything is fresh");
+    assert.deepEqual(first, { cacheExpired: 0, separationJobsDeleted: 0, unfinishedDeleted: 0, orphansDeleted: 0 }, "everything is fresh");
 
     offset = HOUR + MINUTE;
     const second = await gc.runOnce();
@@ -91,13 +91,15 @@ describe("garbage collection", () => {
     assert.equal(await exists(`results/${"a".repeat(64)}/ogg-opus.htdemucs`), false, "permanently deleted after 24 hours");
     assert.equal(await cache.forgetUser("u1"), 0, "nothing left under the user either");
     assert.ok(await sjs.get(done.name), "a finished job is kept for a week");
+    assert.equal(third.unfinishedDeleted, 1, "P11: a job unfinished after 24 hours, whatever holds it");
+    assert.equal(await sjs.get(live.name), undefined);
+    assert.equal(await exists(`inputs/${live.name}`), false, "P11: with its input");
+    assert.equal(await exists(`work/${live.name}/output`), false, "and what its Job wrote");
 
     offset = 7 * 24 * HOUR + MINUTE;
     const fourth = await gc.runOnce();
     assert.equal(fourth.separationJobsDeleted, 1);
     assert.equal(await sjs.get(done.name), undefined, "the finished job is gone after retention");
-    assert.ok(await sjs.get(live.name), "an unfinished job is never collected");
-    assert.equal(await exists(`inputs/${live.name}`), true);
   });
 
   test("pages through the SeparationJobs: retention and live inputs hold across pages", async () => {
@@ -124,15 +126,16 @@ describe("garbage collection", () => {
       cache: new ResultCache(h.store, 24 * HOUR, clock),
       clock,
       log: createLogger("gc-test", { level: "silent" }),
-      settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR, pageSize: 2 },
+      settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR, unfinishedMaxAgeMs: 24 * HOUR, pageSize: 2 },
     });
     const done = [];
     for (let i = 0; i < 5; i++) done.push(await h.userSends(ns, { content: `done ${i}` }));
+    offset = -(7 * 24 * HOUR + MINUTE); // finished a week ago
     for (const d of done) await finish(ns, d.name, clock);
     const live = await h.userSends(ns, { content: "live" });
     await h.store.put(`inputs/${live.name}`, Buffer.from("x"), undefined, "application/octet-stream");
 
-    offset = 7 * 24 * HOUR + MINUTE;
+    offset = 0;
     const report = await gc.runOnce();
     assert.ok(requests >= 3, `six SeparationJobs in pages of two take three requests (took ${requests})`);
     assert.equal(report.separationJobsDeleted, 5, "every finished one past retention, on every page");

@@ -9,6 +9,10 @@
 import type { OutputFormat } from "@unmix/api/separationjob";
 import type { ObjectStore } from "./object-store.ts";
 
+/** The data policy's 24 hours: the most a TTL setting may say (both services refuse more at start-up). */
+export const CACHE_TTL_MAX_SECONDS = 24 * 3600;
+export const CACHE_TTL_TOO_LONG = `at most ${CACHE_TTL_MAX_SECONDS} (24 h): the data policy deletes cached results after 24 hours`;
+
 export const RESULTS_PREFIX = "results/";
 export const OWNERS_PREFIX = "owners/";
 export const INPUTS_PREFIX = "inputs/";

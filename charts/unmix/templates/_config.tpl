@@ -119,6 +119,10 @@ JOB_EXTRA_ENV: {{ merge (dict) $j.extraEnv $demucs | toJson | quote }}
 MAX_DURATION_SECONDS: {{ .Values.limits.maxDurationSeconds | int64 | quote }}
 FETCH_DEADLINE_SECONDS: {{ $c.fetchDeadlineSeconds | int64 | quote }}
 REPLY_CONFIRM_SECONDS: {{ $c.replyConfirmSeconds | int64 | quote }}
+MAX_AGE_FETCHING_SECONDS: {{ $c.maxAgeSeconds.fetching | int64 | quote }}
+MAX_AGE_SEPARATING_SECONDS: {{ $c.maxAgeSeconds.separating | int64 | quote }}
+MAX_AGE_REPLYING_SECONDS: {{ $c.maxAgeSeconds.replying | int64 | quote }}
+MAX_AGE_UNFINISHED_SECONDS: {{ $c.maxAgeSeconds.unfinished | int64 | quote }}
 RECONCILE_CONCURRENCY: {{ $c.concurrency | int64 | quote }}
 LEADER_ELECT: "true"
 LEASE_NAME: {{ include "unmix.leaseName" . | quote }}

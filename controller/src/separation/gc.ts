@@ -1,7 +1,8 @@
 // Garbage collection, on the leader, with an injected clock: cached results past their TTL (the
 // 24-hour promise), inputs and job outputs no live SeparationJob owns (a SeparationJob deleted
-// mid-flight, a crash before cleanup) once older than a grace period, and finished SeparationJobs
-// past retention.
+// mid-flight, a crash before cleanup) once older than a grace period, finished SeparationJobs
+// past retention, and unfinished ones past their last maximum age (with what they stored: their
+// Job goes through its owner reference), whatever held them.
 import { findCondition } from "@unmix/api/conditions";
 import type { SeparationJob } from "@unmix/api/separationjob";
 import type { Logger } from "@unmix/core/log";
@@ -9,11 +10,14 @@ import type { ObjectStore } from "@unmix/core/object-store";
 import { INPUTS_PREFIX, type ResultCache } from "@unmix/core/result-cache";
 import type { SeparationJobApi } from "../framework/kube/api.ts";
 import type { Metrics } from "../metrics.ts";
+import { removeStored } from "./finalize.ts";
 import { isFinished } from "./status.ts";
 
 export interface GcSettings {
   orphanGraceMs: number;
   retentionMs: number;
+  /** An unfinished SeparationJob older than this (since created) is deleted with what it stored. */
+  unfinishedMaxAgeMs: number;
   /** SeparationJobs listed per request: memory holds one page, not a week of them. */
   pageSize: number;
 }
@@ -21,6 +25,8 @@ export interface GcSettings {
 export interface GcReport {
   cacheExpired: number;
   separationJobsDeleted: number;
+  /** Unfinished ones past MAX_AGE_UNFINISHED_SECONDS. */
+  unfinishedDeleted: number;
   orphansDeleted: number;
 }
 
@@ -50,12 +56,13 @@ export class GarbageCollector {
 
   async runOnce(): Promise<GcReport> {
     const now = this.d.clock().getTime();
-    const { orphanGraceMs, retentionMs, pageSize } = this.d.settings;
+    const { orphanGraceMs, retentionMs, unfinishedMaxAgeMs, pageSize } = this.d.settings;
 
     const expired = await this.d.cache.expire();
 
     const active = new Set<string>();
     let deleted = 0;
+    let unfinished = 0;
     for await (const page of this.d.sjs.pages(pageSize)) {
       for (const sj of page) {
         const done = isFinished(sj);
@@ -64,7 +71,15 @@ export class GarbageCollector {
           if (await this.d.sjs.delete(sj.metadata.name)) deleted++;
           continue;
         }
-        if (!done) active.add(sj.metadata.name);
+        if (done) continue;
+        const created = Date.parse(sj.metadata.creationTimestamp ?? "");
+        if (now - created >= unfinishedMaxAgeMs) {
+          this.d.log.error({ sj: sj.metadata.name, createdAt: sj.metadata.creationTimestamp }, "unfinished past its maximum age: deleted with what it stored");
+          if (await this.d.sjs.delete(sj.metadata.name)) unfinished++;
+          await removeStored(this.d.store, sj.metadata.name);
+          continue;
+        }
+        active.add(sj.metadata.name);
       }
     }
 
@@ -78,11 +93,12 @@ export class GarbageCollector {
     }
     await this.d.store.remove(orphans);
 
-    const report = { cacheExpired: expired.length, separationJobsDeleted: deleted, orphansDeleted: orphans.length };
+    const report = { cacheExpired: expired.length, separationJobsDeleted: deleted, unfinishedDeleted: unfinished, orphansDeleted: orphans.length };
     this.d.metrics?.gcDeleted.inc({ kind: "cache" }, expired.length);
     this.d.metrics?.gcDeleted.inc({ kind: "separationjob" }, deleted);
+    this.d.metrics?.gcDeleted.inc({ kind: "unfinished" }, unfinished);
     this.d.metrics?.gcDeleted.inc({ kind: "orphan" }, orphans.length);
-    if (expired.length || deleted || orphans.length) this.d.log.info(report, "garbage collected");
+    if (expired.length || deleted || unfinished || orphans.length) this.d.log.info(report, "garbage collected");
     return report;
   }
 }
