@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createLogger } from "@unmix/core/log";
-import { ResultCache } from "@unmix/core/result-cache";
+import { ResultCache, whatsappMediaDeleter } from "@unmix/core/result-cache";
+import { createWhatsAppClient } from "@unmix/core/whatsapp";
 import { kubeApi } from "../src/framework/kube/api.ts";
 import { createKubeClient, type KubeClient } from "../src/framework/kube/client.ts";
 import { kubeconfigConnection } from "../src/framework/kube/connection.ts";
@@ -41,13 +42,15 @@ describe("garbage collection", () => {
     const ns = await h.namespace();
     let offset = 0;
     const clock = () => new Date(Date.now() + offset);
-    const cache = new ResultCache(h.store, 24 * HOUR, clock);
+    const log = createLogger("gc-test", { level: "silent" });
+    const whatsapp = createWhatsAppClient({ baseUrl: h.sim.baseUrl, version: h.sim.version, accessToken: h.env(ns).WHATSAPP_ACCESS_TOKEN as string });
+    const cache = new ResultCache(h.store, 24 * HOUR, clock, whatsappMediaDeleter(whatsapp, log));
     const gc = new GarbageCollector({
       sjs: kubeApi(client, ns).separationJobs,
       store: h.store,
       cache,
       clock,
-      log: createLogger("gc-test", { level: "silent" }),
+      log,
       settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR, unfinishedMaxAgeMs: 24 * HOUR, pageSize: 500 },
     });
 
@@ -65,10 +68,15 @@ describe("garbage collection", () => {
     // a cached result a user received
     await put("tmp/result");
     const key = { sha256: "a".repeat(64), format: "ogg-opus" as const, model: "htdemucs" };
-    await cache.record(key, "tmp/result", "u1", "1234567890");
+    const uploaded = h.sim.addMedia(Buffer.from("the reply"), "audio/ogg"); // as if uploaded by the reply step
+    await cache.record(key, "tmp/result", "u1", uploaded);
 
     const first = await gc.runOnce();
-    assert.deepEqual(first, { cacheExpired: 0, separationJobsDeleted: 0, unfinishedDeleted: 0, orphansDeleted: 0 }, "everything is fresh");
+    assert.deepEqual(
+      first,
+      { cacheExpired: 0, whatsappMediaDeleted: 0, separationJobsDeleted: 0, unfinishedDeleted: 0, orphansDeleted: 0 },
+      "everything is fresh",
+    );
 
     offset = HOUR + MINUTE;
     const second = await gc.runOnce();
@@ -83,11 +91,15 @@ describe("garbage collection", () => {
     offset = 23 * HOUR + 59 * MINUTE;
     assert.ok(await cache.lookup(key), "still cached just under 24 hours");
     assert.equal((await gc.runOnce()).cacheExpired, 0);
+    assert.ok(h.sim.media(uploaded), "and so is its copy at WhatsApp");
 
     offset = 24 * HOUR + MINUTE;
     assert.equal(await cache.lookup(key), undefined, "no hit past 24 hours, even before the collector runs");
     const third = await gc.runOnce();
     assert.equal(third.cacheExpired, 2, "the result and its owner marker");
+    assert.equal(third.whatsappMediaDeleted, 1);
+    assert.ok(h.sim.deletedMedia.includes(uploaded), "P12: the reply's copy in WhatsApp's media store is deleted with the entry");
+    assert.equal(h.sim.media(uploaded), undefined);
     assert.equal(await exists(`results/${"a".repeat(64)}/ogg-opus.htdemucs`), false, "permanently deleted after 24 hours");
     assert.equal(await cache.forgetUser("u1"), 0, "nothing left under the user either");
     assert.ok(await sjs.get(done.name), "a finished job is kept for a week");

@@ -24,6 +24,8 @@ export interface GcSettings {
 
 export interface GcReport {
   cacheExpired: number;
+  /** Copies of expired results deleted from WhatsApp's media store. */
+  whatsappMediaDeleted: number;
   separationJobsDeleted: number;
   /** Unfinished ones past MAX_AGE_UNFINISHED_SECONDS. */
   unfinishedDeleted: number;
@@ -93,12 +95,19 @@ export class GarbageCollector {
     }
     await this.d.store.remove(orphans);
 
-    const report = { cacheExpired: expired.length, separationJobsDeleted: deleted, unfinishedDeleted: unfinished, orphansDeleted: orphans.length };
-    this.d.metrics?.gcDeleted.inc({ kind: "cache" }, expired.length);
+    const report = {
+      cacheExpired: expired.keys.length,
+      whatsappMediaDeleted: expired.whatsappMedia,
+      separationJobsDeleted: deleted,
+      unfinishedDeleted: unfinished,
+      orphansDeleted: orphans.length,
+    };
+    this.d.metrics?.gcDeleted.inc({ kind: "cache" }, expired.keys.length);
+    this.d.metrics?.gcDeleted.inc({ kind: "whatsapp-media" }, expired.whatsappMedia);
     this.d.metrics?.gcDeleted.inc({ kind: "separationjob" }, deleted);
     this.d.metrics?.gcDeleted.inc({ kind: "unfinished" }, unfinished);
     this.d.metrics?.gcDeleted.inc({ kind: "orphan" }, orphans.length);
-    if (expired.length || deleted || unfinished || orphans.length) this.d.log.info(report, "garbage collected");
+    if (expired.keys.length || deleted || unfinished || orphans.length) this.d.log.info(report, "garbage collected");
     return report;
   }
 }

@@ -61,6 +61,8 @@ export interface WhatsAppSimulator {
   addMedia(bytes: Buffer, mimeType: string): string;
   /** Any media by id (what a user sent or the bot uploaded). */
   media(mediaId: string): { bytes: Buffer; mimeType: string } | undefined;
+  /** Media ids deleted through the Graph API (DELETE /{media-id}), in order. */
+  readonly deletedMedia: readonly string[];
   sendUserMessage(message: UserMessage, options?: DeliveryOptions): Promise<SentUserMessage>;
   /** Several messages in one POST, laid out as one value, one change each or one entry each. */
   sendBatch(messages: UserMessage[], options?: DeliveryOptions & { layout?: BatchLayout }): Promise<UserMessageResult>;
@@ -136,6 +138,7 @@ export async function startWhatsAppSimulator(o: WhatsAppSimulatorOptions): Promi
       const m = core.media.get(id);
       return m && { bytes: m.bytes, mimeType: m.mimeType };
     },
+    deletedMedia: core.media.deleted,
     async sendUserMessage(message, options) {
       const r = await core.sendUserMessages([message], "messages", options);
       return { id: r.ids[0] as string, mediaId: r.mediaIds[0], body: r.body, deliveries: r.deliveries };
