@@ -71,6 +71,8 @@ export interface WhatsAppSimulator {
   /** Posts these exact bytes, signed (e.g. a `body` delivered before, or odd whitespace). */
   deliverRaw(body: string, options?: DeliveryOptions): Promise<WebhookDelivery[]>;
   failNext(route: SimRoute, fault: Fault, times?: number): void;
+  /** Drops the failures and delays still queued. */
+  clearFaults(): void;
   delayNext(route: SimRoute, ms: number, times?: number): void;
   /** The bot's messages (text, audio, video, reaction, template), in order. */
   sentMessages(): SentMessage[];
@@ -147,6 +149,7 @@ export async function startWhatsAppSimulator(o: WhatsAppSimulatorOptions): Promi
     sendReceipt: (receipt, options) => core.sendReceipt(receipt, options),
     deliverRaw: (body, options) => core.deliver(body, options),
     failNext: (route, fault, times = 1) => core.faults.failNext(route, fault, times),
+    clearFaults: () => core.faults.clear(),
     delayNext: (route, ms, times = 1) => core.faults.delayNext(route, ms, times),
     sentMessages: () => [...core.sent],
     markedRead: () => [...core.reads],
