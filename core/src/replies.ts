@@ -26,11 +26,12 @@ export const replies = {
   /** Says truthfully what went and what is kept, and for how long (docs/data-retention.md). */
   deleted: (d: { results: number; jobs: number; optedOut: boolean; auditDays: number }) =>
     [
-      `Done. I deleted ${d.results} cached result${d.results === 1 ? "" : "s"} (and ${d.results === 1 ? "its copy" : "their copies"} on WhatsApp's media server), ${d.jobs} pending or recent job${d.jobs === 1 ? "" : "s"} and your recent activity.`,
+      `Done. I deleted ${d.results} cached result${d.results === 1 ? "" : "s"}${d.results ? ` (and ${d.results === 1 ? "its copy" : "their copies"} on WhatsApp's media server)` : ""}, ${d.jobs} pending or recent job${d.jobs === 1 ? "" : "s"} and your recent activity.`,
       "What is kept, without your number or any of your files:",
       ...(d.optedOut ? ["• your stop, until you send start"] : []),
       "• how many files you sent this hour, so the hourly limit still applies (gone within 2 hours)",
       `• a log of when your messages were handled, for ${d.auditDays} days`,
+      "• technical notes on your recent jobs (Kubernetes events), for about an hour",
       "This chat itself stays in WhatsApp, under WhatsApp's own terms.",
     ].join("\n"),
   failure: {
