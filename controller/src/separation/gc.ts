@@ -67,13 +67,11 @@ export class GarbageCollector {
     let unfinished = 0;
     for await (const page of this.d.sjs.pages(pageSize)) {
       for (const sj of page) {
-        const done = isFinished(sj);
-        const at = finishedAt(sj);
-        if (done && at !== undefined && now - at >= retentionMs) {
-          if (await this.d.sjs.delete(sj.metadata.name)) deleted++;
+        if (isFinished(sj)) {
+          const at = finishedAt(sj);
+          if (at !== undefined && now - at >= retentionMs && (await this.d.sjs.delete(sj.metadata.name))) deleted++;
           continue;
         }
-        if (done) continue;
         const created = Date.parse(sj.metadata.creationTimestamp ?? "");
         if (now - created >= unfinishedMaxAgeMs) {
           this.d.log.error({ sj: sj.metadata.name, createdAt: sj.metadata.creationTimestamp }, "unfinished past its maximum age: deleted with what it stored");
