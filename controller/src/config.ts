@@ -5,6 +5,7 @@ import { LIMITS } from "@unmix/api/limits";
 import { MODEL_NAMES } from "@unmix/api/models";
 import { env, parseConfig } from "@unmix/core/config";
 import { ObjectStoreConfig } from "@unmix/core/object-store-config";
+import { CACHE_TTL_MAX_SECONDS, CACHE_TTL_TOO_LONG } from "@unmix/core/result-cache";
 import { WhatsAppConfig } from "@unmix/core/whatsapp";
 import { z } from "zod";
 
@@ -85,6 +86,18 @@ const ControllerEnv = z.object({
   /** How long a reply whose outcome a crash left unknown waits for a status-webhook receipt. */
   REPLY_CONFIRM_SECONDS: positiveSeconds(300),
 
+  // ── the most a message may take, per stage (age since the SeparationJob was created) ──
+  /** Not fetched by then (e.g. WhatsApp refuses our token): fails, with a reply where one can be sent. */
+  MAX_AGE_FETCHING_SECONDS: positiveSeconds(1800),
+  /** No result by then (the Job could not be created, scheduled or finished): fails likewise. */
+  MAX_AGE_SEPARATING_SECONDS: positiveSeconds(3600),
+  /** A result or failure not sent by then: the reply is given up (WhatsApp's 24-hour window closes anyway). */
+  MAX_AGE_REPLYING_SECONDS: positiveSeconds(6 * 3600).pipe(
+    z.number().max(23 * 3600, "at most 82800 (23 h): WhatsApp accepts no free-form reply 24 h after the user's message"),
+  ),
+  /** Still unfinished by then, whatever the stage (e.g. the object store refusing the cleanup): the garbage collector deletes it and what it stored. */
+  MAX_AGE_UNFINISHED_SECONDS: positiveSeconds(24 * 3600).pipe(z.number().max(24 * 3600, "at most 86400 (24 h): no input is kept longer")),
+
   // ── work queue and informers ──
   RECONCILE_CONCURRENCY: env.int(8, 1),
   RECONCILE_QPS: z.coerce.number().positive().default(100),
@@ -106,10 +119,13 @@ const ControllerEnv = z.object({
   POD_NAME: z.string().optional(),
 
   // ── garbage collection ──
-  CACHE_TTL_SECONDS: positiveSeconds(24 * 3600),
+  /** The data policy promises deletion after 24 hours: a longer TTL is refused. */
+  CACHE_TTL_SECONDS: positiveSeconds(CACHE_TTL_MAX_SECONDS).pipe(z.number().max(CACHE_TTL_MAX_SECONDS, CACHE_TTL_TOO_LONG)),
   ORPHAN_GRACE_SECONDS: positiveSeconds(3600),
   SJ_RETENTION_SECONDS: positiveSeconds(7 * 24 * 3600),
   GC_INTERVAL_SECONDS: positiveSeconds(300),
+  /** SeparationJobs per list request of the garbage collector (its memory holds one page). */
+  GC_PAGE_SIZE: env.int(500, 1),
 
   // ── HTTP (metrics, health) ──
   HTTP_HOST: z.string().default("0.0.0.0"),
@@ -124,6 +140,24 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
       code: "custom",
       path: ["JOB_PENDING_DEADLINE_SECONDS"],
       message: "must be shorter than JOB_ACTIVE_DEADLINE_SECONDS, which counts the time a Job waits for a GPU too",
+    });
+  const stages = [
+    ["FETCH_DEADLINE_SECONDS", c.FETCH_DEADLINE_SECONDS],
+    ["MAX_AGE_FETCHING_SECONDS", c.MAX_AGE_FETCHING_SECONDS],
+    ["MAX_AGE_SEPARATING_SECONDS", c.MAX_AGE_SEPARATING_SECONDS],
+    ["MAX_AGE_REPLYING_SECONDS", c.MAX_AGE_REPLYING_SECONDS],
+    ["MAX_AGE_UNFINISHED_SECONDS", c.MAX_AGE_UNFINISHED_SECONDS],
+  ] as const;
+  for (let i = 1; i < stages.length; i++) {
+    const [name, value] = stages[i] as (typeof stages)[number];
+    const [before, min] = stages[i - 1] as (typeof stages)[number];
+    if (value <= min) ctx.addIssue({ code: "custom", path: [name], message: `must be longer than ${before} (${min})` });
+  }
+  if (c.MAX_AGE_SEPARATING_SECONDS <= c.FETCH_DEADLINE_SECONDS + c.JOB_ACTIVE_DEADLINE_SECONDS)
+    ctx.addIssue({
+      code: "custom",
+      path: ["MAX_AGE_SEPARATING_SECONDS"],
+      message: "must be longer than FETCH_DEADLINE_SECONDS + JOB_ACTIVE_DEADLINE_SECONDS, the time a message may take normally",
     });
   if (c.RETRY_PERIOD_SECONDS >= c.RENEW_DEADLINE_SECONDS)
     ctx.addIssue({ code: "custom", path: ["RETRY_PERIOD_SECONDS"], message: "must be shorter than RENEW_DEADLINE_SECONDS" });
@@ -159,6 +193,11 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
     pendingDeadlineMs: c.JOB_PENDING_DEADLINE_SECONDS * 1000,
     fetchDeadlineMs: c.FETCH_DEADLINE_SECONDS * 1000,
     replyConfirmMs: c.REPLY_CONFIRM_SECONDS * 1000,
+    maxAges: {
+      fetchingMs: c.MAX_AGE_FETCHING_SECONDS * 1000,
+      separatingMs: c.MAX_AGE_SEPARATING_SECONDS * 1000,
+      replyingMs: c.MAX_AGE_REPLYING_SECONDS * 1000,
+    },
     maxInputBytes: c.MAX_INPUT_BYTES,
     maxDurationMinutes: Math.floor(c.MAX_DURATION_SECONDS / 60),
     maxInputMb: Math.round((c.MAX_INPUT_BYTES / 1024 / 1024) * 10) / 10,
@@ -186,7 +225,9 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
     cacheTtlMs: c.CACHE_TTL_SECONDS * 1000,
     orphanGraceMs: c.ORPHAN_GRACE_SECONDS * 1000,
     retentionMs: c.SJ_RETENTION_SECONDS * 1000,
+    unfinishedMaxAgeMs: c.MAX_AGE_UNFINISHED_SECONDS * 1000,
     intervalMs: c.GC_INTERVAL_SECONDS * 1000,
+    pageSize: c.GC_PAGE_SIZE,
   },
   http: { host: c.HTTP_HOST, port: c.HTTP_PORT },
 }));

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { createLogger, type Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
-import { ResultCache } from "@unmix/core/result-cache";
+import { ResultCache, whatsappMediaDeleter } from "@unmix/core/result-cache";
 import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { ControllerConfig } from "./config.ts";
 import type { Health } from "./framework/http-server.ts";
@@ -119,7 +119,8 @@ export class Controller {
     this.client.onRequest((verb) => this.metrics.kubeRequests.inc({ verb }));
     this.kube = kubeApi(this.client, c.namespace);
     this.store = o.store ?? createS3ObjectStore(c.objectStore);
-    const cache = new ResultCache(this.store, c.gc.cacheTtlMs, this.clock);
+    const whatsapp = o.whatsapp ?? createWhatsAppClient({ ...c.whatsapp, userAgent: "unmix-controller/0.1" });
+    const cache = new ResultCache(this.store, c.gc.cacheTtlMs, this.clock, whatsappMediaDeleter(whatsapp, this.log));
     this.stopped = new Promise((resolve) => {
       this.stopRequested = resolve;
     });
@@ -167,7 +168,7 @@ export class Controller {
       kube: this.kube,
       store: this.store,
       cache,
-      whatsapp: o.whatsapp ?? createWhatsAppClient({ ...c.whatsapp, userAgent: "unmix-controller/0.1" }),
+      whatsapp,
       events: createEventRecorder(this.kube, this.identity, this.log, this.clock),
       lookup: {
         separationJob: (name) => this.sjInformer.get(name),

@@ -9,12 +9,13 @@ import { createLogger } from "@unmix/core/log";
 import { stopTelemetry } from "@unmix/core/spans";
 import { ControllerConfig } from "./config.ts";
 import { Controller } from "./controller.ts";
+import { clockFromEnv } from "./framework/clock.ts";
 import { startHttpServer } from "./framework/http-server.ts";
 import { loadKubeConnection } from "./framework/kube/connection.ts";
 
 const config = loadConfigOrExit(ControllerConfig);
 const log = createLogger("unmix-controller");
-const controller = new Controller({ config, log, kube: await loadKubeConnection() });
+const controller = new Controller({ config, log, clock: clockFromEnv(process.env, log), kube: await loadKubeConnection() });
 const http = await startHttpServer({ ...config.http, registry: controller.metrics.registry, health: controller.health });
 log.info({ identity: controller.identity, namespace: config.namespace, http: http.url }, "controller starting");
 

@@ -5,15 +5,25 @@ import { findCondition } from "@unmix/api/conditions";
 import type { SeparationJob } from "@unmix/api/separationjob";
 import type { JobView, PodView } from "../src/framework/kube/objects.ts";
 import { classifyJobFailure, explainWaiting } from "../src/separation/classify.ts";
-import { type Action, decide, type Observation } from "../src/separation/decide.ts";
+import { type Action, decide, type MaxAges, type Observation, stageOf } from "../src/separation/decide.ts";
 import * as S from "../src/separation/status.ts";
 import { apply, at, job, newSj, pod, sjAt } from "./fixtures.ts";
 
 const PENDING_MS = 600_000;
 const CONFIRM_MS = 300_000;
+const HOUR = 3600;
+const MAX_AGES: MaxAges = { fetchingMs: 0.5 * HOUR * 1000, separatingMs: HOUR * 1000, replyingMs: 6 * HOUR * 1000 };
 
 function run(sj: SeparationJob, o: { job?: JobView; pods?: PodView[]; now?: Date } = {}): Action {
-  const obs: Observation = { sj, job: o.job, pods: o.pods ?? [], now: o.now ?? at(20), pendingDeadlineMs: PENDING_MS, replyConfirmMs: CONFIRM_MS };
+  const obs: Observation = {
+    sj,
+    job: o.job,
+    pods: o.pods ?? [],
+    now: o.now ?? at(20),
+    pendingDeadlineMs: PENDING_MS,
+    replyConfirmMs: CONFIRM_MS,
+    maxAges: MAX_AGES,
+  };
   return decide(obs);
 }
 
@@ -271,5 +281,67 @@ describe("decide: activeDeadlineSeconds counts the wait too", () => {
     const sj = apply(sjAt("jobCreated"), { steps: { scheduledAt: at(4).toISOString() } });
     const a = run(sj, { job: job({ conditions: failedBy("DeadlineExceeded") }) });
     assert.equal(a.type === "RecordFailure" && a.failure.class, "DeadlineExceeded");
+  });
+});
+
+describe("decide: every stage has a maximum age (P11: nothing kept by a stuck message)", () => {
+  const failedSj = () => apply(sjAt("fetched"), S.failed(sjAt("fetched"), at(5), { class: "BadInput", message: "x" }));
+  const withReceipt = (sj: SeparationJob) => ({ ...sj, metadata: { ...sj.metadata, annotations: { "unmix.dev/reply-message-id": "wamid.fromreceipt" } } });
+  const running = { job: job(), pods: [pod({ scheduled: "True", running: true })] };
+  const internal = (what: string, limit: string): Action => ({
+    type: "RecordFailure",
+    failure: { class: "Internal", message: `${what} within ${limit} of the message: given up` },
+  });
+  const abandon: Action = { type: "AbandonReply", why: "no reply could be sent within 6 h of the message" };
+  // [stuck in, SeparationJob, what was observed, age in seconds, the decision]
+  const table: [string, () => SeparationJob, { job?: JobView; pods?: PodView[] }, number, Action | string][] = [
+    ["fetching", () => sjAt("initialized"), {}, 0.5 * HOUR - 1, "FetchMedia"],
+    ["fetching", () => sjAt("initialized"), {}, 0.5 * HOUR, internal("the media was not fetched", "0.5 h")],
+    ["creating the Job", () => sjAt("fetched"), {}, HOUR - 1, "CreateJob"],
+    ["creating the Job", () => sjAt("fetched"), {}, HOUR, internal("no result", "1 h")],
+    ["running", () => sjAt("jobCreated"), running, HOUR - 1, "UpdateProgress"],
+    ["running", () => sjAt("jobCreated"), running, HOUR, internal("no result", "1 h")],
+    ["replying with the result", () => sjAt("separated"), {}, 6 * HOUR - 1, "SendReply"],
+    ["replying with the result", () => sjAt("separated"), {}, 6 * HOUR, abandon],
+    ["replying with a failure", failedSj, {}, 6 * HOUR - 1, "SendReply"],
+    ["replying with a failure", failedSj, {}, 6 * HOUR, abandon],
+    ["a send of unknown outcome", () => sjAt("sending"), {}, 6 * HOUR, { type: "GiveUpReply" }],
+    ["a send with a receipt", () => withReceipt(sjAt("sending")), {}, 6 * HOUR, { type: "ConfirmReply", messageId: "wamid.fromreceipt" }],
+    ["finalizing (the garbage collector's bound)", () => sjAt("sent"), {}, 100 * HOUR, { type: "Finalize" }],
+  ];
+  for (const [stage, sj, observed, age, expected] of table) {
+    test(`P11: ${stage}, ${age} s old: ${typeof expected === "string" ? expected : expected.type}`, () => {
+      const a = run(sj(), { ...observed, now: at(age) });
+      if (typeof expected === "string") assert.equal(a.type, expected);
+      else assert.deepEqual(a, expected);
+    });
+  }
+  test("P11: a message stuck before its reply still gets a failure reply, then everything is deleted", () => {
+    let sj = sjAt("initialized");
+    const now = at(2 * HOUR);
+    const first = run(sj, { now });
+    assert.equal(first.type, "RecordFailure");
+    if (first.type !== "RecordFailure") return;
+    sj = apply(sj, S.failed(sj, now, first.failure));
+    assert.equal(stageOf(sj), "Replying");
+    assert.deepEqual(run(sj, { now }), { type: "SendReply", kind: "Failure" }, "the user is told");
+    sj = apply(sj, S.sending(sj, now, "Failure", undefined));
+    sj = apply(sj, S.sent(sj, now, "response"));
+    assert.deepEqual(run(sj, { now }), { type: "Finalize" }, "which deletes the input, the intermediates and the Job");
+  });
+  test("P11: one stuck past the reply's bound too is not replied to, and is finalized", () => {
+    let sj = sjAt("fetched");
+    const now = at(7 * HOUR);
+    const first = run(sj, { now });
+    assert.equal(first.type, "RecordFailure");
+    if (first.type !== "RecordFailure") return;
+    sj = apply(sj, S.failed(sj, now, first.failure));
+    const second = run(sj, { now });
+    assert.deepEqual(second, abandon);
+    sj = apply(sj, S.replyFailed(sj, now, abandon.type === "AbandonReply" ? abandon.why : ""));
+    assert.deepEqual(run(sj, { now }), { type: "Finalize" });
+    const done = apply(sj, S.finalized(sj, now, undefined));
+    assert.equal(findCondition(done.status?.conditions, "Succeeded")?.status, "False");
+    assert.equal(findCondition(done.status?.conditions, "Succeeded")?.reason, "Internal");
   });
 });

@@ -254,3 +254,36 @@ describe("deleting a SeparationJob mid-flight", () => {
     assert.equal(repliesTo(h.sim, sent.wamid).length, 0);
   });
 });
+
+describe("every stage has a maximum age, on a running controller whose clock is moved", () => {
+  test("P11: a reply WhatsApp keeps refusing (our token expired) is given up after MAX_AGE_REPLYING_SECONDS, and the input and intermediates are deleted", async () => {
+    const ns2 = await h.namespace();
+    let offsetMs = 0;
+    const late = await startController(h, h.env(ns2, { RESYNC_SECONDS: "2" }), { clock: () => new Date(Date.now() + offsetMs) });
+    h.sim.failNext("messages", "token-expired", 1000);
+    try {
+      const sent = await h.userSends(ns2, { content: "a reply that cannot be sent" });
+      const stuck = await until(
+        "the reply to be refused",
+        async () => {
+          const sj = await h.sjs(ns2).get(sent.name);
+          return findCondition(sj?.status?.conditions, "Replied")?.reason === "Refused" ? sj : undefined;
+        },
+        60_000,
+      );
+      assert.equal(findCondition(stuck.status?.conditions, "Separated")?.status, "True");
+      assert.ok((await storedFor(h.store, sent.name)).length > 0, "while it waits, the input and the job's output are kept");
+
+      offsetMs = 6 * 3600_000 + 60_000; // MAX_AGE_REPLYING_SECONDS (6 h) and a minute
+      const sj = await finished(h, ns2, sent.name, 120_000);
+      assert.equal(succeeded(sj)?.status, "False");
+      assert.equal(succeeded(sj)?.reason, "ReplyFailed");
+      assert.match(findCondition(sj.status?.conditions, "Replied")?.message ?? "", /no reply could be sent within 6 h/);
+      assert.deepEqual(await storedFor(h.store, sent.name), [], "input and intermediates deleted");
+      assert.equal(repliesTo(h.sim, sent.wamid).length, 0, "nothing was sent, and nothing will be");
+    } finally {
+      h.sim.clearFaults();
+      await late.stop();
+    }
+  });
+});

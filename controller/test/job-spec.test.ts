@@ -25,6 +25,8 @@ describe("configuration", () => {
     assert.deepEqual([c.leaderElection.leaseDurationMs, c.leaderElection.renewDeadlineMs, c.leaderElection.retryPeriodMs], [15_000, 10_000, 2_000]);
     assert.equal(c.gc.cacheTtlMs, 24 * 3600_000);
     assert.equal(c.gc.retentionMs, 7 * 24 * 3600_000);
+    assert.deepEqual(c.flow.maxAges, { fetchingMs: 1800_000, separatingMs: 3600_000, replyingMs: 6 * 3600_000 });
+    assert.equal(c.gc.unfinishedMaxAgeMs, 24 * 3600_000);
     assert.deepEqual(c.job.tolerations, [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
     assert.equal(c.whatsapp.baseUrl, "https://graph.facebook.com");
   });
@@ -40,6 +42,15 @@ describe("configuration", () => {
     bad({ WHATSAPP_API_VERSION: "24" }, /^WHATSAPP_API_VERSION is invalid/);
     bad({ RENEW_DEADLINE_SECONDS: "20" }, /^RENEW_DEADLINE_SECONDS/);
     bad({ JOB_PENDING_DEADLINE_SECONDS: "900" }, /^JOB_PENDING_DEADLINE_SECONDS is invalid: must be shorter than JOB_ACTIVE_DEADLINE_SECONDS/);
+    bad({ CACHE_TTL_SECONDS: "86401" }, /^CACHE_TTL_SECONDS is invalid: at most 86400 \(24 h\)/);
+    bad({ MAX_AGE_UNFINISHED_SECONDS: "90000" }, /^MAX_AGE_UNFINISHED_SECONDS is invalid: at most 86400/);
+    bad({ MAX_AGE_REPLYING_SECONDS: "86000" }, /^MAX_AGE_REPLYING_SECONDS is invalid: at most 82800 \(23 h\): WhatsApp/);
+    bad({ MAX_AGE_SEPARATING_SECONDS: "1200" }, /^MAX_AGE_SEPARATING_SECONDS is invalid: must be longer than MAX_AGE_FETCHING_SECONDS/);
+    bad(
+      { JOB_ACTIVE_DEADLINE_SECONDS: "3000", MAX_AGE_SEPARATING_SECONDS: "3600" },
+      /^MAX_AGE_SEPARATING_SECONDS is invalid: must be longer than FETCH_DEADLINE_SECONDS \+ JOB_ACTIVE_DEADLINE_SECONDS/,
+    );
+    bad({ MAX_AGE_FETCHING_SECONDS: "300" }, /^MAX_AGE_FETCHING_SECONDS is invalid: must be longer than FETCH_DEADLINE_SECONDS/);
     assert.throws(
       () => loadControllerConfig({ ...baseEnv, JOB_IMAGE: undefined as unknown as string }),
       (e: unknown) => e instanceof ConfigError && e.problems.some((p) => /^JOB_IMAGE is not set/.test(p)),

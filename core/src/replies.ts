@@ -7,7 +7,7 @@ export const replies = {
     "",
     "Commands:",
     "• help — this message",
-    "• delete — erase everything we store about you",
+    "• delete — erase your results and jobs (I'll tell you the little that is kept, and for how long)",
     "• stop — I won't process anything more from you",
     "• start — undo stop",
     "",
@@ -23,8 +23,17 @@ export const replies = {
   stopped: "Done: I won't process anything more you send. Send start at any time to use the bot again. To erase what we stored, send delete.",
   started: "Welcome back! Send a voice note or a video and I'll remove the background music.",
   optedOut: "You asked me to stop, so I'm not processing this. Send start to use the bot again.",
-  deleted: (d: { results: number; jobs: number }) =>
-    `Done. I deleted ${d.results} cached result${d.results === 1 ? "" : "s"} and ${d.jobs} pending or recent job${d.jobs === 1 ? "" : "s"}, and forgot your settings. Nothing else about you is stored.`,
+  /** Says truthfully what went and what is kept, and for how long (docs/data-retention.md). */
+  deleted: (d: { results: number; jobs: number; optedOut: boolean; auditDays: number }) =>
+    [
+      `Done. I deleted ${d.results} cached result${d.results === 1 ? "" : "s"}${d.results ? ` (and ${d.results === 1 ? "its copy" : "their copies"} on WhatsApp's media server)` : ""}, ${d.jobs} pending or recent job${d.jobs === 1 ? "" : "s"} and your recent activity.`,
+      "What is kept, without your number or any of your files:",
+      ...(d.optedOut ? ["• your stop, until you send start"] : []),
+      "• how many files you sent this hour, so the hourly limit still applies (gone within 2 hours)",
+      `• a log of when your messages were handled, for ${d.auditDays} days`,
+      "• technical notes on your recent jobs (Kubernetes events), for about an hour",
+      "This chat itself stays in WhatsApp, under WhatsApp's own terms.",
+    ].join("\n"),
   failure: {
     BadInput: "Sorry, I couldn't read this file: it seems damaged or in a format I can't decode. Could you send it again, or export it as MP3 or MP4?",
     NoAudio: "This video has no sound track, so there's no music to remove. Send a video with sound and I'll clean it up.",

@@ -2,12 +2,19 @@
 // (name and version, models.ts: a result of one engine or version is never served as another's).
 // Layout in the object store:
 //   results/<sha256hex>/<format>.<modelId>      the cleaned media; metadata: WhatsApp media id + when it was uploaded
+//                                               (an id WhatsApp issued, no number in it; its copy there is deleted with the entry)
 //   owners/<userKey>/<sha256hex>.<format>.<modelId>   an empty marker, so `delete` finds a user's entries
 // Expiry is enforced by the controller's garbage collector (object age > TTL), not by bucket
 // lifecycle rules, whose day granularity cannot keep a 24-hour promise.
 
 import type { OutputFormat } from "@unmix/api/separationjob";
+import type { Logger } from "./log.ts";
 import type { ObjectStore } from "./object-store.ts";
+import { GraphApiError, type WhatsAppClient } from "./whatsapp.ts";
+
+/** The data policy's 24 hours: the most a TTL setting may say (both services refuse more at start-up). */
+export const CACHE_TTL_MAX_SECONDS = 24 * 3600;
+export const CACHE_TTL_TOO_LONG = `at most ${CACHE_TTL_MAX_SECONDS} (24 h): the data policy deletes cached results after 24 hours`;
 
 export const RESULTS_PREFIX = "results/";
 export const OWNERS_PREFIX = "owners/";
@@ -35,14 +42,56 @@ export const resultKey = (k: CacheKey) => `${RESULTS_PREFIX}${k.sha256}/${k.form
 const ownerKey = (user: string, k: CacheKey) => `${OWNERS_PREFIX}${user}/${k.sha256}.${k.format}.${k.model}`;
 export const inputKey = (separationJobName: string) => `${INPUTS_PREFIX}${separationJobName}`;
 
+/** Deletes our upload from WhatsApp's media store (whatsapp.ts mediaDeleter); false when it could not. */
+export type MediaDeleter = (whatsappMediaId: string) => Promise<boolean>;
+
+/**
+ * DELETE /{media-id} on the Graph API. An id WhatsApp no longer knows (code 100: deleted already,
+ * or past its own 30 days) counts as deleted; another failure is logged and the copy left to
+ * WhatsApp's 30 days, for the cache entry itself goes at its time whatever WhatsApp answers.
+ */
+export function whatsappMediaDeleter(client: Pick<WhatsAppClient, "deleteMedia">, log: Logger): MediaDeleter {
+  return async (id) => {
+    try {
+      await client.deleteMedia(id);
+      return true;
+    } catch (err) {
+      if (err instanceof GraphApiError && err.code === 100) return true;
+      log.warn({ err, whatsappMediaId: id }, "could not delete a cached result's copy at WhatsApp; WhatsApp drops it after 30 days");
+      return false;
+    }
+  };
+}
+
+export interface Expired {
+  /** The objects deleted: results and owner markers. */
+  keys: string[];
+  /** Their WhatsApp media deleted too. */
+  whatsappMedia: number;
+}
+
 export class ResultCache {
   private readonly store: ObjectStore;
   private readonly ttlMs: number;
   private readonly now: () => Date;
-  constructor(store: ObjectStore, ttlMs: number, now: () => Date = () => new Date()) {
+  private readonly deleteMedia: MediaDeleter | undefined;
+  /** Without `deleteMedia` the entries' copies at WhatsApp are left to WhatsApp's own 30 days. */
+  constructor(store: ObjectStore, ttlMs: number, now: () => Date = () => new Date(), deleteMedia?: MediaDeleter) {
     this.store = store;
     this.ttlMs = ttlMs;
     this.now = now;
+    this.deleteMedia = deleteMedia;
+  }
+
+  /** Deletes the WhatsApp copies of these results (read from their metadata) before the results themselves go. */
+  private async forgetMedia(resultKeys: string[]): Promise<number> {
+    if (!this.deleteMedia) return 0;
+    let deleted = 0;
+    for (const key of resultKeys) {
+      const id = (await this.store.stat(key))?.metadata["whatsapp-media-id"];
+      if (id && (await this.deleteMedia(id))) deleted++;
+    }
+    return deleted;
   }
 
   /** A hit only while younger than the TTL, even if the collector has not run yet. */
@@ -74,7 +123,7 @@ export class ResultCache {
     await this.store.put(ownerKey(user, k), Buffer.alloc(0), 0, "application/octet-stream");
   }
 
-  /** Deletes every cached result this user received and their markers; returns how many results went. */
+  /** Deletes every cached result this user received (and its WhatsApp copy) and their markers; returns how many results went. */
   async forgetUser(user: string): Promise<number> {
     const markers: string[] = [];
     const results: string[] = [];
@@ -84,18 +133,20 @@ export class ResultCache {
       results.push(`${RESULTS_PREFIX}${sha}/${format}.${model.join(".")}`);
     }
     const existing = (await Promise.all(results.map(async (r) => ((await this.store.stat(r)) ? r : undefined)))).filter((r): r is string => !!r);
+    await this.forgetMedia(existing);
     await this.store.remove([...existing, ...markers]);
     return existing.length;
   }
 
-  /** Deletes results and owner markers older than the TTL; returns the keys deleted. */
-  async expire(): Promise<string[]> {
+  /** Deletes results (with their WhatsApp copies) and owner markers older than the TTL. */
+  async expire(): Promise<Expired> {
     const cutoff = this.now().getTime() - this.ttlMs;
     const old: string[] = [];
     for (const prefix of [RESULTS_PREFIX, OWNERS_PREFIX]) {
       for await (const o of this.store.list(prefix)) if (o.lastModified.getTime() <= cutoff) old.push(o.key);
     }
+    const whatsappMedia = await this.forgetMedia(old.filter((k) => k.startsWith(RESULTS_PREFIX)));
     await this.store.remove(old);
-    return old;
+    return { keys: old, whatsappMedia };
   }
 }

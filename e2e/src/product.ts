@@ -4,7 +4,7 @@
 // processes (`node --import ./ingress/src/telemetry.ts ingress/src/main.ts`, the same for the
 // controller) that can be killed and restarted. The job image is the job-image venv's `unmix-job` run by the node agent on CPU. Used
 // by `make dev` (dev.ts), the end-to-end tests and the journey benchmark.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -85,6 +85,8 @@ export interface Product {
   kill(name: ComponentName): Promise<void>;
   start(name: ComponentName): Promise<void>;
   stop(): Promise<void>;
+  /** Moves the running controller's clock this many seconds ahead (0: back to the real time); resolves once it must have noticed. */
+  moveControllerClock(seconds: number): Promise<void>;
 }
 
 /** UNMIX_CACHE (default <repo>/.cache): the venv, built binaries and model folders. */
@@ -188,6 +190,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       LOG_LEVEL: "info",
     };
     const [ingressPort, adminPort, controllerPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    const clockOffsetFile = join(stack.dir, "controller-clock-offset-seconds");
     const envs: Record<ComponentName, Record<string, string>> = {
       ingress: {
         ...common,
@@ -220,6 +223,8 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
         LEADER_ELECT: "false",
         HTTP_HOST: "127.0.0.1",
         HTTP_PORT: String(controllerPort),
+        // test-only (controller/src/framework/clock.ts): moveControllerClock() writes the offset here
+        UNMIX_TEST_CLOCK_OFFSET_FILE: clockOffsetFile,
         ...o.controllerEnv,
       },
     };
@@ -283,6 +288,10 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       kill: (name) => stopOne(name, true),
       start,
       stop: stopAll,
+      async moveControllerClock(seconds) {
+        writeFileSync(clockOffsetFile, String(seconds));
+        await sleep(1500); // the controller re-reads the file at most once a second
+      },
     };
     return product;
   } catch (err) {

@@ -179,6 +179,8 @@ describe("chart, statically", () => {
       ["logLevel=verbose", "value must be one of"],
       ["job.image.digest=latest", "does not match pattern"],
       ["limits.processedIdsTtlSeconds=3600", "minimum"],
+      ["limits.cacheTtlSeconds=86401", "maximum"],
+      ["controller.maxAgeSeconds.unfinished=90000", "maximum"],
     ];
     for (const [set, message] of cases) {
       const r = await run(helm, ["template", "unmix", CHART, "--kube-version", KUBE_VERSION, "-f", valuesFile("schema", REQUIRED), "--set", set]);
@@ -349,7 +351,7 @@ describe("chart, statically", () => {
     // Helm reads numbers from values files as floats: a million seconds must not become "1e+06"
     const { objects } = await render({
       ...REQUIRED,
-      limits: { retentionSeconds: 31536000, cacheTtlSeconds: 2000000 },
+      limits: { retentionSeconds: 31536000 },
       worker: { backoffSeconds: [5, 1.5, 2000000] },
     });
     const values = objects.filter((o) => o.kind === "ConfigMap").flatMap((o) => Object.entries(o.data ?? {}));

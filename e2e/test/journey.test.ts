@@ -14,7 +14,6 @@ import { separationJobName, TRACEPARENT_ANNOTATION } from "@unmix/api/separation
 import { k8s } from "@unmix/core/kube";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
-import { ResultCache } from "@unmix/core/result-cache";
 import type { ReceivedSpan } from "../src/otlp-receiver.ts";
 import { findLeaks, personalForms } from "../src/personal-data.ts";
 import { type Product, startProduct, USER_KEY_SECRET, until } from "../src/product.ts";
@@ -26,7 +25,8 @@ let p: Product;
 let user: string;
 
 before(async () => {
-  p = await startProduct({ gpus: 1 });
+  // the garbage collector runs every 2 s, so the moved clock's expiry shows at once
+  p = await startProduct({ gpus: 1, controllerEnv: { GC_INTERVAL_SECONDS: "2" } });
   user = userKey(p.sim.defaultUser.waId as string, USER_KEY_SECRET);
 });
 after(async () => p?.stop());
@@ -245,15 +245,32 @@ describe("a voice note", () => {
     assert.deepEqual(await objects(), cached(note.bytes, "ogg-opus"));
   });
 
-  test("24 hours later the cache entry is gone from the object store", async () => {
-    // The running services read the real clock and take no clock offset, so the clock is moved
-    // here: the controller's garbage collector runs ResultCache.expire() first; this is that
-    // call, on the same store, with its clock 24 h and 1 s ahead.
+  test("P12: 24 hours later the running controller deletes the cached result and its copy at WhatsApp; a re-send is separated afresh", async () => {
     assert.deepEqual(await objects(), cached(note.bytes, "ogg-opus"));
-    const later = new ResultCache(p.store, 24 * 3600_000, () => new Date(Date.now() + 24 * 3600_000 + 1000));
-    const expired = await later.expire();
-    assert.deepEqual(expired.sort(), cached(note.bytes, "ogg-opus"));
-    assert.deepEqual(await objects(), []);
+    const mediaId = first.reply.mediaId as string;
+    assert.ok(p.sim.media(mediaId), "the reply's media is in WhatsApp's store");
+    // the controller's own clock (and so its garbage collector's) moves a day and a minute ahead
+    await p.moveControllerClock(24 * 3600 + 60);
+    try {
+      await until(
+        "the controller's garbage collector to expire the entry",
+        async () => ((await objects()).length === 0 && p.sim.deletedMedia.includes(mediaId) ? true : undefined),
+        60_000,
+      );
+    } finally {
+      await p.moveControllerClock(0);
+    }
+    assert.equal(p.sim.media(mediaId), undefined, "gone from WhatsApp's media store");
+    const jobsBefore = await jobCount();
+    const again = await send(note);
+    const r = await reply(again.id);
+    assert.equal(r.type, "audio");
+    assert.notEqual(r.mediaId, mediaId, "a new upload, not the deleted media");
+    assert.ok(await p.sjs.get(separationJobName(again.id)), "a SeparationJob: not a cache hit");
+    assert.equal(await jobCount(), jobsBefore + 1, "the media is separated again");
+    await finished(again.id);
+    assert.deepEqual(await objects(), cached(note.bytes, "ogg-opus"), "and cached again");
+    await p.cache.forgetUser(user); // the next journeys start from an empty bucket
   });
 });
 

@@ -423,10 +423,17 @@ describe("media routes", () => {
     assert.equal((await metaError(wrongNumber)).code, 100);
   });
 
-  test("uploaded media can be deleted once", async () => {
+  test("uploaded media can be deleted once, and the deletion is recorded", async () => {
     const id = await wa.uploadMedia(sim.phoneNumberId, ogg(), "audio/ogg", "a.ogg");
+    assert.equal(sim.deletedMedia.includes(id), false);
     assert.deepEqual(await (await graph(`/${sim.version}/${id}`, { method: "DELETE" })).json(), { success: true });
     assert.equal((await metaError(await graph(`/${sim.version}/${id}`, { method: "DELETE" }))).code, 100);
+    assert.equal(sim.media(id), undefined, "gone");
+    assert.deepEqual(
+      sim.deletedMedia.filter((d) => d === id),
+      [id],
+      "recorded once",
+    );
   });
 });
 

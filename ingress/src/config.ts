@@ -4,6 +4,7 @@
 import { MODEL_NAMES } from "@unmix/api/models";
 import { env, parseConfig } from "@unmix/core/config";
 import { ObjectStoreConfig } from "@unmix/core/object-store";
+import { CACHE_TTL_MAX_SECONDS, CACHE_TTL_TOO_LONG } from "@unmix/core/result-cache";
 import { WhatsAppConfig } from "@unmix/core/whatsapp";
 import { z } from "zod";
 import { MediaConfig } from "./media.ts";
@@ -64,7 +65,7 @@ const Worker = z
     KUBE_NAMESPACE: env.namespace(),
     /** The model the controller runs (models.ts): the result cache is looked up under its id. */
     MODEL_NAME: z.enum(MODEL_NAMES).default("htdemucs"),
-    RESULT_CACHE_TTL_SECONDS: env.seconds(DAY),
+    RESULT_CACHE_TTL_SECONDS: env.seconds(CACHE_TTL_MAX_SECONDS).pipe(z.number().max(CACHE_TTL_MAX_SECONDS, CACHE_TTL_TOO_LONG)),
     RATE_LIMIT_PER_HOUR: env.int(20, 1),
     WORKER_CONCURRENCY: env.int(8, 1),
     WORKER_ACK_WAIT_SECONDS: env.seconds(30).pipe(z.number().min(1)),

@@ -1,7 +1,9 @@
-// Erasing everything stored about a user (policy promises P13 and P14): the cached results they
-// received, their SeparationJobs (the controller's finalizer, if any, cleans their inputs), their
-// key-value entries (opt-out, rate limit, recent activity) and their dead letters. The same code
-// serves the `delete` command and the admin purge. Messages still queued in the inbound stream are
+// Erasing what is stored about a user (policy promises P13 and P14): the cached results they
+// received (and their copies in WhatsApp's media store), their SeparationJobs (the controller
+// removes their inputs), their recent activity and their dead letters. Kept, with no message
+// reference: an opt-out (a stop holds) and this hour's bare job count (the limit holds); and the
+// pseudonymous audit trail for its 30 days (docs/data-retention.md). The same code serves the
+// `delete` command and the admin purge. Messages still queued in the inbound stream are
 // left alone: they are handled within seconds, and one sent just after `delete` must not vanish.
 import type { SeparationJobs } from "@unmix/core/kube";
 import type { ResultCache } from "@unmix/core/result-cache";
@@ -13,6 +15,8 @@ export interface Erased {
   jobs: number;
   keyValueEntries: number;
   deadLetters: number;
+  /** The user's stop is kept. */
+  optedOut: boolean;
 }
 
 export interface EraseDeps {
@@ -24,12 +28,14 @@ export interface EraseDeps {
 
 export async function eraseUser(ids: { waId?: string; userId?: string }, d: EraseDeps): Promise<Erased> {
   const keys = await d.users.resolve(ids);
-  const out: Erased = { results: 0, jobs: 0, keyValueEntries: 0, deadLetters: 0 };
+  const out: Erased = { results: 0, jobs: 0, keyValueEntries: 0, deadLetters: 0, optedOut: false };
   for (const key of keys) {
     out.results += await d.cache.forgetUser(key);
     for (const job of await d.jobs.listOfUser(key)) if (await d.jobs.delete(job.metadata.name)) out.jobs++;
     out.deadLetters += await d.nats.purgeSubject(STREAMS.deadLetter, subjects.deadLetter(key));
   }
-  out.keyValueEntries = await d.users.forget(keys);
+  const forgotten = await d.users.forget(keys);
+  out.keyValueEntries = forgotten.entries;
+  out.optedOut = forgotten.optedOut;
   return out;
 }

@@ -43,6 +43,8 @@ export interface HandlerConfig {
   model: string;
   maxMediaBytes: number;
   jobsPerHour: number;
+  /** How long the audit trail keeps an entry, as the `delete` reply states it. */
+  auditDays: number;
 }
 
 export interface HandlerDeps extends EraseDeps {
@@ -104,7 +106,7 @@ export class MessageHandler {
           { ref, results: erased.results, jobs: erased.jobs, entries: erased.keyValueEntries, deadLetters: erased.deadLetters },
           "erased a user's data on request",
         );
-        return reply(replies.deleted({ results: erased.results, jobs: erased.jobs }), "deleted");
+        return reply(replies.deleted({ results: erased.results, jobs: erased.jobs, optedOut: erased.optedOut, auditDays: this.d.config.auditDays }), "deleted");
       }
       case "stop":
         await users.optOut(keys);

@@ -8,7 +8,7 @@ import { modelId } from "@unmix/api/models";
 import { k8s, kubeConfig, SeparationJobs } from "@unmix/core/kube";
 import { createLogger, type Logger } from "@unmix/core/log";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
-import { ResultCache } from "@unmix/core/result-cache";
+import { ResultCache, whatsappMediaDeleter } from "@unmix/core/result-cache";
 import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { adminRoutes } from "./admin.ts";
@@ -119,7 +119,6 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
     const w = requireWorker(c);
     const kc = deps.kubeConfig ?? kubeConfig();
     const store = deps.store ?? createObjectStore(w);
-    const cache = new ResultCache(store, w.RESULT_CACHE_TTL_SECONDS * S, deps.now ? () => new Date((deps.now as () => number)()) : undefined);
     const jobs = new SeparationJobs(kc, w.KUBE_NAMESPACE);
     const whatsapp =
       deps.whatsapp ??
@@ -130,6 +129,13 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
         mediaHosts: w.WHATSAPP_MEDIA_HOSTS,
         timeoutMs: 15_000,
       });
+    // `delete` removes the results' copies at WhatsApp too
+    const cache = new ResultCache(
+      store,
+      w.RESULT_CACHE_TTL_SECONDS * S,
+      deps.now ? () => new Date((deps.now as () => number)()) : undefined,
+      whatsappMediaDeleter(whatsapp, log),
+    );
     users = new UserState(nats, { secret: c.USER_KEY_SECRET, jobsPerHour: w.RATE_LIMIT_PER_HOUR, ...(deps.now ? { now: deps.now } : {}) });
     const handler = new MessageHandler({
       whatsapp,
@@ -140,7 +146,12 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
       nats,
       metrics,
       log,
-      config: { model: modelId(w.MODEL_NAME), maxMediaBytes: w.MAX_INPUT_BYTES, jobsPerHour: w.RATE_LIMIT_PER_HOUR },
+      config: {
+        model: modelId(w.MODEL_NAME),
+        maxMediaBytes: w.MAX_INPUT_BYTES,
+        jobsPerHour: w.RATE_LIMIT_PER_HOUR,
+        auditDays: Math.round(c.AUDIT_MAX_AGE_SECONDS / (24 * 3600)),
+      },
     });
     worker = new Worker(
       { nats, handler, metrics, log },

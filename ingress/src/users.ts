@@ -1,7 +1,9 @@
 // What the bot remembers about users, all in JetStream key-value buckets keyed by the keyed hash of
 // the user's id (never the number itself):
-//   unmix_optout     <key> → when the user sent stop (no TTL: it holds until start or delete)
-//   unmix_ratelimit  <key> → the current hour's job references (TTL 2 h)
+//   unmix_optout     <key> → when the user sent stop (no TTL: it holds until start; `delete` keeps it,
+//                    or a stop would be undone by the erasure)
+//   unmix_ratelimit  <key> → the current hour's job count and references (TTL 2 h); `delete` leaves a
+//                    bare count with no reference, so delete-and-resend does not escape the limit
 //   unmix_active     <key> → last seen + the reply address (wa_id/BSUID and business number), for
 //                    policy-change notices (P15); no message content. TTL ACTIVE_USER_TTL_SECONDS
 //                    (30 days): a user silent for a month is no longer "active" and is forgotten.
@@ -41,6 +43,13 @@ export interface UserKeys {
 }
 
 const HOUR_MS = 3600_000;
+
+/** This hour's jobs of one user: how many, and the message references counted (so a redelivery is not counted twice). */
+interface Slots {
+  window: number;
+  used: number;
+  refs: string[];
+}
 const decode = <T>(bytes: Uint8Array): T => JSON.parse(Buffer.from(bytes).toString("utf8")) as T;
 const encode = (v: unknown) => JSON.stringify(v);
 
@@ -99,15 +108,15 @@ export class UserState {
     const window = Math.floor(this.now() / HOUR_MS) * HOUR_MS;
     for (let attempt = 0; attempt < 10; attempt++) {
       const entry = await kv.get(key);
-      const current = entry && entry.operation === "PUT" ? decode<{ window: number; refs: string[] }>(entry.value) : undefined;
-      const refs = current && current.window === window ? current.refs : [];
-      if (refs.includes(ref)) return { allowed: true, used: refs.length, limit: this.perHour };
-      if (refs.length >= this.perHour) return { allowed: false, used: refs.length, limit: this.perHour };
-      const next = encode({ window, refs: [...refs, ref] });
+      const current = entry && entry.operation === "PUT" ? decode<Slots>(entry.value) : undefined;
+      const slots: Slots = current && current.window === window ? current : { window, used: 0, refs: [] };
+      if (slots.refs.includes(ref)) return { allowed: true, used: slots.used, limit: this.perHour };
+      if (slots.used >= this.perHour) return { allowed: false, used: slots.used, limit: this.perHour };
+      const next = encode({ window, used: slots.used + 1, refs: [...slots.refs, ref] } satisfies Slots);
       try {
         if (entry && entry.operation === "PUT") await kv.update(key, next, entry.revision);
         else await kv.create(key, next);
-        return { allowed: true, used: refs.length + 1, limit: this.perHour };
+        return { allowed: true, used: slots.used + 1, limit: this.perHour };
       } catch (err) {
         // another worker wrote first (wrong last sequence / key exists): read again
         if (!/wrong last sequence|key exists/i.test((err as Error).message)) throw err;
@@ -155,11 +164,24 @@ export class UserState {
     }
   }
 
-  /** Erases these keys from every bucket, history included; returns how many entries there were. */
-  async forget(keys: string[]): Promise<number> {
-    let entries = 0;
-    for (const bucket of [BUCKETS.optOut, BUCKETS.rateLimit, BUCKETS.active]) entries += await this.purge(bucket, keys);
-    return entries;
+  /**
+   * Erases these keys, history included; returns how many entries there were. What the user's own
+   * controls need stays, holding no message reference: an opt-out (until start), and this hour's job
+   * count, bare (gone with the bucket's TTL), so that erasing does not reset the hourly limit.
+   */
+  async forget(keys: string[]): Promise<{ entries: number; optedOut: boolean }> {
+    const optedOut = await this.isOptedOut({ primary: keys[0] ?? "", all: keys });
+    const kv = await this.kv(BUCKETS.rateLimit);
+    const window = Math.floor(this.now() / HOUR_MS) * HOUR_MS;
+    const counts = new Map<string, number>();
+    for (const k of keys) {
+      const e = await kv.get(k);
+      const slots = e?.operation === "PUT" ? decode<Slots>(e.value) : undefined;
+      if (slots && slots.window === window && slots.used > 0) counts.set(k, slots.used);
+    }
+    const entries = (await this.purge(BUCKETS.rateLimit, keys)) + (await this.purge(BUCKETS.active, keys));
+    for (const [k, used] of counts) await kv.put(k, encode({ window, used, refs: [] } satisfies Slots));
+    return { entries, optedOut };
   }
 
   private async purge(bucket: string, keys: string[]): Promise<number> {

@@ -321,9 +321,10 @@ describe("the process", () => {
     assert.equal(r2.code, 78);
     assert.match(r2.stderr, /PORT is invalid/);
     const { WHATSAPP_ACCESS_TOKEN: _alsoUnset, ...noToken } = base;
-    const r3 = await run({ ...noToken, ROLE: "worker", PROCESSED_TTL_SECONDS: "3600" });
+    const r3 = await run({ ...noToken, ROLE: "worker", PROCESSED_TTL_SECONDS: "3600", RESULT_CACHE_TTL_SECONDS: "90000" });
     assert.equal(r3.code, 78);
     assert.match(r3.stderr, /PROCESSED_TTL_SECONDS is invalid: must outlive/);
+    assert.match(r3.stderr, /RESULT_CACHE_TTL_SECONDS is invalid: at most 86400 \(24 h\)/, "P12: the policy's 24 hours bound the cache");
     assert.match(r3.stderr, /WHATSAPP_ACCESS_TOKEN is not set/, "every bad variable is named, not only the first");
   });
 

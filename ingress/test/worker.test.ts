@@ -477,11 +477,12 @@ describe("commands", () => {
     assert.equal(await handled(again.id), "job_created");
   });
 
-  test("delete erases cached results, jobs, key-value entries and dead letters, and says what went", async () => {
+  test("P13: delete erases cached results (and their WhatsApp copies), jobs, activity and dead letters, keeps a bare hourly count, and says truthfully what is kept", async () => {
     const u = newUser({ withBsuid: true });
-    // a cached result the user received, a pending job, a rate-limit counter, an activity entry, an opt-out
+    // a cached result the user received, a pending job, a rate-limit counter, an activity entry
     const input = ogg(80);
-    const key = await seedCache(input, "ogg-opus", ogg(81), "audio/ogg");
+    const whatsappCopy = h.sim.addMedia(ogg(81), "audio/ogg"); // as the controller's upload of the result
+    const key = await seedCache(input, "ogg-opus", ogg(81), "audio/ogg", { mediaId: whatsappCopy });
     const hit = await h.sim.sendUserMessage({ type: "audio", bytes: input, from: u });
     assert.equal(await handled(hit.id), "cache_hit");
     const miss = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(82), from: u });
@@ -495,16 +496,48 @@ describe("commands", () => {
 
     const del = await h.sim.sendUserMessage({ type: "text", body: "Delete", from: u });
     const reply = await h.sim.waitForMessage(replyTo(del.id));
-    assert.equal(reply.text, replies.deleted({ results: 1, jobs: 1 }));
+    assert.equal(reply.text, replies.deleted({ results: 1, jobs: 1, optedOut: false, auditDays: 30 }));
+    assert.doesNotMatch(reply.text ?? "", /nothing else/i, "no claim that nothing is kept");
+    assert.match(reply.text ?? "", /for 30 days/, "the audit trail's period is stated");
 
     assert.equal(await h.store.stat(resultKey(key)), undefined, "the cached result is gone from the object store");
+    assert.ok(h.sim.deletedMedia.includes(whatsappCopy), "and its copy from WhatsApp's media store");
     const owners: string[] = [];
     for await (const o of h.store.list(`owners/${keys[0]}/`)) owners.push(o.key);
     assert.deepEqual(owners, []);
     assert.equal(await h.jobs.get(separationJobName(miss.id)).then((j) => j?.metadata.deletionTimestamp ?? j), undefined, "the job is gone");
-    for (const k of keys)
-      for (const bucket of [BUCKETS.active, BUCKETS.rateLimit, BUCKETS.optOut]) assert.equal(await kvHas(bucket, k), false, `${bucket} ${k}`);
+    for (const k of keys) for (const bucket of [BUCKETS.active, BUCKETS.optOut]) assert.equal(await kvHas(bucket, k), false, `${bucket} ${k}`);
+    // the hourly count stays, bare: one entry, no message reference, no history
+    const counts = await streamMessages(h.nats, kvStream(BUCKETS.rateLimit), kvSubject(BUCKETS.rateLimit, keys[0] as string));
+    assert.equal(counts.length, 1);
+    const count = JSON.parse(counts[0]?.data ?? "{}") as { used: number; refs: string[] };
+    assert.equal(count.used, 1);
+    assert.deepEqual(count.refs, [], "no message reference kept");
+    assert.equal(await kvHas(BUCKETS.rateLimit, keys[1] as string), false);
     assert.deepEqual(await streamMessages(h.nats, STREAMS.deadLetter, subjects.deadLetter(keys[0] as string)), []);
+  });
+
+  test("P13: delete keeps a stop: the user stays opted out, and is told so", async () => {
+    const u = newUser();
+    const stop = await h.sim.sendUserMessage({ type: "text", body: "stop", from: u });
+    assert.equal((await h.sim.waitForMessage(replyTo(stop.id))).text, replies.stopped);
+    const del = await h.sim.sendUserMessage({ type: "text", body: "delete", from: u });
+    assert.equal((await h.sim.waitForMessage(replyTo(del.id))).text, replies.deleted({ results: 0, jobs: 0, optedOut: true, auditDays: 30 }));
+    assert.ok(await kvHas(BUCKETS.optOut, keyOf(u)));
+    const audio = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(83), from: u });
+    assert.equal(await handled(audio.id), "opted_out", "nothing is processed after delete either");
+    assert.equal((await jobsOf(u)).length, 0);
+  });
+
+  test("P13: delete and re-send does not escape the hourly limit", async () => {
+    const u = newUser();
+    for (let i = 0; i < 3; i++) assert.equal(await handled((await h.sim.sendUserMessage({ type: "audio", bytes: ogg(84 + i), from: u })).id), "job_created");
+    const del = await h.sim.sendUserMessage({ type: "text", body: "delete", from: u });
+    await h.sim.waitForMessage(replyTo(del.id));
+    const again = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(87), from: u });
+    assert.equal(await handled(again.id), "rate_limited");
+    assert.equal((await h.sim.waitForMessage(replyTo(again.id, "text"))).text, replies.rateLimited(3));
+    assert.equal((await jobsOf(u)).length, 0, "the erased jobs are gone and no new one was made");
   });
 });
 

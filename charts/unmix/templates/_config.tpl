@@ -120,6 +120,10 @@ JOB_EXTRA_ENV: {{ merge (dict) $j.extraEnv $demucs | toJson | quote }}
 MAX_DURATION_SECONDS: {{ .Values.limits.maxDurationSeconds | int64 | quote }}
 FETCH_DEADLINE_SECONDS: {{ $c.fetchDeadlineSeconds | int64 | quote }}
 REPLY_CONFIRM_SECONDS: {{ $c.replyConfirmSeconds | int64 | quote }}
+MAX_AGE_FETCHING_SECONDS: {{ $c.maxAgeSeconds.fetching | int64 | quote }}
+MAX_AGE_SEPARATING_SECONDS: {{ $c.maxAgeSeconds.separating | int64 | quote }}
+MAX_AGE_REPLYING_SECONDS: {{ $c.maxAgeSeconds.replying | int64 | quote }}
+MAX_AGE_UNFINISHED_SECONDS: {{ $c.maxAgeSeconds.unfinished | int64 | quote }}
 RECONCILE_CONCURRENCY: {{ $c.concurrency | int64 | quote }}
 LEADER_ELECT: "true"
 LEASE_NAME: {{ include "unmix.leaseName" . | quote }}
@@ -130,6 +134,7 @@ CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | int64 | quote }}
 SJ_RETENTION_SECONDS: {{ .Values.limits.retentionSeconds | int64 | quote }}
 ORPHAN_GRACE_SECONDS: {{ .Values.limits.orphanGraceSeconds | int64 | quote }}
 GC_INTERVAL_SECONDS: {{ $c.gcIntervalSeconds | int64 | quote }}
+GC_PAGE_SIZE: {{ $c.gcPageSize | int64 | quote }}
 {{- end }}
 
 {{/* Listen addresses: (dict "ctx" $ "names" (list "HOST" "ADMIN_HOST")) → EnvVars. */}}

@@ -15,7 +15,25 @@ export interface Observation {
   now: Date;
   pendingDeadlineMs: number;
   replyConfirmMs: number;
+  maxAges: MaxAges;
 }
+
+/**
+ * How old (since it was created) a SeparationJob may be while still in each stage. Past it the
+ * message fails: a failure reply while one can still be sent, then Finalize deletes what it stored.
+ * (A SeparationJob still unfinished past the last bound, finalizing included, is deleted by the
+ * garbage collector.)
+ */
+export interface MaxAges {
+  /** The media not fetched yet (e.g. WhatsApp refusing our token). */
+  fetchingMs: number;
+  /** Fetched, no result yet (creating, waiting for, running the Job). */
+  separatingMs: number;
+  /** A result or a failure to tell, not told yet (e.g. every send refused). */
+  replyingMs: number;
+}
+
+export type Stage = "Fetching" | "Separating" | "Replying" | "Finalizing";
 
 export type Action =
   /** Nothing to do now; look again after requeueAfterMs if set (the watches wake us otherwise). */
@@ -34,6 +52,8 @@ export type Action =
   /** The Job completed (or vanished after completing): read the manifest. */
   | { type: "RecordSeparated"; jobMissing: boolean }
   | { type: "SendReply"; kind: ReplyKind }
+  /** Nothing could be sent within the Replying stage's maximum age: stop trying. */
+  | { type: "AbandonReply"; why: string }
   /** A reply left in Sending by a crash, confirmed by a status-webhook receipt. */
   | { type: "ConfirmReply"; messageId: string }
   | { type: "GiveUpReply" }
@@ -43,12 +63,43 @@ export type Action =
 /** Reply conditions after which nothing more will be sent. */
 const REPLY_SETTLED = new Set(["ReplyUnconfirmed", "ReplyFailed"]);
 
+export function stageOf(sj: SeparationJob): Stage {
+  const status = sj.status ?? {};
+  if (status.reply?.state === "Sent" || REPLY_SETTLED.has(reasonOf(sj, C.Replied) ?? "")) return "Finalizing";
+  if (status.failure || statusOf(sj, C.Separated) === "True") return "Replying";
+  return statusOf(sj, C.MediaFetched) === "True" ? "Separating" : "Fetching";
+}
+
+const hours = (ms: number) => `${Math.round((ms / 3600_000) * 10) / 10} h`;
+
+/** The step that ends a stage held past its maximum age; undefined while within it. */
+export function overdue(sj: SeparationJob, now: Date, maxAges: MaxAges): Action | undefined {
+  const created = Date.parse(sj.metadata.creationTimestamp ?? "");
+  if (!Number.isFinite(created)) return undefined;
+  const age = now.getTime() - created;
+  const stage = stageOf(sj);
+  if (stage === "Finalizing") return undefined;
+  if (stage === "Replying") {
+    if (age < maxAges.replyingMs) return undefined;
+    const reply = sj.status?.reply;
+    // a send may have happened: a receipt still settles it, and without one it is never sent again
+    if (reply?.state === "Sending") return sj.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION] ? undefined : { type: "GiveUpReply" };
+    return { type: "AbandonReply", why: `no reply could be sent within ${hours(maxAges.replyingMs)} of the message` };
+  }
+  const limit = stage === "Fetching" ? maxAges.fetchingMs : maxAges.separatingMs;
+  if (age < limit) return undefined;
+  const what = stage === "Fetching" ? "the media was not fetched" : "no result";
+  return { type: "RecordFailure", failure: { class: "Internal", message: `${what} within ${hours(limit)} of the message: given up` } };
+}
+
 export function decide(o: Observation): Action {
   const { sj, job, now } = o;
   if (sj.metadata.deletionTimestamp) return { type: "Wait", why: "being deleted" };
   if (isFinished(sj)) return { type: "Wait", why: "finished" };
   const status = sj.status ?? {};
   if (!status.conditions?.length) return { type: "Initialize" };
+  const late = overdue(sj, now, o.maxAges);
+  if (late) return late;
 
   // ── the reply: once a send may have happened, only settling it remains ──
   const reply = status.reply;

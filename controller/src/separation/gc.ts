@@ -1,7 +1,8 @@
 // Garbage collection, on the leader, with an injected clock: cached results past their TTL (the
 // 24-hour promise), inputs and job outputs no live SeparationJob owns (a SeparationJob deleted
-// mid-flight, a crash before cleanup) once older than a grace period, and finished SeparationJobs
-// past retention.
+// mid-flight, a crash before cleanup) once older than a grace period, finished SeparationJobs
+// past retention, and unfinished ones past their last maximum age (with what they stored: their
+// Job goes through its owner reference), whatever held them.
 import { findCondition } from "@unmix/api/conditions";
 import type { SeparationJob } from "@unmix/api/separationjob";
 import type { Logger } from "@unmix/core/log";
@@ -9,16 +10,25 @@ import type { ObjectStore } from "@unmix/core/object-store";
 import { INPUTS_PREFIX, type ResultCache } from "@unmix/core/result-cache";
 import type { SeparationJobApi } from "../framework/kube/api.ts";
 import type { Metrics } from "../metrics.ts";
+import { removeStored } from "./finalize.ts";
 import { isFinished } from "./status.ts";
 
 export interface GcSettings {
   orphanGraceMs: number;
   retentionMs: number;
+  /** An unfinished SeparationJob older than this (since created) is deleted with what it stored. */
+  unfinishedMaxAgeMs: number;
+  /** SeparationJobs listed per request: memory holds one page, not a week of them. */
+  pageSize: number;
 }
 
 export interface GcReport {
   cacheExpired: number;
+  /** Copies of expired results deleted from WhatsApp's media store. */
+  whatsappMediaDeleted: number;
   separationJobsDeleted: number;
+  /** Unfinished ones past MAX_AGE_UNFINISHED_SECONDS. */
+  unfinishedDeleted: number;
   orphansDeleted: number;
 }
 
@@ -48,21 +58,29 @@ export class GarbageCollector {
 
   async runOnce(): Promise<GcReport> {
     const now = this.d.clock().getTime();
-    const { orphanGraceMs, retentionMs } = this.d.settings;
+    const { orphanGraceMs, retentionMs, unfinishedMaxAgeMs, pageSize } = this.d.settings;
 
     const expired = await this.d.cache.expire();
 
-    const all = await this.d.sjs.list();
     const active = new Set<string>();
     let deleted = 0;
-    for (const sj of all) {
-      const done = isFinished(sj);
-      const at = finishedAt(sj);
-      if (done && at !== undefined && now - at >= retentionMs) {
-        if (await this.d.sjs.delete(sj.metadata.name)) deleted++;
-        continue;
+    let unfinished = 0;
+    for await (const page of this.d.sjs.pages(pageSize)) {
+      for (const sj of page) {
+        if (isFinished(sj)) {
+          const at = finishedAt(sj);
+          if (at !== undefined && now - at >= retentionMs && (await this.d.sjs.delete(sj.metadata.name))) deleted++;
+          continue;
+        }
+        const created = Date.parse(sj.metadata.creationTimestamp ?? "");
+        if (now - created >= unfinishedMaxAgeMs) {
+          this.d.log.error({ sj: sj.metadata.name, createdAt: sj.metadata.creationTimestamp }, "unfinished past its maximum age: deleted with what it stored");
+          if (await this.d.sjs.delete(sj.metadata.name)) unfinished++;
+          await removeStored(this.d.store, sj.metadata.name);
+          continue;
+        }
+        active.add(sj.metadata.name);
       }
-      if (!done) active.add(sj.metadata.name);
     }
 
     // inputs/<sj> and work/<sj>/… of a SeparationJob that is gone or finished
@@ -75,11 +93,19 @@ export class GarbageCollector {
     }
     await this.d.store.remove(orphans);
 
-    const report = { cacheExpired: expired.length, separationJobsDeleted: deleted, orphansDeleted: orphans.length };
-    this.d.metrics?.gcDeleted.inc({ kind: "cache" }, expired.length);
+    const report = {
+      cacheExpired: expired.keys.length,
+      whatsappMediaDeleted: expired.whatsappMedia,
+      separationJobsDeleted: deleted,
+      unfinishedDeleted: unfinished,
+      orphansDeleted: orphans.length,
+    };
+    this.d.metrics?.gcDeleted.inc({ kind: "cache" }, expired.keys.length);
+    this.d.metrics?.gcDeleted.inc({ kind: "whatsapp-media" }, expired.whatsappMedia);
     this.d.metrics?.gcDeleted.inc({ kind: "separationjob" }, deleted);
+    this.d.metrics?.gcDeleted.inc({ kind: "unfinished" }, unfinished);
     this.d.metrics?.gcDeleted.inc({ kind: "orphan" }, orphans.length);
-    if (expired.length || deleted || orphans.length) this.d.log.info(report, "garbage collected");
+    if (expired.keys.length || deleted || unfinished || orphans.length) this.d.log.info(report, "garbage collected");
     return report;
   }
 }

@@ -104,6 +104,7 @@ export class Reconciler {
       now: this.d.clock(),
       pendingDeadlineMs: this.d.config.flow.pendingDeadlineMs,
       replyConfirmMs: this.d.config.flow.replyConfirmMs,
+      maxAges: this.d.config.flow.maxAges,
     });
     if (action.type === "Wait") {
       return { action: action.type, ...(action.requeueAfterMs !== undefined ? { requeueAfterMs: action.requeueAfterMs } : {}) };
@@ -181,6 +182,10 @@ export class Reconciler {
       case "ConfirmReply":
         await ctx.write(sj, S.sent(sj, now, "receipt"));
         ctx.log.info("reply confirmed by a status-webhook receipt");
+        return undefined;
+      case "AbandonReply":
+        ctx.log.error({ why: a.why }, "giving up the reply");
+        await ctx.write(sj, S.replyFailed(sj, now, a.why));
         return undefined;
       case "GiveUpReply":
         ctx.log.error({ attemptedAt: sj.status?.reply?.attemptedAt }, "the outcome of a send is unknown and no receipt came: not sending again");

@@ -78,6 +78,12 @@ export class FaultQueue {
     this.failures.set(route, [...(this.failures.get(route) ?? []), ...Array<Fault>(times).fill(fault)]);
   }
 
+  /** Drops every queued failure and delay. */
+  clear(): void {
+    this.failures.clear();
+    this.delays.clear();
+  }
+
   delayNext(route: SimRoute, ms: number, times: number): void {
     this.delays.set(route, [...(this.delays.get(route) ?? []), ...Array<number>(times).fill(ms)]);
   }

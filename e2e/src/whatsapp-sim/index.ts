@@ -61,6 +61,8 @@ export interface WhatsAppSimulator {
   addMedia(bytes: Buffer, mimeType: string): string;
   /** Any media by id (what a user sent or the bot uploaded). */
   media(mediaId: string): { bytes: Buffer; mimeType: string } | undefined;
+  /** Media ids deleted through the Graph API (DELETE /{media-id}), in order. */
+  readonly deletedMedia: readonly string[];
   sendUserMessage(message: UserMessage, options?: DeliveryOptions): Promise<SentUserMessage>;
   /** Several messages in one POST, laid out as one value, one change each or one entry each. */
   sendBatch(messages: UserMessage[], options?: DeliveryOptions & { layout?: BatchLayout }): Promise<UserMessageResult>;
@@ -69,6 +71,8 @@ export interface WhatsAppSimulator {
   /** Posts these exact bytes, signed (e.g. a `body` delivered before, or odd whitespace). */
   deliverRaw(body: string, options?: DeliveryOptions): Promise<WebhookDelivery[]>;
   failNext(route: SimRoute, fault: Fault, times?: number): void;
+  /** Drops the failures and delays still queued. */
+  clearFaults(): void;
   delayNext(route: SimRoute, ms: number, times?: number): void;
   /** The bot's messages (text, audio, video, reaction, template), in order. */
   sentMessages(): SentMessage[];
@@ -136,6 +140,7 @@ export async function startWhatsAppSimulator(o: WhatsAppSimulatorOptions): Promi
       const m = core.media.get(id);
       return m && { bytes: m.bytes, mimeType: m.mimeType };
     },
+    deletedMedia: core.media.deleted,
     async sendUserMessage(message, options) {
       const r = await core.sendUserMessages([message], "messages", options);
       return { id: r.ids[0] as string, mediaId: r.mediaIds[0], body: r.body, deliveries: r.deliveries };
@@ -144,6 +149,7 @@ export async function startWhatsAppSimulator(o: WhatsAppSimulatorOptions): Promi
     sendReceipt: (receipt, options) => core.sendReceipt(receipt, options),
     deliverRaw: (body, options) => core.deliver(body, options),
     failNext: (route, fault, times = 1) => core.faults.failNext(route, fault, times),
+    clearFaults: () => core.faults.clear(),
     delayNext: (route, ms, times = 1) => core.faults.delayNext(route, ms, times),
     sentMessages: () => [...core.sent],
     markedRead: () => [...core.reads],

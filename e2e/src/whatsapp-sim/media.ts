@@ -27,6 +27,8 @@ export class MediaLibrary {
   private readonly items = new Map<string, StoredMedia>();
   private readonly urls = new Map<string, { mediaId: string; expiresAt: number }>();
   private readonly clock: () => number;
+  /** Ids deleted with DELETE /{media-id}, in order. */
+  readonly deleted: string[] = [];
 
   constructor(clock: () => number) {
     this.clock = clock;
@@ -52,7 +54,9 @@ export class MediaLibrary {
   }
 
   delete(id: string): boolean {
-    return this.get(id) !== undefined && this.items.delete(id);
+    if (this.get(id) === undefined || !this.items.delete(id)) return false;
+    this.deleted.push(id);
+    return true;
   }
 
   /** A fresh lookaside-style download URL, valid for 5 minutes. */
