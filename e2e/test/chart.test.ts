@@ -313,7 +313,7 @@ describe("chart, statically", () => {
     assert.ok(gpu.pod.tolerations.some((t: { key: string }) => t.key === "nvidia.com/gpu"));
   });
 
-  test("the job NetworkPolicy selects the labels the controller puts on job pods, and lets them reach only DNS and the object store", async () => {
+  test("P8: the job NetworkPolicy selects the labels the controller puts on job pods, and lets them reach only DNS and the object store", async () => {
     const { objects } = await render(REQUIRED);
     const np = objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name === "unmix-job");
     assert.ok(np);
