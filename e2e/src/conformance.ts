@@ -38,9 +38,9 @@ export function promisesOf(testName: string): number[] {
 /** The numbers a row of the map covers: `P6-P7` is 6 and 7. */
 const numbersOf = (id: string) => promisesOf(`${id}: `);
 
-/** Node test files: the names of their tests that claim a promise (string literals only). */
+/** Node test files: the names of the tests, each at the start of a line, that claim a promise (string literals only). */
 export function nodeTestsIn(source: string): string[] {
-  return [...source.matchAll(/\b(?:test|it)\(\s*(["'`])(P\d[^"'`]*)\1/g)].map((m) => m[2] as string).filter((n) => NODE_NAME.test(n));
+  return [...source.matchAll(/^\s*(?:test|it)\(\s*(["'`])(P\d[^"'`]*)\1/gm)].map((m) => m[2] as string).filter((n) => NODE_NAME.test(n));
 }
 
 /** Python test files: the functions that claim a promise. */
