@@ -36,9 +36,11 @@ FUZZ_RUNS ?= 20000
 fuzz-webhook: setup-node
 	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM} node --test --test-timeout=0 ingress/test/webhook-fuzz.test.ts
 
-# a burst of 10,000 signed webhooks against the ingress on the real NATS (e2e/bench/webhook-burst.ts)
+# a burst of 10,000 signed webhooks against the ingress on the real NATS (e2e/bench/webhook-burst.ts),
+# then the same with NATS killed mid-burst
 bench-webhook: setup-stack setup-node
 	node e2e/bench/webhook-burst.ts
+	node e2e/bench/webhook-burst.ts --nats-outage
 
 setup: setup-stack setup-node setup-python
 
