@@ -34,7 +34,8 @@ conformance: setup
 # by fast-check on a failure; FUZZ_SEED=<seed> replays it). make test runs them with a fixed seed.
 FUZZ_RUNS ?= 20000
 fuzz-webhook: setup-node
-	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM$$RANDOM} node --test --test-timeout=0 ingress/test/webhook-fuzz.test.ts
+	@seed=$${FUZZ_SEED:-$$RANDOM$$RANDOM}; echo "fuzz-webhook: $(FUZZ_RUNS) runs per property, FUZZ_SEED=$$seed"; \
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SEED=$$seed node --test --test-timeout=0 ingress/test/webhook-fuzz.test.ts
 
 # a burst of 10,000 signed webhooks against the ingress on the real NATS (e2e/bench/webhook-burst.ts),
 # then the same with NATS killed mid-burst

@@ -1,6 +1,6 @@
 // Property-based tests (fast-check) of POST /webhook and its envelope parser, in process: the real
 // Fastify plugin with a recording stand-in for JetStream, requests by inject(). Whatever the bytes,
-// the handler answers per the contract (200, 400, 401, 413, 415 or 422, never a 5xx), publishes
+// the handler answers per the contract (200, 400, 401, 413 or 422, never a 5xx), publishes
 // nothing from a forged or altered body and nothing but P1's fields from a genuine one.
 // A fixed seed and a few hundred runs per property here (make test); `make fuzz-webhook` runs the
 // same properties long with FUZZ_RUNS and a random FUZZ_SEED (printed on failure, to replay).
@@ -21,7 +21,6 @@ const BODY_LIMIT = 64 * 1024;
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261202);
 const params = { numRuns: RUNS, seed: SEED, endOnFailure: true };
-const CONTRACT = new Set([200, 400, 401, 413, 415, 422]);
 
 /** What reached "JetStream": inbound messages and audit entries. */
 const published: { subject: string; data: string }[] = [];
@@ -162,12 +161,12 @@ describe("the envelope parser (extract)", () => {
 });
 
 describe("POST /webhook under arbitrary input", () => {
-  test("signed arbitrary bytes get an answer of the contract, never a 5xx; nothing is published unless it is 200", async () => {
+  test("signed arbitrary bytes get 200, 400 or 422, never a 5xx; nothing is published unless it is 200", async () => {
     await fc.assert(
       fc.asyncProperty(fc.oneof(fc.uint8Array({ maxLength: 2048 }), fc.string({ unit: "binary", maxLength: 2048 })), async (bytes) => {
         const body = typeof bytes === "string" ? bytes : Buffer.from(bytes);
         const r = await post(body, signed(body));
-        assert.ok(CONTRACT.has(r.status), `status ${r.status}`);
+        assert.ok([200, 400, 422].includes(r.status), `status ${r.status}`);
         if (r.status !== 200) assert.deepEqual([r.published, r.audited], [[], 0]);
       }),
       params,

@@ -27,7 +27,8 @@ def _hook(event, args):
         _log.write(json.dumps({"resolve": str(args[0])}) + "\\n")
     elif event == "socket.connect":
         address = args[1]
-        _log.write(json.dumps({"connect": list(address) if isinstance(address, tuple) else str(address)}) + "\\n")
+        where = list(address) if isinstance(address, tuple) else str(address)
+        _log.write(json.dumps({"connect": where}) + "\\n")
     elif event == "subprocess.Popen":
         _log.write(json.dumps({"run": [str(a) for a in (args[1] or [])]}) + "\\n")
 
