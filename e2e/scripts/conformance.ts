@@ -34,14 +34,22 @@ const declared = [
   ...pyFiles.flatMap((file) => pytestTestsIn(read(file)).map((name) => ({ file, name }))),
 ];
 
+// what was tested and when, kept with the reports (--no-run writes the page again with it)
+const tested = join(reports, "run.json");
 if (!process.argv.includes("--no-run")) {
   rmSync(reports, { recursive: true, force: true });
   mkdirSync(reports, { recursive: true });
+  const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout.trim();
+  const dirty = spawnSync("git", ["status", "--porcelain", "--", ".", ":!docs/privacy-conformance.md"], { cwd: ROOT, encoding: "utf8" }).stdout.trim()
+    ? " + uncommitted changes"
+    : "";
+  const when = `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  writeFileSync(tested, JSON.stringify({ commit: `${commit}${dirty}`, when }));
   const withNode = [...new Set(declared.filter((d) => d.file.endsWith(".ts")).map((d) => d.file))];
   const withPy = declared.filter((d) => d.file.endsWith(".py"));
-  const run = (what: string, cmd: string, args: string[], env: Record<string, string> = {}) => {
+  const run = (what: string, cmd: string, args: string[]) => {
     console.log(`== ${what}`);
-    spawnSync(cmd, args, { cwd: ROOT, stdio: "inherit", env: { ...process.env, ...env } });
+    spawnSync(cmd, args, { cwd: ROOT, stdio: "inherit" });
   };
   if (withNode.length)
     run("node --test, the tests named P<n>: …", process.execPath, [
@@ -75,11 +83,12 @@ const results = [
   ...(existsSync(pytestReport) ? junitCases(readFileSync(pytestReport, "utf8"), (c) => `job-image/${(c.classname ?? "").replaceAll(".", "/")}.py`) : []),
 ];
 const rows = conformance(promises, declared, results);
-const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout.trim();
-const dirty = spawnSync("git", ["status", "--porcelain"], { cwd: ROOT, encoding: "utf8" }).stdout.trim() ? " + uncommitted changes" : "";
 writeFileSync(
   join(ROOT, "docs/privacy-conformance.md"),
-  renderTable(rows, { when: `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`, commit: commit + dirty, command: "make conformance" }),
+  renderTable(rows, {
+    ...(existsSync(tested) ? (JSON.parse(readFileSync(tested, "utf8")) as { commit: string; when: string }) : { commit: "unknown", when: "unknown" }),
+    command: "make conformance",
+  }),
 );
 
 console.log("\n== privacy conformance (docs/privacy-conformance.md)");
