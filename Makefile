@@ -7,12 +7,14 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help
+.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help conformance fuzz-webhook bench-webhook
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
 	@echo "make test   run every test (TypeScript, Python, end to end)"
 	@echo "make check  only the fast part of make test: types, Biome, ruff, unit tests (no stack)"
+	@echo "extras: make conformance (the data-policy tests, docs/privacy-conformance.md),"
+	@echo "        make fuzz-webhook (long webhook fuzzing), make bench-webhook (10,000-webhook burst)"
 
 dev: setup
 	node e2e/src/dev.ts
@@ -22,6 +24,24 @@ test: setup
 
 check: setup-node setup-python
 	bash e2e/scripts/check.sh
+
+# the tests named after a data-policy promise (P1-P15), from make test's suites, selected by name;
+# writes docs/privacy-conformance.md from the runners' JUnit reports
+conformance: setup
+	node e2e/scripts/conformance.ts
+
+# the webhook's property-based tests, long: FUZZ_RUNS runs per property from a random seed (printed
+# by fast-check on a failure; FUZZ_SEED=<seed> replays it). make test runs them with a fixed seed.
+FUZZ_RUNS ?= 20000
+fuzz-webhook: setup-node
+	@seed=$${FUZZ_SEED:-$$RANDOM$$RANDOM}; echo "fuzz-webhook: $(FUZZ_RUNS) runs per property, FUZZ_SEED=$$seed"; \
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SEED=$$seed node --test --test-timeout=0 ingress/test/webhook-fuzz.test.ts
+
+# a burst of 10,000 signed webhooks against the ingress on the real NATS (e2e/bench/webhook-burst.ts),
+# then the same with NATS killed mid-burst
+bench-webhook: setup-stack setup-node
+	node e2e/bench/webhook-burst.ts
+	node e2e/bench/webhook-burst.ts --nats-outage
 
 setup: setup-stack setup-node setup-python
 

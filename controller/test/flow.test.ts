@@ -43,7 +43,7 @@ async function theReply(wamid: string) {
 }
 
 describe("a voice note", () => {
-  test("comes back as a voice note quoting the original, cached, with nothing left behind", async () => {
+  test("P10: comes back as a voice note quoting the original, cached, with nothing left behind", async () => {
     const sent = await h.userSends(ns, { content: "a voice note with music", voice: true });
     const sj = await finished(h, ns, sent.name);
 

@@ -16,6 +16,7 @@ UNIT_TESTS=(
   core/test/whatsapp-client.test.ts
   core/test/telemetry-privacy.test.ts
   ingress/test/envelope.test.ts
+  ingress/test/webhook-fuzz.test.ts
   controller/test/decide.test.ts
   controller/test/events.test.ts
   controller/test/fetch.test.ts
@@ -26,6 +27,7 @@ UNIT_TESTS=(
   controller/test/sigv4.test.ts
   controller/test/workqueue.test.ts
   e2e/test/whatsapp-sim.test.ts
+  e2e/test/conformance.test.ts
 )
 if [[ ${1:-} == --list ]]; then
   printf '%s\n' "${UNIT_TESTS[@]}"

@@ -318,7 +318,7 @@ describe("chart, statically", () => {
     assert.ok(gpu.pod.tolerations.some((t: { key: string }) => t.key === "nvidia.com/gpu"));
   });
 
-  test("the job NetworkPolicy selects the labels the controller puts on job pods, and lets them reach only DNS and the object store", async () => {
+  test("P8: the job NetworkPolicy selects the labels the controller puts on job pods, and lets them reach only DNS and the object store", async () => {
     const { objects } = await render(REQUIRED);
     const np = objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name === "unmix-job");
     assert.ok(np);
@@ -327,7 +327,12 @@ describe("chart, statically", () => {
     const name = /"app\.kubernetes\.io\/name": "([^"]+)"/.exec(jobs)?.[1];
     assert.deepEqual(np.spec.podSelector.matchLabels, { "app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": managedBy });
     assert.deepEqual(np.spec.ingress, []);
+    assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"], "egress is restricted, not left open");
     assert.equal(np.spec.egress.length, 2, "DNS and the object store, nothing else");
+    assert.deepEqual(np.spec.egress[0].to, [
+      { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } }, podSelector: { matchLabels: { "k8s-app": "kube-dns" } } },
+    ]);
+    assert.deepEqual(new Set(np.spec.egress[0].ports.map((p: { port: number }) => p.port)), new Set([53]), "the DNS rule is for DNS only");
     assert.deepEqual(np.spec.egress[1].to, REQUIRED.networkPolicy.objectStore.to);
   });
 

@@ -16,7 +16,7 @@ const media = {
 const T = Date.parse("2026-11-25T10:00:00Z");
 
 describe("what the parser keeps (P1)", () => {
-  test("a voice note: sender, profile name, type, media reference, id, timestamp, business number — nothing else", () => {
+  test("P1: a voice note: sender, profile name, type, media reference, id, timestamp, business number — nothing else", () => {
     const env = messagesEnvelope(business, [buildMessage({ type: "audio", id: "wamid.A", quoting: "wamid.Q" }, lena, T, media)]);
     const { messages } = extract(env);
     assert.deepEqual(messages, [

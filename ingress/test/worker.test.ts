@@ -264,7 +264,7 @@ describe("audio and video become SeparationJobs", () => {
 });
 
 describe("what cannot be processed", () => {
-  test("images, documents, stickers, locations, reactions, contacts, buttons, lists and unknown types get the short explanation", async () => {
+  test("P3: images, documents, stickers, locations, reactions, contacts, buttons, lists and unknown types get the short explanation", async () => {
     const u = newUser();
     const ids: string[] = [];
     for (const m of [
@@ -694,7 +694,7 @@ describe("admin endpoints (separate listener, bearer token)", () => {
     for (const p of phones) assert.ok(!text.includes(p), "no phone number in the dashboard");
   });
 
-  test("POST /admin/purge by phone number erases that user's data without messaging them; by BSUID finds the same user", async () => {
+  test("P14: POST /admin/purge by phone number erases that user's data without messaging them; by BSUID finds the same user", async () => {
     for (const by of ["phone", "userId"] as const) {
       const u = newUser({ withBsuid: true });
       const input = ogg(120 + (by === "phone" ? 0 : 1));
@@ -720,7 +720,7 @@ describe("admin endpoints (separate listener, bearer token)", () => {
     assert.equal(bad.status, 400);
   });
 
-  test("POST /admin/broadcast sends text inside the 24-hour window and the template outside it, skipping opted-out users", async () => {
+  test("P15: POST /admin/broadcast sends text inside the 24-hour window and the template outside it, skipping opted-out users", async () => {
     const recent = newUser();
     const old = newUser({ bsuidOnly: true });
     const stopped = newUser();

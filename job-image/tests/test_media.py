@@ -26,7 +26,7 @@ def stem_file(path: Path, samples: np.ndarray, rate: int = SR) -> Separated:
     return Separated(path, rate, channels, len(samples), float(np.abs(samples).max()))
 
 
-def test_mono_16k_is_decoded_to_44k1_stereo(media: Media, tmp_path: Path) -> None:
+def test_P6_P7_mono_16k_is_decoded_to_44k1_stereo(media: Media, tmp_path: Path) -> None:
     source = tmp_path / "mono.ogg"
     ffmpeg("-i", str(media.speech()), "-ar", "16000", "-ac", "1", "-c:a", "libopus", str(source))
     info = probe(source)

@@ -61,7 +61,7 @@ def check_success(run: JobRun, content_type: str, source: Path, model: str = "ht
 
 
 @ENGINES
-def test_voice_note_comes_back_as_a_voice_note(run_job, media: Media, tmp_path: Path, model: str) -> None:
+def test_P9_voice_note_comes_back_as_a_voice_note(run_job, media: Media, tmp_path: Path, model: str) -> None:
     source = media.voice_note(10.0)
     # Demucs in short windows (the minimum, 3 strides of 1.5 s), so the run goes through first,
     # middle and last windows; DeepFilterNet3 streams the note in one 30 s block.
@@ -90,7 +90,7 @@ def test_long_voice_note_stays_under_512_kb(run_job, media: Media, tmp_path: Pat
 
 
 @ENGINES
-def test_mp3_comes_back_as_mp3(run_job, media: Media, tmp_path: Path, model: str) -> None:
+def test_P9_mp3_comes_back_as_mp3(run_job, media: Media, tmp_path: Path, model: str) -> None:
     source = media.mp3()
     run = run_job(source, "audio", "mp3", "audio/mpeg", MODEL_NAME=model)
     check_success(run, "audio/mpeg", source, model)
@@ -104,7 +104,7 @@ def test_mp3_comes_back_as_mp3(run_job, media: Media, tmp_path: Path, model: str
 
 
 @ENGINES
-def test_m4a_comes_back_as_aac_in_m4a(run_job, media: Media, tmp_path: Path, model: str) -> None:
+def test_P9_m4a_comes_back_as_aac_in_m4a(run_job, media: Media, tmp_path: Path, model: str) -> None:
     source = media.m4a()
     run = run_job(source, "audio", "m4a", "audio/mp4", MODEL_NAME=model)
     check_success(run, "audio/mp4", source, model)
