@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from .exit_codes import BadInput, ExitCode
-from .media_tool import MediaToolError, ffmpeg
+from .media_tool import MediaToolError, ffmpeg, input_file
 from .probe import AudioStream
 
 # Peak level at or under which a recording counts as silence: nothing to separate. Any real voice
@@ -47,7 +47,7 @@ def decode(
     downmix = ["-rematrix_maxval", "1"] if channels == 1 else []
     try:
         ffmpeg(
-            "-i", str(source),
+            *input_file(str(source)),
             "-map", f"0:{stream.index}",
             # One second past the limit is enough to tell a file that lied about its duration.
             "-t", f"{max_duration + 1:.3f}",

@@ -2,9 +2,21 @@
 
 import subprocess
 
+# The containers ffmpeg may open: what WhatsApp delivers (Ogg, MP3, MP4/M4A/3GP as "mov", ADTS
+# AAC, AMR) and the job's own WAV intermediates. Left to guess, ffmpeg would also take a DASH or HLS
+# manifest or a concat list, whose entries open other files (and, nested, other protocols): a
+# "voice note" could make the pod read its own files. Every one listed is self-contained.
+INPUT_FORMATS = "ogg,mp3,mov,aac,amr,wav"
+# Inputs are local files only: no network, no pipes, no data: URLs, at any nesting level.
+SAFE_INPUT = ("-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS)
+REFUSED_FORMAT = "Format not on whitelist"
+
 
 class MediaToolError(Exception):
-    pass
+    def __init__(self, message: str, refused_format: bool = False) -> None:
+        super().__init__(message)
+        # True when ffmpeg refused the input's container (a manifest, a playlist, an exotic format).
+        self.refused_format = refused_format
 
 
 def run(args: list[str]) -> str:
@@ -13,9 +25,21 @@ def run(args: list[str]) -> str:
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         detail = lines[-1].strip() if lines else "no message"
-        raise MediaToolError(f"{args[0]} exited with {proc.returncode}: {detail}")
+        raise MediaToolError(
+            f"{args[0]} exited with {proc.returncode}: {detail}", REFUSED_FORMAT in proc.stderr
+        )
     return proc.stdout
 
 
 def ffmpeg(*args: str) -> None:
     run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args])
+
+
+def ffprobe(path: str) -> str:
+    """ffprobe's JSON description of a file's container and streams."""
+    return run(["ffprobe", "-v", "error", *SAFE_INPUT, "-show_format", "-show_streams", "-of", "json", path])
+
+
+def input_file(path: str) -> list[str]:
+    """ffmpeg's arguments to read one input file, with the allowlists above."""
+    return [*SAFE_INPUT, "-i", path]
