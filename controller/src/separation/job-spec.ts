@@ -103,7 +103,7 @@ export function buildJob(sj: SeparationJob, s: JobSettings, urls: PresignedUrls,
               env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
               resources: {
                 requests: { cpu: s.cpuRequest, memory: s.memoryRequest, ...gpu },
-                limits: { memory: s.memoryLimit, ...gpu },
+                limits: { cpu: s.cpuLimit, memory: s.memoryLimit, ...gpu },
               },
               securityContext: {
                 allowPrivilegeEscalation: false,
