@@ -7,7 +7,7 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help
+.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help fuzz-media
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
@@ -52,3 +52,8 @@ lint: setup-node
 
 format: setup-node
 	npx biome format --write .
+
+# A longer, random campaign of the job's media fuzzer (job-image/tests/test_fuzz_media.py; `make test`
+# runs 40 fixed examples of it): FUZZ_EXAMPLES=5000 make fuzz-media for more
+fuzz-media: setup-python
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} FUZZ_RANDOM=1 bash job-image/scripts/test.sh tests/test_fuzz_media.py --hypothesis-show-statistics

@@ -10,6 +10,10 @@ INPUT_FORMATS = "ogg,mp3,mov,aac,amr,wav"
 # Inputs are local files only: no network, no pipes, no data: URLs, at any nesting level.
 SAFE_INPUT = ("-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS)
 REFUSED_FORMAT = "Format not on whitelist"
+# Bounds on the steps that read the user's file (a crafted file can make a demuxer crawl): far
+# above what any input within the limits takes, well under the Job's deadline.
+PROBE_TIMEOUT_SECONDS = 60
+DECODE_TIMEOUT_SECONDS = 300
 
 
 class MediaToolError(Exception):
@@ -19,9 +23,14 @@ class MediaToolError(Exception):
         self.refused_format = refused_format
 
 
-def run(args: list[str]) -> str:
+def run(args: list[str], timeout: float | None = None) -> str:
     """Run ffmpeg/ffprobe; return stdout, or raise with the last line of stderr (the actual error)."""
-    proc = subprocess.run(args, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL)
+    try:
+        proc = subprocess.run(
+            args, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise MediaToolError(f"{args[0]} took more than {timeout} s") from None
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         detail = lines[-1].strip() if lines else "no message"
@@ -31,13 +40,14 @@ def run(args: list[str]) -> str:
     return proc.stdout
 
 
-def ffmpeg(*args: str) -> None:
-    run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args])
+def ffmpeg(*args: str, timeout: float | None = None) -> None:
+    run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], timeout)
 
 
 def ffprobe(path: str) -> str:
     """ffprobe's JSON description of a file's container and streams."""
-    return run(["ffprobe", "-v", "error", *SAFE_INPUT, "-show_format", "-show_streams", "-of", "json", path])
+    args = ["ffprobe", "-v", "error", *SAFE_INPUT, "-show_format", "-show_streams", "-of", "json", path]
+    return run(args, PROBE_TIMEOUT_SECONDS)
 
 
 def input_file(path: str) -> list[str]:
