@@ -7,14 +7,14 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help conformance fuzz-webhook bench-webhook
+.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help conformance fuzz fuzz-webhook fuzz-media bench-webhook
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
 	@echo "make test   run every test (TypeScript, Python, end to end)"
 	@echo "make check  only the fast part of make test: types, Biome, ruff, unit tests (no stack)"
 	@echo "extras: make conformance (the data-policy tests, docs/privacy-conformance.md),"
-	@echo "        make fuzz-webhook (long webhook fuzzing), make bench-webhook (10,000-webhook burst)"
+	@echo "        make fuzz (both fuzzing campaigns: fuzz-webhook, fuzz-media), make bench-webhook (10,000-webhook burst)"
 
 dev: setup
 	node e2e/src/dev.ts
@@ -72,3 +72,11 @@ lint: setup-node
 
 format: setup-node
 	npx biome format --write .
+
+# both fuzzing campaigns, long and random (make test runs each with a fixed seed)
+fuzz: fuzz-webhook fuzz-media
+
+# A longer, random campaign of the job's media fuzzer (job-image/tests/test_fuzz_media.py; `make test`
+# runs 40 fixed examples of it): FUZZ_EXAMPLES=5000 make fuzz-media for more
+fuzz-media: setup-python
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} FUZZ_RANDOM=1 bash job-image/scripts/test.sh tests/test_fuzz_media.py --hypothesis-show-statistics

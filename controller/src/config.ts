@@ -61,6 +61,8 @@ const ControllerEnv = z.object({
   JOB_NODE_SELECTOR: json(z.record(z.string(), z.string()), {}),
   JOB_TOLERATIONS: json(z.array(Toleration), [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]),
   JOB_CPU_REQUEST: quantity("2"),
+  /** A hard CPU bound: decoding and re-encoding hostile video cannot take the node's cores. */
+  JOB_CPU_LIMIT: quantity("4"),
   JOB_MEMORY_REQUEST: quantity("6Gi"),
   JOB_MEMORY_LIMIT: quantity("12Gi"),
   JOB_WORK_DIR_SIZE_LIMIT: quantity("4Gi"),
@@ -175,6 +177,7 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
     nodeSelector: c.JOB_NODE_SELECTOR,
     tolerations: c.JOB_TOLERATIONS,
     cpuRequest: c.JOB_CPU_REQUEST,
+    cpuLimit: c.JOB_CPU_LIMIT,
     memoryRequest: c.JOB_MEMORY_REQUEST,
     memoryLimit: c.JOB_MEMORY_LIMIT,
     workDirSizeLimit: c.JOB_WORK_DIR_SIZE_LIMIT,

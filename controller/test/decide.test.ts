@@ -167,6 +167,12 @@ describe("decide: failures", () => {
       "Silent",
     ],
     [
+      "exit 15 (video picture too large)",
+      failedBy("PodFailurePolicy", "Container separate for pod default/x failed with exit code 15 matching FailJob rule at index 0"),
+      [],
+      "VideoTooLarge",
+    ],
+    [
       "podFailurePolicy without a code in the message: the pod's exit code",
       failedBy("PodFailurePolicy", "matched"),
       [pod({ scheduled: "True", terminated: { exitCode: 12, message: "too long" } })],

@@ -193,6 +193,9 @@ describe("every failure class reaches the user in plain words", () => {
   test("silent (exit 14): Silent", async () => {
     await expectFailure({ content: "EXIT=14" }, "Silent", replies.failure.Silent);
   });
+  test("video over 4K or 60 fps (exit 15): VideoTooLarge, the reply naming the limits", async () => {
+    await expectFailure({ content: "EXIT=15", type: "video" }, "VideoTooLarge", replies.failure.VideoTooLarge);
+  });
   test("a transient failure is retried, then Internal when the retries run out", async () => {
     const { sent, sj } = await expectFailure({ content: "EXIT=1\nCUDA error: out of memory" }, "Internal", replies.failure.Internal);
     const job = await h.batch.readNamespacedJob({ name: sent.name, namespace: ns });

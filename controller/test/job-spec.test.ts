@@ -89,6 +89,10 @@ describe("the separation Job", () => {
     assert.equal(container.image, "ghcr.io/unmix/job:1.0");
     assert.equal(container.imagePullPolicy, "IfNotPresent");
   });
+  test("a CPU limit as well as a memory limit: decoding a hostile video cannot take the node's cores", () => {
+    assert.deepEqual([container.resources.limits.cpu, container.resources.limits.memory], ["4", "12Gi"]);
+    assert.equal(loadControllerConfig({ ...baseEnv, JOB_CPU_LIMIT: "1500m" }).job.cpuLimit, "1500m");
+  });
   test("no credentials: presigned URLs only, no service-account token, non-root, read-only, no capabilities", () => {
     assert.equal(pod.automountServiceAccountToken, false);
     assert.deepEqual(container.envFrom, [{ secretRef: { name: urls.metadata.name } }]);

@@ -1,4 +1,5 @@
 // Every text the bot sends, in one place: friendly, specific, and saying what to do next.
+import { LIMITS } from "@unmix/api/limits";
 import type { FailureClass } from "@unmix/api/separationjob";
 
 export const replies = {
@@ -40,6 +41,7 @@ export const replies = {
     TooLong: (maxMinutes: number) => `This recording is too long for me: I can handle up to ${maxMinutes} minutes. Please send a shorter clip.`,
     Silent: "This recording seems to be silent, so there's nothing to clean up. Please check it has sound and send it again.",
     OutputTooLarge: "The cleaned file came out larger than WhatsApp allows (16 MB). Please send a shorter clip.",
+    VideoTooLarge: `This video's picture is sharper or faster than I can handle (up to 4K, ${(LIMITS.maxVideoPixels / 1e6).toFixed(1)} megapixels, at ${LIMITS.maxVideoFrameRate} frames per second). Please send it in standard quality instead of HD.`,
     TooLarge: (maxMb: number) => `This file is too large for me (the limit is ${maxMb} MB). Please send a shorter clip.`,
     MediaUnavailable: "I couldn't download your file from WhatsApp (it may have expired). Please send it again.",
     Busy: "Sorry, we're very busy right now and couldn't get to your file in time. Please send it again in a few minutes.",

@@ -10,6 +10,7 @@ export const EXIT_CODES = {
   INPUT_TOO_LONG: 12,
   OUTPUT_TOO_LARGE: 13,
   SILENT_INPUT: 14,
+  VIDEO_TOO_LARGE: 15,
 } as const;
 
 /** Exit codes that mean the input itself is bad: retrying cannot help, so the Job fails at once. */
@@ -19,6 +20,7 @@ export const BAD_INPUT_EXIT_CODES: readonly number[] = [
   EXIT_CODES.INPUT_TOO_LONG,
   EXIT_CODES.OUTPUT_TOO_LARGE,
   EXIT_CODES.SILENT_INPUT,
+  EXIT_CODES.VIDEO_TOO_LARGE,
 ];
 
 export function failureClassOfExitCode(code: number): FailureClass {
@@ -33,6 +35,8 @@ export function failureClassOfExitCode(code: number): FailureClass {
       return "OutputTooLarge";
     case EXIT_CODES.SILENT_INPUT:
       return "Silent";
+    case EXIT_CODES.VIDEO_TOO_LARGE:
+      return "VideoTooLarge";
     default:
       return "Internal";
   }

@@ -15,4 +15,11 @@ export const LIMITS = {
   defaultMaxInputBytes: 16 * MiB,
   /** The longest input taken by default, in seconds (MAX_DURATION_SECONDS in the controller and the job). */
   defaultMaxDurationSeconds: 600,
+  /**
+   * The largest video picture the job takes, in pixels (a phone's 4K): decoding cost grows with it,
+   * and a few MB can declare hours of 8K. The job refuses more at probe (exit VIDEO_TOO_LARGE).
+   */
+  maxVideoPixels: 3840 * 2160,
+  /** The highest video frame rate the job takes (frames per second), refused likewise. */
+  maxVideoFrameRate: 60,
 } as const;

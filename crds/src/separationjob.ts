@@ -47,6 +47,12 @@ export const SENDER_SECRET_LABEL = "unmix.dev/sender-of";
 export const MediaKind = z.enum(["audio", "video"]);
 export type MediaKind = z.infer<typeof MediaKind>;
 
+/**
+ * The longest MIME type a SeparationJob keeps (with its parameters, e.g. `audio/ogg; codecs=opus`).
+ * The ingress refuses longer ones as unsupported media, with a reply, before it builds the resource.
+ */
+export const MIME_TYPE_MAX_CHARS = 128;
+
 /** What the user gets back: the format they sent. */
 export const OutputFormat = z.enum(["ogg-opus", "mp3", "m4a", "mp4"]);
 export type OutputFormat = z.infer<typeof OutputFormat>;
@@ -62,7 +68,7 @@ export const SeparationJobSpec = z
     media: z
       .object({
         id: z.string().min(1).max(128).describe("WhatsApp media id"),
-        mimeType: z.string().min(1).max(128),
+        mimeType: z.string().min(1).max(MIME_TYPE_MAX_CHARS),
         sha256: z.string().min(1).max(128).describe("As WhatsApp sent it: base64 (or hex)"),
         kind: MediaKind,
         voice: z.boolean().default(false).describe("Recorded with WhatsApp's voice-note recorder"),
@@ -108,6 +114,7 @@ export const FailureClass = z.enum([
   "TooLong",
   "Silent",
   "OutputTooLarge",
+  "VideoTooLarge",
   "TooLarge",
   "MediaUnavailable",
   "Busy",

@@ -315,6 +315,8 @@ describe("chart, statically", () => {
     const gpu = await jobPod([]);
     assert.equal(gpu.env.MODEL_NAME, "htdemucs");
     assert.equal(gpu.resources.limits["nvidia.com/gpu"], "1");
+    // a CPU limit on both: decoding a hostile video cannot take the node's cores
+    assert.deepEqual([gpu.resources.limits.cpu, cpu.resources.limits.cpu], ["4", "2"]);
     assert.ok(gpu.pod.tolerations.some((t: { key: string }) => t.key === "nvidia.com/gpu"));
   });
 

@@ -2,7 +2,7 @@
 // format the reply comes back in (policy promise P9: the original format), and the size limits.
 
 import { LIMITS } from "@unmix/api/limits";
-import type { MediaKind, OutputFormat } from "@unmix/api/separationjob";
+import { type MediaKind, MIME_TYPE_MAX_CHARS, type OutputFormat } from "@unmix/api/separationjob";
 import { env } from "@unmix/core/config";
 import { z } from "zod";
 
@@ -45,6 +45,8 @@ export const baseMimeType = (mimeType: string) => (mimeType.split(";")[0] ?? "")
 
 /** The kind and reply format of media with this MIME type; undefined when the pipeline cannot take it. */
 export function classifyMedia(mimeType: string): AcceptedMedia | undefined {
+  // Longer than a SeparationJob keeps: no real media type is, and building the resource would fail
+  if (mimeType.length > MIME_TYPE_MAX_CHARS) return undefined;
   const base = baseMimeType(mimeType);
   const accepted = ACCEPTED[base];
   if (!accepted) return undefined;

@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { modelId } from "@unmix/api/models";
-import { separationJobName, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/api/separationjob";
+import { MIME_TYPE_MAX_CHARS, separationJobName, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/api/separationjob";
 import { httpAndFetch } from "@unmix/core/instrumentations";
 import { k8s } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
@@ -364,6 +364,16 @@ describe("what cannot be processed", () => {
       assert.equal(await handled(sent.id), "unsupported_media");
       assert.equal((await h.sim.waitForMessage(replyTo(sent.id))).text, replies.unsupportedMedia(mimeType.split(";")[0] as string));
     }
+    assert.equal((await jobsOf(u)).length, 0);
+  });
+
+  test("a MIME type longer than a SeparationJob keeps is answered as unsupported media at once: no retry, no job", async () => {
+    const u = newUser();
+    const mimeType = `audio/ogg; codecs=opus; x=${"a".repeat(MIME_TYPE_MAX_CHARS)}`;
+    const sent = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(30), mimeType, from: u });
+    assert.equal(await handled(sent.id), "unsupported_media");
+    assert.equal((await h.sim.waitForMessage(replyTo(sent.id))).text, replies.unsupportedMedia("audio/ogg"));
+    assert.equal(repliesTo(sent.id).length, 1);
     assert.equal((await jobsOf(u)).length, 0);
   });
 

@@ -338,6 +338,8 @@ def run_job(store: Store, model_repo: Path, tmp_path: Path):
             "WORK_DIR": str(work_dir),
             "TERMINATION_LOG": str(termination),
             "TRACEPARENT": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            # A checkout whose code is on PYTHONPATH (the venv installed another one) runs its own.
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
             **env,
         }
         command = Path(sys.executable).parent / "unmix-job"

@@ -18,6 +18,7 @@ CONTRACT = {
     "INPUT_TOO_LONG": 12,
     "OUTPUT_TOO_LARGE": 13,
     "SILENT_INPUT": 14,
+    "VIDEO_TOO_LARGE": 15,
 }
 
 

@@ -106,6 +106,7 @@ KUEUE_QUEUE_NAME: {{ . | quote }}
 JOB_NODE_SELECTOR: {{ $j.nodeSelector | toJson | quote }}
 JOB_TOLERATIONS: {{ $j.tolerations | toJson | quote }}
 JOB_CPU_REQUEST: {{ $j.resources.requests.cpu | quote }}
+JOB_CPU_LIMIT: {{ $j.resources.limits.cpu | quote }}
 JOB_MEMORY_REQUEST: {{ $j.resources.requests.memory | quote }}
 JOB_MEMORY_LIMIT: {{ $j.resources.limits.memory | quote }}
 JOB_WORK_DIR_SIZE_LIMIT: {{ $j.scratchSizeLimit | quote }}

@@ -121,7 +121,7 @@ export function buildJob(sj: SeparationJob, s: JobSettings, traceparent: string 
               env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
               resources: {
                 requests: { cpu: s.cpuRequest, memory: s.memoryRequest, ...gpu },
-                limits: { memory: s.memoryLimit, ...gpu },
+                limits: { cpu: s.cpuLimit, memory: s.memoryLimit, ...gpu },
               },
               securityContext: {
                 allowPrivilegeEscalation: false,

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from .exit_codes import BadInput, ExitCode
-from .media_tool import MediaToolError, ffmpeg
+from .media_tool import DECODE_TIMEOUT_SECONDS, MediaToolError, ffmpeg, input_file
 from .probe import AudioStream
 
 # Peak level at or under which a recording counts as silence: nothing to separate. Any real voice
@@ -47,12 +47,13 @@ def decode(
     downmix = ["-rematrix_maxval", "1"] if channels == 1 else []
     try:
         ffmpeg(
-            "-i", str(source),
+            *input_file(str(source)),
             "-map", f"0:{stream.index}",
             # One second past the limit is enough to tell a file that lied about its duration.
             "-t", f"{max_duration + 1:.3f}",
             "-ac", str(channels), "-ar", str(sample_rate), *downmix,
             "-c:a", "pcm_f32le", "-f", "wav", str(dest),
+            timeout=DECODE_TIMEOUT_SECONDS,
         )  # fmt: skip
     except MediaToolError:
         raise BadInput(ExitCode.UNDECODABLE_INPUT, "the sound track could not be decoded") from None

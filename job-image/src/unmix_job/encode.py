@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import OutputFormat
-from .media_tool import ffmpeg
+from .limits import MAX_VIDEO_PIXELS
+from .media_tool import ffmpeg, input_file
 from .probe import MediaInfo, VideoStream
 from .separate import Separated
 
@@ -32,6 +33,9 @@ MIME_TYPES: dict[OutputFormat, str] = {
     "mp4": "video/mp4",
 }
 PLAYABLE_PIX_FMTS = ("yuv420p", "yuvj420p")
+# A re-encoded video comes back at most this large and fast (WhatsApp's own HD is 1080p).
+REENCODE_MAX_SIDE = 1920
+REENCODE_MAX_FPS = 30
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def encode(
         bitrate = voice_note_bitrate(duration)
         dest = dest_dir / "output.ogg"
         ffmpeg(
-            "-i", str(stem.path), *audio_filter, "-map_metadata", "-1",
+            *input_file(str(stem.path)), *audio_filter, "-map_metadata", "-1",
             "-c:a", "libopus", "-b:a", str(bitrate), "-vbr", "off", "-application", "voip",
             "-ar", "48000", "-f", "ogg", str(dest),
         )  # fmt: skip
@@ -91,7 +95,7 @@ def encode(
     if fmt == "mp3":
         dest = dest_dir / "output.mp3"
         ffmpeg(
-            "-i", str(stem.path), *audio_filter, "-map_metadata", "-1",
+            *input_file(str(stem.path)), *audio_filter, "-map_metadata", "-1",
             "-c:a", "libmp3lame", "-b:a", str(bitrate), "-ar", str(stem.sample_rate), "-f", "mp3", str(dest),
         )  # fmt: skip
         return Encoded(dest, mime, bitrate, None)
@@ -100,24 +104,41 @@ def encode(
     if fmt == "m4a" or not keep_video or info.video is None:
         dest = dest_dir / ("output.m4a" if fmt == "m4a" else "output.mp4")
         ffmpeg(
-            "-i", str(stem.path), *audio_filter, "-map_metadata", "-1", *aac,
+            *input_file(str(stem.path)), *audio_filter, "-map_metadata", "-1", *aac,
             "-movflags", "+faststart", "-f", "ipod" if fmt == "m4a" else "mp4", str(dest),
         )  # fmt: skip
         return Encoded(dest, mime, bitrate, None)
 
     dest = dest_dir / "output.mp4"
     copy = not video_needs_reencode(info.video)
+    # A re-encode decodes every frame: the decoder refuses frames over the probe's pixel limit (a
+    # stream can change size midway), and the picture comes back at most REENCODE_MAX_SIDE on its
+    # longer side and REENCODE_MAX_FPS: what a phone shows, at a bounded CPU cost.
+    decoder_cap = [] if copy else ["-max_pixels", str(MAX_VIDEO_PIXELS)]
     video_codec = (
         ["-c:v", "copy"]
         if copy
         else [
             "-c:v", "libx264", "-profile:v", "main", "-pix_fmt", "yuv420p", "-preset", "veryfast",
-            "-crf", "23", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+            "-crf", "23", "-vf", _reencode_filter(info.video),
         ]
     )  # fmt: skip
     ffmpeg(
-        "-i", str(source), "-i", str(stem.path),
+        *decoder_cap, *input_file(str(source)), *input_file(str(stem.path)),
         "-map", f"0:{info.video.index}", "-map", "1:a:0", "-map_metadata", "-1",
+        # The reply lasts as long as the audio: a video stream that runs on for hours ends here.
+        "-t", f"{duration:.3f}",
         *video_codec, *audio_filter, *aac, "-movflags", "+faststart", "-f", "mp4", str(dest),
     )  # fmt: skip
     return Encoded(dest, mime, bitrate, copy)
+
+
+def _reencode_filter(video: VideoStream) -> str:
+    side = REENCODE_MAX_SIDE
+    scale = (
+        f"scale='min(iw,{side})':'min(ih,{side})':force_original_aspect_ratio=decrease,"
+        "scale=trunc(iw/2)*2:trunc(ih/2)*2"
+    )
+    if video.frame_rate is None or video.frame_rate > REENCODE_MAX_FPS:
+        return f"{scale},fps={REENCODE_MAX_FPS}"
+    return scale

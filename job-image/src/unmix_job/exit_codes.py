@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     INPUT_TOO_LONG = 12
     OUTPUT_TOO_LARGE = 13
     SILENT_INPUT = 14
+    VIDEO_TOO_LARGE = 15
 
 
 # Anything else (network, out of memory, a bug): the Job may retry. Not in the table, which

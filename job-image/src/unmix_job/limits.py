@@ -15,6 +15,10 @@ WHATSAPP_UPLOAD_BYTES = 16_000_000
 WHATSAPP_INBOUND_BYTES = 100 * MIB
 DEFAULT_MAX_INPUT_BYTES = 16 * MIB
 DEFAULT_MAX_DURATION_SECONDS = 600
+# The largest video picture and frame rate taken (a phone's 4K at 60 fps): decoding cost grows with
+# both, and a few MB can declare hours of 8K. Refused at probe, before anything is decoded.
+MAX_VIDEO_PIXELS = 3840 * 2160
+MAX_VIDEO_FRAME_RATE = 60
 
 
 def table() -> dict[str, int]:
@@ -23,6 +27,8 @@ def table() -> dict[str, int]:
         "whatsappInboundBytes": WHATSAPP_INBOUND_BYTES,
         "defaultMaxInputBytes": DEFAULT_MAX_INPUT_BYTES,
         "defaultMaxDurationSeconds": DEFAULT_MAX_DURATION_SECONDS,
+        "maxVideoPixels": MAX_VIDEO_PIXELS,
+        "maxVideoFrameRate": MAX_VIDEO_FRAME_RATE,
     }
 
 

@@ -6,7 +6,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from .exit_codes import BadInput, ExitCode
-from .media_tool import MediaToolError, run
+from .limits import MAX_VIDEO_FRAME_RATE, MAX_VIDEO_PIXELS
+from .media_tool import MediaToolError, ffprobe
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class VideoStream:
     pix_fmt: str
     profile: str
     frame_rate: float | None
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -37,11 +40,14 @@ class MediaInfo:
 def probe(path: Path) -> MediaInfo:
     """Describe a media file; BadInput(UNDECODABLE_INPUT) when ffprobe cannot read it."""
     try:
-        out = run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)])
-    except MediaToolError:
-        raise BadInput(
-            ExitCode.UNDECODABLE_INPUT, "the file is not audio or video that can be read"
-        ) from None
+        out = ffprobe(str(path))
+    except MediaToolError as err:
+        reason = (
+            "the file is not in a container WhatsApp sends (a playlist, a manifest or another format)"
+            if err.refused_format
+            else "the file is not audio or video that can be read"
+        )
+        raise BadInput(ExitCode.UNDECODABLE_INPUT, reason) from None
     data = json.loads(out)
     streams = data.get("streams", [])
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
@@ -56,7 +62,7 @@ def probe(path: Path) -> MediaInfo:
     )
     return MediaInfo(
         container=data.get("format", {}).get("format_name", ""),
-        duration=_float(data.get("format", {}).get("duration")) or _float((audio or {}).get("duration")),
+        duration=_duration(data.get("format", {}), streams),
         audio=_audio(audio) if audio else None,
         video=_video(video) if video else None,
     )
@@ -72,6 +78,17 @@ def check_input(info: MediaInfo, max_duration: float) -> AudioStream:
         raise BadInput(
             ExitCode.INPUT_TOO_LONG,
             f"the file lasts {info.duration:.0f} s; the limit is {max_duration:.0f} s",
+        )
+    video = info.video
+    if video is not None and video.width * video.height > MAX_VIDEO_PIXELS:
+        raise BadInput(
+            ExitCode.VIDEO_TOO_LARGE,
+            f"the video is {video.width}x{video.height}, over the limit of {MAX_VIDEO_PIXELS} pixels",
+        )
+    if video is not None and video.frame_rate is not None and video.frame_rate > MAX_VIDEO_FRAME_RATE:
+        raise BadInput(
+            ExitCode.VIDEO_TOO_LARGE,
+            f"the video has {video.frame_rate:.0f} frames per second; the limit is {MAX_VIDEO_FRAME_RATE}",
         )
     return info.audio
 
@@ -95,7 +112,16 @@ def _video(stream: dict) -> VideoStream:
         pix_fmt=stream.get("pix_fmt", ""),
         profile=stream.get("profile", ""),
         frame_rate=frame_rate,
+        width=int(stream.get("width") or 0),
+        height=int(stream.get("height") or 0),
     )
+
+
+def _duration(fmt: dict, streams: list[dict]) -> float | None:
+    """The longest of the container's and the streams' durations: a short container duration must
+    not hide an hours-long video stream."""
+    durations = [d for d in (_float(fmt.get("duration")), *(_float(s.get("duration")) for s in streams)) if d]
+    return max(durations, default=None)
 
 
 def _float(value: object) -> float | None:
