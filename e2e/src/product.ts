@@ -27,6 +27,7 @@ export const APP_SECRET = "dev-app-secret-0123456789abcdef";
 export const VERIFY_TOKEN = "dev-verify-token";
 export const ACCESS_TOKEN = "EAAG-dev-access-token";
 export const USER_KEY_SECRET = "dev-user-key-secret-0123456789";
+export const INBOUND_SIGNING_KEY = "dev-inbound-signing-key-0123456789";
 export const ADMIN_TOKEN = "dev-admin-token-0123456789abcdef";
 
 export type ComponentName = "ingress" | "controller";
@@ -199,6 +200,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
         ADMIN_TOKEN,
         NATS_URL: stack.nats?.url as string,
         USER_KEY_SECRET,
+        INBOUND_SIGNING_KEY,
         WHATSAPP_APP_SECRET: APP_SECRET,
         WHATSAPP_VERIFY_TOKEN: VERIFY_TOKEN,
         KUBE_NAMESPACE: NAMESPACE,

@@ -53,6 +53,7 @@ const baseEnv = {
   WHATSAPP_APP_SECRET: APP_SECRET,
   WHATSAPP_VERIFY_TOKEN: "bench-verify-token",
   USER_KEY_SECRET: "bench-user-key-secret",
+  INBOUND_SIGNING_KEY: "bench-inbound-signing-key",
 };
 const business = { wabaId: "318842120093457", phoneNumberId: "487201336590124", displayPhoneNumber: "4915120004711" };
 
