@@ -2,8 +2,10 @@
 // outputs, and finished SeparationJobs past retention; and what must survive each of them.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { connectAuditLog, messageRef, refOfSeparationJob } from "@unmix/core/audit";
 import { createLogger } from "@unmix/core/log";
-import { ResultCache } from "@unmix/core/result-cache";
+import { ResultCache, resultKey } from "@unmix/core/result-cache";
+import { loadControllerConfig } from "../src/config.ts";
 import { kubeApi } from "../src/framework/kube/api.ts";
 import { createKubeClient, type KubeClient } from "../src/framework/kube/client.ts";
 import { kubeconfigConnection } from "../src/framework/kube/connection.ts";
@@ -28,8 +30,11 @@ after(async () => {
 const exists = async (key: string) => (await h.store.stat(key)) !== undefined;
 
 describe("garbage collection", () => {
-  test("removes what is past its time and nothing else", async () => {
+  test("P5: removes what is past its time and nothing else, each deletion in the audit trail first", async () => {
     const ns = await h.namespace();
+    const audit = await connectAuditLog(loadControllerConfig(h.env(ns)).nats, "gc-test");
+    after(() => audit.close());
+    const key = { sha256: "a".repeat(64), format: "ogg-opus" as const, model: "htdemucs" };
     let offset = 0;
     const clock = () => new Date(Date.now() + offset);
     const cache = new ResultCache(h.store, 24 * HOUR, clock);
@@ -40,6 +45,7 @@ describe("garbage collection", () => {
       clock,
       log: createLogger("gc-test", { level: "silent" }),
       settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR },
+      audit,
     });
 
     // a live SeparationJob (not finished) with its input, and a finished one whose input leaked
@@ -49,7 +55,8 @@ describe("garbage collection", () => {
     let d = (await sjs.get(done.name))!;
     d = await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, S.initialize(d, clock()) as never);
     d = await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, { ...S.failed(d, clock(), { class: "BadInput", message: "x" }) } as never);
-    await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, S.finalized(d, clock(), undefined) as never);
+    // as if the result it was made for were the one cached below
+    await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, S.finalized(d, clock(), resultKey(key)) as never);
     const put = (key: string) => h.store.put(key, Buffer.from(key), undefined, "application/octet-stream");
     await put(`inputs/${live.name}`);
     await put(`work/${live.name}/output`);
@@ -58,7 +65,6 @@ describe("garbage collection", () => {
     await put("work/sj-deleted-long-ago/manifest.json");
     // a cached result a user received
     await put("tmp/result");
-    const key = { sha256: "a".repeat(64), format: "ogg-opus" as const, model: "htdemucs" };
     await cache.record(key, "tmp/result", "u1", "1234567890");
 
     const first = await gc.runOnce();
@@ -73,6 +79,15 @@ describe("garbage collection", () => {
     assert.equal(await exists(`inputs/${live.name}`), true, "a live job's input stays");
     assert.equal(await exists(`work/${live.name}/output`), true, "a live job's output stays");
     assert.ok(await cache.lookup(key), "the result is still cached after an hour");
+    const entries = async (event: string) => (await h.auditEntries()).filter((e) => e.event === event);
+    assert.deepEqual(
+      (await entries("input-deleted")).map((e) => [e.ref, e.reason]).sort(),
+      [
+        [refOfSeparationJob(done.name), "orphan"],
+        [messageRef("sj-deleted-long-ago"), "orphan"],
+      ].sort(),
+      "an entry per deleted input",
+    );
 
     offset = 23 * HOUR + 59 * MINUTE;
     assert.ok(await cache.lookup(key), "still cached just under 24 hours");
@@ -82,6 +97,11 @@ describe("garbage collection", () => {
     assert.equal(await cache.lookup(key), undefined, "no hit past 24 hours, even before the collector runs");
     const third = await gc.runOnce();
     assert.equal(third.cacheExpired, 2, "the result and its owner marker");
+    assert.deepEqual(
+      (await entries("result-expired")).map((e) => e.ref),
+      [refOfSeparationJob(done.name)],
+      "the expiry in the trail of the message it was made for",
+    );
     assert.equal(await exists(`results/${"a".repeat(64)}/ogg-opus.htdemucs`), false, "permanently deleted after 24 hours");
     assert.equal(await cache.forgetUser("u1"), 0, "nothing left under the user either");
     assert.ok(await sjs.get(done.name), "a finished job is kept for a week");

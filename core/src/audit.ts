@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { connect, type NatsConnection } from "nats";
 import { z } from "zod";
-import { type NatsConfig, natsAuth } from "./nats-config.ts";
+import { type NatsConfig, type NatsIdentity, natsAuth } from "./nats-config.ts";
 
 export const AUDIT_STREAM = "UNMIX_AUDIT";
 export const AUDIT_SUBJECTS = "unmix.audit.>";
@@ -27,8 +27,11 @@ export const auditSubject = (event: AuditEvent) => `unmix.audit.${event}`;
 /** A short, stable, non-reversible reference to a wamid for logs, audit entries and KV keys. */
 export const messageRef = (wamid: string) => createHash("sha256").update(wamid).digest("hex").slice(0, 32);
 
-/** The ref of the message a SeparationJob was made for (its name is `sj-` + the same hash: separationJobName). */
-export const refOfSeparationJob = (name: string) => name.replace(/^sj-/, "");
+/**
+ * The ref of the message a SeparationJob was made for: its name is `sj-` + the same hash
+ * (separationJobName); one made by hand under another name is referenced by the hash of that name.
+ */
+export const refOfSeparationJob = (name: string) => /^sj-([0-9a-f]{32})$/.exec(name)?.[1] ?? messageRef(name);
 
 // a word, never a run of digits long enough to be a phone number
 const Slug = z
@@ -93,7 +96,7 @@ export function auditLog(publish: AuditPublish, clock: () => Date = () => new Da
 
 /** The controller's connection: publishing to the audit subjects is all its NATS user may do. */
 export async function connectAuditLog(
-  c: Pick<NatsConfig, "NATS_URL" | "NATS_CREDS_FILE" | "NATS_USER" | "NATS_PASSWORD">,
+  c: Pick<NatsConfig, "NATS_URL"> & NatsIdentity,
   name: string,
   clock?: () => Date,
 ): Promise<AuditLog & { nc: NatsConnection; close(): Promise<void> }> {

@@ -89,12 +89,14 @@ export class ResultCache {
   }
 
   /** Deletes results and owner markers older than the TTL; returns the keys deleted. */
-  async expire(): Promise<string[]> {
+  /** Deletes entries past the TTL; `before` sees their keys first (the audit trail) and stops the deletion by throwing. */
+  async expire(before?: (keys: string[]) => Promise<void>): Promise<string[]> {
     const cutoff = this.now().getTime() - this.ttlMs;
     const old: string[] = [];
     for (const prefix of [RESULTS_PREFIX, OWNERS_PREFIX]) {
       for await (const o of this.store.list(prefix)) if (o.lastModified.getTime() <= cutoff) old.push(o.key);
     }
+    await before?.(old);
     await this.store.remove(old);
     return old;
   }

@@ -198,7 +198,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
         ADMIN_HOST: "127.0.0.1",
         ADMIN_PORT: String(adminPort),
         ADMIN_TOKEN,
-        NATS_URL: stack.nats?.url as string,
+        ...stack.nats?.env("ingress"),
         USER_KEY_SECRET,
         INBOUND_SIGNING_KEY,
         WHATSAPP_APP_SECRET: APP_SECRET,
@@ -208,6 +208,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       },
       controller: {
         ...common,
+        ...stack.nats?.env("controller"),
         KUBE_NAMESPACE: NAMESPACE,
         JOB_IMAGE: `${JOB_IMAGE}:dev`,
         JOB_IMAGE_PULL_POLICY: "IfNotPresent",

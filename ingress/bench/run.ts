@@ -240,7 +240,8 @@ try {
 
   // 2. cache-hit path, in this process: webhook received → reply request at the simulator. The
   // messages of part 1 are dropped first (they name media no simulator knows).
-  const nats = await connectNats({ url: env.NATS_URL as string, name: "bench" });
+  const operator = stack.nats?.users.operator;
+  const nats = await connectNats({ url: env.NATS_URL as string, name: "bench", NATS_USER: operator?.user, NATS_PASSWORD: operator?.password });
   await nats.jsm.streams.purge(STREAMS.inbound);
   await nats.close();
   const sim = await startWhatsAppSimulator({ appSecret: APP_SECRET, accessToken: "bench-token" });

@@ -3,7 +3,7 @@
 // by whichever process comes first), publishing with a deduplication id and headers, and the audit
 // stream writer. Business rules use this, never the client library's topology calls.
 import { AUDIT_STREAM, AUDIT_SUBJECTS, type AuditFields, auditLog } from "@unmix/core/audit";
-import { type NatsConfig, natsAuth } from "@unmix/core/nats-config";
+import { type NatsIdentity, natsAuth } from "@unmix/core/nats-config";
 import {
   AckPolicy,
   connect,
@@ -115,7 +115,7 @@ export interface Nats {
   close(): Promise<void>;
 }
 
-export interface ConnectOptions extends Pick<NatsConfig, "NATS_CREDS_FILE" | "NATS_USER" | "NATS_PASSWORD"> {
+export interface ConnectOptions extends NatsIdentity {
   url: string;
   name: string;
   /** Called on connection state changes (for logs and readiness). */
@@ -144,7 +144,7 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
   const js = nc.jetstream();
   const jsm = await nc.jetstreamManager();
   const buckets = new Map<string, Promise<KV>>();
-  const acks = ackMux(nc);
+  const acks = ackMux(nc, o.NATS_INBOX_PREFIX);
   // Publishes requested during one turn of the event loop go out together on the next (setImmediate
   // runs after the turn's I/O callbacks): one socket write for the webhooks of many connections
   // instead of one each, for at most one loop turn of delay.
@@ -226,8 +226,8 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
  * own js.publish makes a request object, a timer and two Error objects (stack traces) per message;
  * at thousands of webhooks a second that is most of the client's cost.
  */
-function ackMux(nc: NatsConnection) {
-  const prefix = createInbox();
+function ackMux(nc: NatsConnection, inboxPrefix?: string) {
+  const prefix = createInbox(inboxPrefix);
   const pending = new Map<string, { resolve: (a: PubAck) => void; reject: (e: Error) => void; deadline: number }>();
   let next = 0;
   const settle = (id: string, outcome: PubAck | Error) => {

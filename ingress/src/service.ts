@@ -109,6 +109,7 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
       NATS_CREDS_FILE: c.NATS_CREDS_FILE,
       NATS_USER: c.NATS_USER,
       NATS_PASSWORD: c.NATS_PASSWORD,
+      NATS_INBOX_PREFIX: c.NATS_INBOX_PREFIX,
       onStatus: (event) => (event === "disconnect" || event === "reconnect" ? log.warn({ event }, "NATS connection") : undefined),
     }));
   await ensureTopology(nats, topologyOf(c));

@@ -135,7 +135,8 @@ export async function startHarness(o: { components?: Component[]; env?: Record<s
     };
     let current = env;
     ingress = await start(env);
-    nats = await connectNats({ url: env.NATS_URL as string, name: "test-observer" });
+    const operator = stack.nats?.users.operator;
+    nats = await connectNats({ url: env.NATS_URL as string, name: "test-observer", NATS_USER: operator?.user, NATS_PASSWORD: operator?.password });
     const h: Harness = {
       stack,
       sim,

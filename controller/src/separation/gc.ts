@@ -1,14 +1,17 @@
 // Garbage collection, on the leader, with an injected clock: cached results past their TTL (the
 // 24-hour promise), inputs and job outputs no live SeparationJob owns (a SeparationJob deleted
 // mid-flight, a crash before cleanup) once older than a grace period, and finished SeparationJobs
-// past retention.
+// past retention. Each result's and input's audit entry (P5) is written before it is deleted: a
+// refused entry leaves it for the next run.
 import { findCondition } from "@unmix/api/conditions";
 import type { SeparationJob } from "@unmix/api/separationjob";
+import type { AuditLog } from "@unmix/core/audit";
 import type { Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { INPUTS_PREFIX, type ResultCache } from "@unmix/core/result-cache";
 import type { SeparationJobApi } from "../framework/kube/api.ts";
 import type { Metrics } from "../metrics.ts";
+import { auditStep } from "./context.ts";
 import { isFinished } from "./status.ts";
 
 export interface GcSettings {
@@ -31,6 +34,7 @@ export interface GcDeps {
   log: Logger;
   metrics?: Metrics;
   settings: GcSettings;
+  audit: AuditLog;
 }
 
 const WORK_PREFIX = "work/";
@@ -50,9 +54,16 @@ export class GarbageCollector {
     const now = this.d.clock().getTime();
     const { orphanGraceMs, retentionMs } = this.d.settings;
 
-    const expired = await this.d.cache.expire();
-
     const all = await this.d.sjs.list();
+    // a result expires for every message it was made for whose SeparationJob is still kept
+    const expired = await this.d.cache.expire(async (keys) => {
+      const gone = new Set(keys);
+      for (const sj of all) {
+        const key = sj.status?.result?.cacheKey;
+        if (key && gone.has(key)) await auditStep(this.d.audit, sj.metadata.name, { event: "result-expired" });
+      }
+    });
+
     const active = new Set<string>();
     let deleted = 0;
     for (const sj of all) {
@@ -73,6 +84,8 @@ export class GarbageCollector {
         if (!active.has(owner) && now - o.lastModified.getTime() >= orphanGraceMs) orphans.push(o.key);
       }
     }
+    for (const key of orphans)
+      if (key.startsWith(INPUTS_PREFIX)) await auditStep(this.d.audit, key.slice(INPUTS_PREFIX.length), { event: "input-deleted", reason: "orphan" });
     await this.d.store.remove(orphans);
 
     const report = { cacheExpired: expired.length, separationJobsDeleted: deleted, orphansDeleted: orphans.length };

@@ -5,7 +5,7 @@ import { inputKey } from "@unmix/core/result-cache";
 import { controllerOf } from "../framework/kube/objects.ts";
 import { currentTraceparent } from "../framework/tracing.ts";
 import { RetryAfter } from "../framework/workqueue.ts";
-import type { StepContext } from "./context.ts";
+import { auditStep, type StepContext } from "./context.ts";
 import { buildJob, manifestKey, outputKey } from "./job-spec.ts";
 import * as S from "./status.ts";
 
@@ -32,6 +32,7 @@ export async function createJob(ctx: StepContext, sj: SeparationJob, traceparent
     if (existing.metadata.creationTimestamp) createdAt = new Date(existing.metadata.creationTimestamp);
   }
   ctx.failpoint("job:created");
+  await auditStep(ctx.audit, name, { event: "job-created" });
   await ctx.write(sj, S.jobCreated(sj, createdAt, name));
   ctx.failpoint("job:recorded");
 }

@@ -7,7 +7,7 @@ import { apiReason } from "@unmix/core/kube-errors";
 import type { Logger } from "@unmix/core/log";
 import { type JobView, jobFinished, type PodView } from "../framework/kube/objects.ts";
 import { inSpan, traceIdOf } from "../framework/tracing.ts";
-import type { Services, StepContext } from "./context.ts";
+import { auditStep, type Services, type StepContext } from "./context.ts";
 import { type Action, decide } from "./decide.ts";
 import { type EventRecorder, transitionEvents } from "./events.ts";
 import { fetchMedia } from "./fetch.ts";
@@ -89,6 +89,7 @@ export class Reconciler {
         // deleted (a user's "delete", retention): remove what it stored
         this.written.delete(name);
         await removeStored(this.d.store, name);
+        await auditStep(this.d.audit, name, { event: "input-deleted", reason: "deleted" });
         return { action: "Cleanup" };
       }
     }
@@ -161,6 +162,7 @@ export class Reconciler {
         return 1000;
       case "RecordJobCreated": {
         const created = job?.metadata.creationTimestamp ? new Date(job.metadata.creationTimestamp) : now;
+        await auditStep(ctx.audit, sj.metadata.name, { event: "job-created" });
         await ctx.write(sj, S.jobCreated(sj, created, sj.metadata.name));
         return undefined;
       }
