@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
-import { DiscardPolicy } from "nats";
+import type { NatsUserName } from "@unmix/e2e/stack/nats";
+import { connect, DiscardPolicy, Events, type NatsConnection } from "nats";
 import { SHARED_TOKEN_OPERATOR } from "../src/admin.ts";
 import { messageRef } from "../src/envelope.ts";
 import { BUCKETS, STREAMS, subjects } from "../src/nats.ts";
@@ -208,5 +209,74 @@ describe("the inbound path is authenticated", () => {
       assert.equal(h.sim.sentMessages().filter((s) => s.replyTo === m.id).length, 0, "no reply");
       assert.equal(await processed.get(messageRef(m.id)), null);
     }
+  });
+});
+
+describe("NATS permissions", () => {
+  /** What the server refused of `act`, as "publish <subject>" / "subscription <subject>". */
+  async function refusals(user: NatsUserName, act: (nc: NatsConnection) => void): Promise<string[]> {
+    const nats = h.stack.nats as NonNullable<Harness["stack"]["nats"]>;
+    const nc = await connect(nats.connectOptions(user));
+    const seen: string[] = [];
+    (async () => {
+      for await (const s of nc.status()) {
+        const p = (s as { permissionContext?: { operation: string; subject: string } }).permissionContext;
+        if (s.type === Events.Error && p) seen.push(`${p.operation} ${p.subject}`);
+      }
+    })().catch(() => {});
+    act(nc);
+    await nc.flush();
+    await new Promise((r) => setTimeout(r, 500));
+    await nc.close();
+    return seen.sort();
+  }
+  const sub = (nc: NatsConnection, subject: string) => nc.subscribe(subject, { callback: () => {} });
+
+  test("each component's user may publish and subscribe to its own part only", async () => {
+    assert.deepEqual(
+      await refusals("webhook", (nc) => {
+        nc.publish("unmix.audit.webhook-error", "{}"); // its own
+        sub(nc, "unmix.inbound.>"); // read numbers off the queue
+        nc.publish("$JS.API.STREAM.MSG.GET.UNMIX_INBOUND", "{}");
+        nc.publish("$JS.API.CONSUMER.CREATE.UNMIX_INBOUND", "{}");
+        nc.publish("unmix.audit.received", "{}"); // another component's entry
+        sub(nc, "_INBOX_unmix_worker.>"); // another component's replies
+      }),
+      [
+        "publish $JS.API.CONSUMER.CREATE.UNMIX_INBOUND",
+        "publish $JS.API.STREAM.MSG.GET.UNMIX_INBOUND",
+        "publish unmix.audit.received",
+        "subscription _INBOX_unmix_worker.>",
+        "subscription unmix.inbound.>",
+      ],
+    );
+    assert.deepEqual(
+      await refusals("worker", (nc) => {
+        nc.publish("unmix.inbound.permission-test", "{}"); // inject a message
+        nc.publish("unmix.audit.job-created", "{}");
+      }),
+      ["publish unmix.audit.job-created", "publish unmix.inbound.permission-test"],
+    );
+    assert.deepEqual(
+      await refusals("controller", (nc) => {
+        nc.publish("unmix.audit.result-expired", "{}"); // its own
+        nc.publish("unmix.inbound.permission-test", "{}");
+        sub(nc, "unmix.>");
+        nc.publish("$JS.API.STREAM.MSG.GET.UNMIX_INBOUND", "{}");
+        nc.publish("$KV.unmix_active.x", "{}");
+        sub(nc, "_INBOX.>");
+      }),
+      [
+        "publish $JS.API.STREAM.MSG.GET.UNMIX_INBOUND",
+        "publish $KV.unmix_active.x",
+        "publish unmix.inbound.permission-test",
+        "subscription _INBOX.>",
+        "subscription unmix.>",
+      ],
+    );
+  });
+
+  test("a client without credentials is refused", async () => {
+    await assert.rejects(connect({ servers: h.stack.nats?.url, reconnect: false }), /authorization/i);
   });
 });
