@@ -51,6 +51,17 @@ export function ingressPermissions(): NatsPermissions {
   };
 }
 
+/** Every user the chart and the local stack define, with its permissions and inbox prefix (charts/unmix/files/nats-permissions.json). */
+export function natsUsers(): Record<NatsComponent | "ingress", NatsPermissions & { inboxPrefix: string }> {
+  const withInbox = (c: NatsComponent | "ingress", p: NatsPermissions) => ({ ...p, inboxPrefix: inboxPrefix(c) });
+  return {
+    webhook: withInbox("webhook", NATS_PERMISSIONS.webhook),
+    worker: withInbox("worker", NATS_PERMISSIONS.worker),
+    controller: withInbox("controller", NATS_PERMISSIONS.controller),
+    ingress: withInbox("ingress", ingressPermissions()),
+  };
+}
+
 /** A nats-server `authorization` block for these users (the local stack; the chart README shows one). */
 export function natsServerAuthorization(users: { user: string; password: string; permissions?: NatsPermissions }[]): string {
   const list = (xs: string[]) => `[${xs.map((x) => JSON.stringify(x)).join(", ")}]`;
