@@ -87,9 +87,9 @@ export interface AuditLog {
 
 export function auditLog(publish: AuditPublish, clock: () => Date = () => new Date()): AuditLog {
   return {
-    write(fields, dedupKey = fields.ref) {
+    async write(fields, dedupKey = fields.ref) {
       const entry = AuditEntry.parse({ ...fields, at: clock().toISOString() });
-      return publish(auditSubject(entry.event), JSON.stringify(entry), dedupKey ? { msgId: `${entry.event}.${dedupKey}` } : {});
+      return await publish(auditSubject(entry.event), JSON.stringify(entry), dedupKey ? { msgId: `${entry.event}.${dedupKey}` } : {});
     },
   };
 }
