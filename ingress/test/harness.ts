@@ -103,6 +103,8 @@ export async function startHarness(o: { components?: Component[]; env?: Record<s
       : { S3_ENDPOINT: "http://127.0.0.1:9", S3_BUCKET: BUCKET, S3_ACCESS_KEY: "unused", S3_SECRET_KEY: "unused" };
     const env: Record<string, string> = {
       ...stack.env(),
+      // the webhook alone runs as its own NATS user, with the webhook's permissions only
+      ...(components.includes("kube") ? {} : stack.nats?.env("webhook")),
       ...s3Env,
       ROLE: components.includes("kube") ? "all" : "webhook",
       HOST: "127.0.0.1",
