@@ -213,6 +213,15 @@ describe("deleting a SeparationJob mid-flight", () => {
       }
     });
     assert.equal(repliesTo(h.sim, sent.wamid).length, 0);
+    // P5: the trail says the job was created and its input deleted with the SeparationJob
+    const trail = (await h.auditEntries()).filter((e) => e.ref === refOfSeparationJob(sent.name));
+    assert.deepEqual(
+      trail.map((e) => [e.event, e.reason]),
+      [
+        ["job-created", undefined],
+        ["input-deleted", "deleted"],
+      ],
+    );
   });
 });
 
