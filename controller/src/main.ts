@@ -15,7 +15,7 @@ import { loadKubeConnection } from "./framework/kube/connection.ts";
 
 const config = loadConfigOrExit(ControllerConfig);
 const log = createLogger("unmix-controller");
-const audit = await connectAuditLog(config.nats, "unmix-controller");
+const audit = connectAuditLog(config.nats, "unmix-controller");
 const controller = new Controller({ config, log, kube: await loadKubeConnection(), audit });
 const http = await startHttpServer({ ...config.http, registry: controller.metrics.registry, health: controller.health });
 log.info({ identity: controller.identity, namespace: config.namespace, http: http.url }, "controller starting");

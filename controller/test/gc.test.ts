@@ -32,8 +32,9 @@ const exists = async (key: string) => (await h.store.stat(key)) !== undefined;
 describe("garbage collection", () => {
   test("P5: removes what is past its time and nothing else, each deletion in the audit trail first", async () => {
     const ns = await h.namespace();
-    const audit = await connectAuditLog(loadControllerConfig(h.env(ns)).nats, "gc-test");
+    const audit = connectAuditLog(loadControllerConfig(h.env(ns)).nats, "gc-test");
     after(() => audit.close());
+    while (!audit.connected()) await new Promise((r) => setTimeout(r, 20));
     const key = { sha256: "a".repeat(64), format: "ogg-opus" as const, model: "htdemucs" };
     let offset = 0;
     const clock = () => new Date(Date.now() + offset);

@@ -338,7 +338,7 @@ export async function startController(h: Harness, env: Record<string, string>, o
     { level: "info" },
     createWriteStream(o.logFile ?? join(logDir(h), `controller-${env.KUBE_NAMESPACE}.log`), { flags: "a" }),
   );
-  const audit = await connectAuditLog(config.nats, "controller-under-test");
+  const audit = connectAuditLog(config.nats, "controller-under-test");
   const controller = new Controller({ config, kube: await kubeconfigConnection(env.KUBECONFIG as string), log, audit, ...(o.clock ? { clock: o.clock } : {}) });
   const running = controller.run();
   return {

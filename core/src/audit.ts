@@ -94,30 +94,42 @@ export function auditLog(publish: AuditPublish, clock: () => Date = () => new Da
   };
 }
 
-/** The controller's connection: publishing to the audit subjects is all its NATS user may do. */
-export async function connectAuditLog(
+/**
+ * The controller's connection: publishing to the audit subjects is all its NATS user may do. It
+ * returns at once and connects (and reconnects) in the background: until connected, a write is
+ * refused, so the step that needs it is retried with back-off while the process keeps serving its
+ * health and metrics.
+ */
+export function connectAuditLog(
   c: Pick<NatsConfig, "NATS_URL"> & NatsIdentity,
   name: string,
   clock?: () => Date,
-): Promise<AuditLog & { nc: NatsConnection; close(): Promise<void> }> {
-  const nc = await connect({
+): AuditLog & { connected(): boolean; close(): Promise<void> } {
+  let nc: NatsConnection | undefined;
+  let closed = false;
+  const connecting = connect({
     servers: c.NATS_URL.split(",").map((s) => s.trim()),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: true,
     ...natsAuth(c),
+  }).then(async (conn) => {
+    nc = conn;
+    if (closed) await conn.close();
   });
-  const js = nc.jetstream();
+  connecting.catch(() => {}); // refused credentials: every write says so
   const log = auditLog(async (subject, data, o) => {
-    const ack = await js.publish(subject, data, { ...(o.msgId ? { msgID: o.msgId } : {}), timeout: 5000 });
+    if (!nc || nc.isClosed()) throw new Error("not connected to NATS");
+    const ack = await nc.jetstream().publish(subject, data, { ...(o.msgId ? { msgID: o.msgId } : {}), timeout: 5000 });
     return { duplicate: ack.duplicate };
   }, clock);
   return {
     ...log,
-    nc,
+    connected: () => !!nc && !nc.isClosed(),
     async close() {
-      if (!nc.isClosed()) await nc.drain();
+      closed = true;
+      if (nc && !nc.isClosed()) await nc.drain();
     },
   };
 }
