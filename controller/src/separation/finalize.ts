@@ -59,6 +59,7 @@ export async function finalize(ctx: StepContext, sj: SeparationJob, job: JobView
   const reply = replyOutcome(sj);
   await auditStep(ctx.audit, name, failure ? { event: "failed", class: failure.class, reason: reply } : { event: "replied", reason: reply });
   await auditStep(ctx.audit, name, { event: "input-deleted", reason: "finished" });
+  ctx.failpoint("finalize:audited");
   const finished = await ctx.write(sj, S.finalized(sj, ctx.clock(), cacheKey));
   const succeeded = findCondition(finished.status?.conditions, S.C.Succeeded);
   if (!succeeded) return;

@@ -33,6 +33,7 @@ export async function createJob(ctx: StepContext, sj: SeparationJob, traceparent
   }
   ctx.failpoint("job:created");
   await auditStep(ctx.audit, name, { event: "job-created" });
+  ctx.failpoint("job:audited");
   await ctx.write(sj, S.jobCreated(sj, createdAt, name));
   ctx.failpoint("job:recorded");
 }
