@@ -39,6 +39,18 @@ const Slug = z
   .regex(/^[a-z][a-z0-9_-]{0,63}$/i, "a short word")
   .refine((s) => !/\d{6}/.test(s), "no long runs of digits");
 
+const UNIX_SECONDS = /^\d{9,11}$/;
+
+/**
+ * What of Meta's timestamp and error codes an entry keeps: a plausible Unix time (else nothing) and
+ * at most 20 codes, so that odd input never makes an entry the schema refuses (which would hold the
+ * message back for ever).
+ */
+export const auditable = (timestamp: string, errorCodes: number[] = []) => ({
+  ...(UNIX_SECONDS.test(timestamp) ? { timestamp } : {}),
+  ...(errorCodes.length ? { errorCodes: errorCodes.slice(0, 20) } : {}),
+});
+
 export const AuditEntry = z
   .object({
     event: z.enum(EVENTS),
@@ -53,10 +65,7 @@ export const AuditEntry = z
     /** The message's type (audio, video, text, …). */
     type: Slug.optional(),
     /** The message's own time (Meta's Unix seconds). */
-    timestamp: z
-      .string()
-      .regex(/^\d{9,11}$/)
-      .optional(),
+    timestamp: z.string().regex(UNIX_SECONDS).optional(),
     /** The failure class of a failed message (crds' failure classes). */
     class: Slug.optional(),
     /** The state the reply ended in (sent, unconfirmed, failed, none), or why something was deleted. */

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { separationJobName } from "@unmix/api/separationjob";
 import { SIGNATURE_HEADER, signInbound, verifyInbound } from "../../ingress/src/signing.ts";
-import { AUDIT_EVENTS, type AuditFields, auditLog, messageRef, refOfSeparationJob } from "../src/audit.ts";
+import { AUDIT_EVENTS, type AuditFields, auditable, auditLog, messageRef, refOfSeparationJob } from "../src/audit.ts";
 
 const WAMID = "wamid.HBgLNDkxNzYxMjM0NTY3OBUCABIYFjNFQjBDMEE4QTk5RjFBQjc2Q0E2RTQA";
 
@@ -48,6 +48,25 @@ describe("P5: audit entries", () => {
     ];
     for (const fields of refused) await assert.rejects(log.write(fields), Error, JSON.stringify(fields));
     assert.deepEqual(published, [], "nothing written");
+  });
+
+  test("P5: Meta's odd timestamps and long error lists never make an entry the schema refuses", async () => {
+    const { log, published } = recorder();
+    for (const [timestamp, codes] of [
+      ["0", []],
+      ["4917612345678", [1]],
+      ["1795600000", Array.from({ length: 50 }, (_, i) => 131000 + i)],
+    ] as const)
+      await log.write({ event: "status", ref: messageRef(WAMID), status: "failed", ...auditable(timestamp, [...codes]) }, timestamp);
+    const entries = published.map((p) => JSON.parse(p.data) as { timestamp?: string; errorCodes?: number[] });
+    assert.deepEqual(
+      entries.map((e) => [e.timestamp, e.errorCodes?.length]),
+      [
+        [undefined, undefined],
+        [undefined, 1],
+        ["1795600000", 20],
+      ],
+    );
   });
 
   test("every event belongs to one component (its NATS user may publish it)", () => {

@@ -5,6 +5,7 @@
 // delivers again. Nothing is touched before the signature matched.
 import { timingSafeEqual } from "node:crypto";
 import { context, trace } from "@opentelemetry/api";
+import { auditable } from "@unmix/core/audit";
 import { userKey } from "@unmix/core/privacy";
 import { contextFromTraceparent, exemplar, inSpan, tracer } from "@unmix/core/spans";
 import { verifyWebhookSignature } from "@unmix/core/whatsapp";
@@ -161,7 +162,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
     const receipts = x.statuses.map(async (s) => {
       await timed(
         nats.audit(
-          { event: "status", ref: s.ref, status: STATUSES.has(s.status) ? s.status : "other", timestamp: s.timestamp, errorCodes: s.errorCodes },
+          { event: "status", ref: s.ref, status: STATUSES.has(s.status) ? s.status : "other", ...auditable(s.timestamp, s.errorCodes) },
           `${s.ref}.${s.status}`,
           { timeoutMs: o.publishTimeoutMs },
         ),

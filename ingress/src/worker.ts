@@ -12,6 +12,7 @@
 // redelivery, never a message without its entries (core/src/audit.ts).
 
 import { context } from "@opentelemetry/api";
+import { auditable } from "@unmix/core/audit";
 import type { Logger } from "@unmix/core/log";
 import { scrubText } from "@unmix/core/privacy";
 import { inSpan, tracer } from "@unmix/core/spans";
@@ -162,7 +163,7 @@ export class Worker {
         await msg.ackAck();
         return;
       }
-      await this.d.nats.audit({ event: "received", ref, type, timestamp: m.timestamp });
+      await this.d.nats.audit({ event: "received", ref, type, ...auditable(m.timestamp) });
       const outcome: Outcome = await inSpan(
         tracer("unmix-ingress"),
         "unmix.worker.handle",
