@@ -47,6 +47,8 @@ export interface WorkerDeps {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Tries to move a message the server gave up on (5, 10, 15, 20 s apart). */
+const DEAD_LETTER_ATTEMPTS = 5;
 
 export class Worker {
   private readonly d: WorkerDeps;
@@ -71,9 +73,13 @@ export class Worker {
       callback: (err, msg) => {
         if (err) return;
         const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
-        this.deadLetterBySeq(advisory.stream_seq, advisory.deliveries).catch((e) =>
-          this.d.log.error({ err: e, seq: advisory.stream_seq }, "could not move a message to the dead-letter stream"),
-        );
+        // no advisory comes again for it: retry a few times (e.g. the audit stream refused its entry)
+        const attempt = (n: number): void =>
+          void this.deadLetterBySeq(advisory.stream_seq, advisory.deliveries).catch((e) => {
+            this.d.log.error({ err: scrubError(e), seq: advisory.stream_seq, attempt: n }, "could not move a message to the dead-letter stream");
+            if (n < DEAD_LETTER_ATTEMPTS && !this.stopping) setTimeout(() => attempt(n + 1), 5000 * n).unref();
+          });
+        attempt(1);
       },
     });
     const consumer = await this.d.nats.js.consumers.get(STREAMS.inbound, WORKER_CONSUMER);
