@@ -4,6 +4,7 @@
 import { LIMITS } from "@unmix/api/limits";
 import { MODEL_NAMES } from "@unmix/api/models";
 import { env, parseConfig } from "@unmix/core/config";
+import { NatsConfig } from "@unmix/core/nats-config";
 import { ObjectStoreConfig } from "@unmix/core/object-store-config";
 import { CACHE_TTL_MAX_SECONDS, CACHE_TTL_TOO_LONG } from "@unmix/core/result-cache";
 import { WhatsAppConfig } from "@unmix/core/whatsapp";
@@ -47,6 +48,12 @@ const positiveSeconds = (def: number) => z.coerce.number().positive().default(de
 const ControllerEnv = z.object({
   ...ObjectStoreConfig.shape,
   ...WhatsAppConfig.shape,
+  // the audit trail (P5): its NATS user may publish the controller's audit subjects only
+  NATS_URL: NatsConfig.shape.NATS_URL,
+  NATS_CREDS_FILE: NatsConfig.shape.NATS_CREDS_FILE,
+  NATS_USER: NatsConfig.shape.NATS_USER,
+  NATS_PASSWORD: NatsConfig.shape.NATS_PASSWORD,
+  NATS_INBOX_PREFIX: NatsConfig.shape.NATS_INBOX_PREFIX,
   /** Namespace whose SeparationJobs this controller reconciles (and where Jobs, Events, the Lease live). */
   KUBE_NAMESPACE: env.namespace(),
 
@@ -167,6 +174,13 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
   namespace: c.KUBE_NAMESPACE,
   objectStore: ObjectStoreConfig.parse(c),
   whatsapp: { baseUrl: c.WHATSAPP_API_URL, version: c.WHATSAPP_API_VERSION, accessToken: c.WHATSAPP_ACCESS_TOKEN, mediaHosts: c.WHATSAPP_MEDIA_HOSTS },
+  nats: {
+    NATS_URL: c.NATS_URL,
+    NATS_CREDS_FILE: c.NATS_CREDS_FILE,
+    NATS_USER: c.NATS_USER,
+    NATS_PASSWORD: c.NATS_PASSWORD,
+    NATS_INBOX_PREFIX: c.NATS_INBOX_PREFIX,
+  },
   job: {
     image: c.JOB_IMAGE,
     imagePullPolicy: c.JOB_IMAGE_PULL_POLICY,

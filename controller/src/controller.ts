@@ -4,6 +4,7 @@
 // reconciles in flight and hands the lease back.
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import type { AuditLog } from "@unmix/core/audit";
 import { createLogger, type Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { ResultCache, whatsappMediaDeleter } from "@unmix/core/result-cache";
@@ -35,6 +36,8 @@ export interface ControllerOptions {
   failpoint?: FailpointHook;
   whatsapp?: WhatsAppClient;
   store?: ObjectStore;
+  /** The audit trail (connectAuditLog: NATS, with permission to publish the controller's audit subjects only). */
+  audit: AuditLog;
 }
 
 interface SjObject extends KubeObject {
@@ -179,6 +182,7 @@ export class Controller {
       log: this.log,
       clock: this.clock,
       failpoint: o.failpoint ?? failpointsFromEnv(),
+      audit: o.audit,
     });
     this.gc = new GarbageCollector({
       sjs: this.kube.separationJobs,
@@ -188,6 +192,7 @@ export class Controller {
       log: this.log,
       metrics: this.metrics,
       settings: c.gc,
+      audit: o.audit,
     });
     this.wireHandlers();
   }

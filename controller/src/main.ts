@@ -4,6 +4,7 @@
 // SIGTERM/SIGINT: stop leading, let the reconciles in flight finish, hand the lease back, exit 0.
 // Losing the lease exits 1, so Kubernetes restarts the replica as a standby with empty caches.
 // Tracing starts before this module, from `--import ./controller/src/telemetry.ts`.
+import { connectAuditLog } from "@unmix/core/audit";
 import { loadConfigOrExit } from "@unmix/core/config";
 import { createLogger } from "@unmix/core/log";
 import { stopTelemetry } from "@unmix/core/spans";
@@ -15,12 +16,14 @@ import { loadKubeConnection } from "./framework/kube/connection.ts";
 
 const config = loadConfigOrExit(ControllerConfig);
 const log = createLogger("unmix-controller");
-const controller = new Controller({ config, log, clock: clockFromEnv(process.env, log), kube: await loadKubeConnection() });
+const audit = connectAuditLog(config.nats, "unmix-controller");
+const controller = new Controller({ config, log, clock: clockFromEnv(process.env, log), kube: await loadKubeConnection(), audit });
 const http = await startHttpServer({ ...config.http, registry: controller.metrics.registry, health: controller.health });
 log.info({ identity: controller.identity, namespace: config.namespace, http: http.url }, "controller starting");
 
 async function exit(code: number): Promise<never> {
   await http.close().catch(() => {});
+  await audit.close().catch(() => {});
   await stopTelemetry();
   process.exit(code);
 }

@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findCondition } from "@unmix/api/conditions";
 import { modelId } from "@unmix/api/models";
+import { refOfSeparationJob } from "@unmix/core/audit";
 import { replies } from "@unmix/core/replies";
 import { ResultCache } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
@@ -61,6 +62,14 @@ async function crashAt(fp: Failpoint, o: { content?: string; receipts?: boolean;
   assert.deepEqual(await storedFor(h.store, sent.name), [], "no input or intermediate left");
   const pods = await h.core.listNamespacedPod({ namespace: ns, labelSelector: `unmix.dev/separationjob=${sent.name}` });
   if (findCondition(sj.status?.conditions, "JobCreated")?.status === "True") assert.equal(pods.items.length, 1, "exactly one pod ran: one Job, run once");
+  // P5: whatever step the crash interrupted, each audit entry is there once
+  const trail = (await h.auditEntries()).filter((e) => e.ref === refOfSeparationJob(sent.name)).map((e) => e.event);
+  const expected = [
+    ...(findCondition(sj.status?.conditions, "JobCreated")?.status === "True" ? ["job-created"] : []),
+    sj.status?.failure ? "failed" : "replied",
+    "input-deleted",
+  ];
+  assert.deepEqual(trail, expected, `the audit trail after a crash at ${fp}`);
   return { sj, sent, userSaw };
 }
 
@@ -71,12 +80,14 @@ describe("a crash between each pair of steps", () => {
     "fetch:stored",
     "fetch:recorded",
     "job:created",
+    "job:audited",
     "job:recorded",
     "separated:recorded",
     "reply:uploaded",
     "reply:recorded",
     "finalize:cached",
     "finalize:cleaned",
+    "finalize:audited",
   ] as const) {
     test(`killed at ${fp}: one reply, all cleaned up`, async () => {
       const { sj } = await crashAt(fp, { expect: ok });

@@ -5,10 +5,12 @@ import { after, before, describe, test } from "node:test";
 import { findCondition } from "@unmix/api/conditions";
 import { modelId } from "@unmix/api/models";
 import { API_VERSION, GROUP, KIND, PLURAL, USER_LABEL, VERSION } from "@unmix/api/separationjob";
+import { AUDIT_STREAM, refOfSeparationJob } from "@unmix/core/audit";
 import { k8s } from "@unmix/core/kube";
 import { replies } from "@unmix/core/replies";
 import { ResultCache, resultKey } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
+import { DiscardPolicy } from "nats";
 import {
   eventsOf,
   finished,
@@ -255,6 +257,87 @@ describe("deleting a SeparationJob mid-flight", () => {
       }
     });
     assert.equal(repliesTo(h.sim, sent.wamid).length, 0);
+    // P5: the trail says the job was created and its input deleted with the SeparationJob
+    const trail = (await h.auditEntries()).filter((e) => e.ref === refOfSeparationJob(sent.name));
+    assert.deepEqual(
+      trail.map((e) => [e.event, e.reason]),
+      [
+        ["job-created", undefined],
+        ["input-deleted", "deleted"],
+      ],
+    );
+  });
+});
+
+describe("P5: the audit trail", () => {
+  const entriesOf = async (name: string) => (await h.auditEntries()).filter((e) => e.ref === refOfSeparationJob(name));
+  const noPersonalData = (entries: unknown[], sent: { wamid: string }) => {
+    const raw = JSON.stringify(entries);
+    for (const secret of [sent.wamid, "wamid.", h.sim.defaultUser.waId as string]) assert.ok(!raw.includes(secret), `no ${secret} in the trail`);
+  };
+
+  test("P5: a message's lifecycle yields job created, replied and input deleted, once each, with no personal data", async () => {
+    const sent = await h.userSends(ns, { content: "an audited voice note", voice: true });
+    await finished(h, ns, sent.name);
+    const entries = await until("the entries", async () => {
+      const e = await entriesOf(sent.name);
+      return e.length >= 3 ? e : undefined;
+    });
+    assert.deepEqual(
+      entries.map((e) => [e.event, e.reason]),
+      [
+        ["job-created", undefined],
+        ["replied", "sent"],
+        ["input-deleted", "finished"],
+      ],
+    );
+    noPersonalData(entries, sent);
+  });
+
+  test("P5: a failed message is audited with its failure class and how its reply ended", async () => {
+    const { sent } = await expectFailure({ content: "EXIT=14" }, "Silent", replies.failure.Silent);
+    const entries = await until("the entries", async () => {
+      const e = await entriesOf(sent.name);
+      return e.length >= 3 ? e : undefined;
+    });
+    assert.deepEqual(
+      entries.map((e) => [e.event, e.class, e.reason]),
+      [
+        ["job-created", undefined, undefined],
+        ["failed", "Silent", "sent"],
+        ["input-deleted", undefined, "finished"],
+      ],
+    );
+  });
+
+  test("P5: while the audit stream refuses writes no step is marked done; once it takes them, the message finishes with each entry once", async () => {
+    const jsm = await h.nats.jetstreamManager();
+    const info = await jsm.streams.info(AUDIT_STREAM);
+    await jsm.streams.update(AUDIT_STREAM, { discard: DiscardPolicy.New, max_msgs: Math.max(info.state.messages, 1) });
+    let sent: { name: string; wamid: string };
+    try {
+      sent = await h.userSends(ns, { content: "audited while the trail is down" });
+      // the Job may run, but JobCreated is not recorded without its entry
+      await new Promise((r) => setTimeout(r, 4000));
+      const sj = await h.sjs(ns).get(sent.name);
+      assert.notEqual(findCondition(sj?.status?.conditions, "JobCreated")?.status, "True", "not marked created");
+      assert.equal(succeeded(sj as never)?.status === "True", false, "not finished");
+      assert.equal(repliesTo(h.sim, sent.wamid).length, 0, "not answered");
+    } finally {
+      await jsm.streams.update(AUDIT_STREAM, { discard: info.config.discard, max_msgs: info.config.max_msgs });
+    }
+    await finished(h, ns, sent.name);
+    const entries = await until("the entries", async () => {
+      const e = await entriesOf(sent.name);
+      return e.length >= 3 ? e : undefined;
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(
+      (await entriesOf(sent.name)).map((e) => e.event),
+      ["job-created", "replied", "input-deleted"],
+    );
+    assert.equal(entries.length, 3);
+    assert.equal(repliesTo(h.sim, sent.wamid).length, 1, "answered once");
   });
 });
 

@@ -2,9 +2,11 @@
 // outputs, and finished SeparationJobs past retention; and what must survive each of them.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { connectAuditLog, messageRef, refOfSeparationJob } from "@unmix/core/audit";
 import { createLogger } from "@unmix/core/log";
-import { ResultCache, whatsappMediaDeleter } from "@unmix/core/result-cache";
+import { ResultCache, resultKey, whatsappMediaDeleter } from "@unmix/core/result-cache";
 import { createWhatsAppClient } from "@unmix/core/whatsapp";
+import { loadControllerConfig } from "../src/config.ts";
 import { kubeApi } from "../src/framework/kube/api.ts";
 import { createKubeClient, type KubeClient } from "../src/framework/kube/client.ts";
 import { kubeconfigConnection } from "../src/framework/kube/connection.ts";
@@ -38,8 +40,12 @@ async function finish(ns: string, name: string, clock: () => Date): Promise<void
 }
 
 describe("garbage collection", () => {
-  test("P11: inputs of finished, deleted or stuck jobs, cached results and finished jobs past their time are removed, and nothing else", async () => {
+  test("P11, P5: inputs of finished, deleted or stuck jobs, cached results and finished jobs past their time are removed, and nothing else, each deletion in the audit trail first", async () => {
     const ns = await h.namespace();
+    const audit = connectAuditLog(loadControllerConfig(h.env(ns)).nats, "gc-test");
+    after(() => audit.close());
+    while (!audit.connected()) await new Promise((r) => setTimeout(r, 20));
+    const key = { sha256: "a".repeat(64), format: "ogg-opus" as const, model: "htdemucs" };
     let offset = 0;
     const clock = () => new Date(Date.now() + offset);
     const log = createLogger("gc-test", { level: "silent" });
@@ -52,13 +58,18 @@ describe("garbage collection", () => {
       clock,
       log,
       settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR, unfinishedMaxAgeMs: 24 * HOUR, pageSize: 500 },
+      audit,
     });
 
     // a live SeparationJob (not finished) with its input, and a finished one whose input leaked
     const live = await h.userSends(ns, { content: "live" });
     const done = await h.userSends(ns, { content: "done" });
     const sjs = kubeApi(client, ns).separationJobs;
-    await finish(ns, done.name, clock);
+    let d = (await sjs.get(done.name))!;
+    d = await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, S.initialize(d, clock()) as never);
+    d = await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, { ...S.failed(d, clock(), { class: "BadInput", message: "x" }) } as never);
+    // as if the result it was made for were the one cached below
+    await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, S.finalized(d, clock(), resultKey(key)) as never);
     const put = (key: string) => h.store.put(key, Buffer.from(key), undefined, "application/octet-stream");
     await put(`inputs/${live.name}`);
     await put(`work/${live.name}/output`);
@@ -67,7 +78,6 @@ describe("garbage collection", () => {
     await put("work/sj-deleted-long-ago/manifest.json");
     // a cached result a user received
     await put("tmp/result");
-    const key = { sha256: "a".repeat(64), format: "ogg-opus" as const, model: "htdemucs" };
     const uploaded = h.sim.addMedia(Buffer.from("the reply"), "audio/ogg"); // as if uploaded by the reply step
     await cache.record(key, "tmp/result", "u1", uploaded);
 
@@ -87,6 +97,15 @@ describe("garbage collection", () => {
     assert.equal(await exists(`inputs/${live.name}`), true, "a live job's input stays");
     assert.equal(await exists(`work/${live.name}/output`), true, "a live job's output stays");
     assert.ok(await cache.lookup(key), "the result is still cached after an hour");
+    const entries = async (event: string) => (await h.auditEntries()).filter((e) => e.event === event);
+    assert.deepEqual(
+      (await entries("input-deleted")).map((e) => [e.ref, e.reason]).sort(),
+      [
+        [refOfSeparationJob(done.name), "orphan"],
+        [messageRef("sj-deleted-long-ago"), "orphan"],
+      ].sort(),
+      "an entry per deleted input",
+    );
 
     offset = 23 * HOUR + 59 * MINUTE;
     assert.ok(await cache.lookup(key), "still cached just under 24 hours");
@@ -100,6 +119,11 @@ describe("garbage collection", () => {
     assert.equal(third.whatsappMediaDeleted, 1);
     assert.ok(h.sim.deletedMedia.includes(uploaded), "P12: the reply's copy in WhatsApp's media store is deleted with the entry");
     assert.equal(h.sim.media(uploaded), undefined);
+    assert.deepEqual(
+      (await entries("result-expired")).map((e) => e.ref),
+      [refOfSeparationJob(done.name)],
+      "the expiry in the trail of the message it was made for",
+    );
     assert.equal(await exists(`results/${"a".repeat(64)}/ogg-opus.htdemucs`), false, "permanently deleted after 24 hours");
     assert.equal(await cache.forgetUser("u1"), 0, "nothing left under the user either");
     assert.ok(await sjs.get(done.name), "a finished job is kept for a week");
@@ -116,6 +140,8 @@ describe("garbage collection", () => {
 
   test("pages through the SeparationJobs: retention and live inputs hold across pages", async () => {
     const ns = await h.namespace();
+    const audit = connectAuditLog(loadControllerConfig(h.env(ns)).nats, "gc-test");
+    after(() => audit.close());
     let offset = 0;
     const clock = () => new Date(Date.now() + offset);
     const sjs = kubeApi(client, ns).separationJobs;
@@ -139,6 +165,7 @@ describe("garbage collection", () => {
       clock,
       log: createLogger("gc-test", { level: "silent" }),
       settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR, unfinishedMaxAgeMs: 24 * HOUR, pageSize: 2 },
+      audit,
     });
     const done = [];
     for (let i = 0; i < 5; i++) done.push(await h.userSends(ns, { content: `done ${i}` }));

@@ -10,12 +10,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { findCondition } from "@unmix/api/conditions";
 import { type OutputFormat, REPLY_RECEIPT_ANNOTATION, type SeparationJob, separationJobName } from "@unmix/api/separationjob";
+import { AUDIT_STREAM, AUDIT_SUBJECTS, type AuditEntry, connectAuditLog } from "@unmix/core/audit";
 import { k8s, type NewSeparationJob, SeparationJobs } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { userKey } from "@unmix/core/privacy";
 import { type ImageMapping, type Stack, startStack } from "@unmix/e2e/stack";
 import { type SentMessage, startWhatsAppSimulator, type WhatsAppSimulator } from "@unmix/e2e/whatsapp-sim";
+import { connect, type NatsConnection, nanos } from "nats";
 import { parse } from "yaml";
 import { loadControllerConfig } from "../src/config.ts";
 import { Controller } from "../src/controller.ts";
@@ -45,6 +47,10 @@ export interface Harness {
   userMessage(o: UserSends): Promise<{ job: NewSeparationJob; name: string; wamid: string; mediaId: string; bytes: Buffer }>;
   /** Receipts for the bot's messages turn into the annotation the controller reads (the ingress's part). */
   enableReceipts(on: boolean): void;
+  /** Every entry of the audit stream (read as the NATS operator). */
+  auditEntries(): Promise<AuditEntry[]>;
+  /** The operator's connection (e.g. to make the audit stream refuse writes). */
+  nats: NatsConnection;
   stop(): Promise<void>;
 }
 
@@ -105,7 +111,7 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
   }
 
   const stack = await startStack({
-    components: ["kube", "s3"],
+    components: ["kube", "nats", "s3"],
     gpus: o.gpus ?? 4,
     images: { [STANDIN_IMAGE]: { entrypoint: ["/bin/sh", join(ROOT, "controller/test/standin-job.sh")] }, ...o.images },
   });
@@ -122,6 +128,11 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
     S3_SECRET_KEY: s3.secretKey,
   });
   await store.ensureBucket();
+  // the audit stream, as the ingress creates it (the controller's NATS user may only publish to it)
+  const nats = stack.nats as NonNullable<Stack["nats"]>;
+  const nc = await connect(nats.connectOptions("operator"));
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: AUDIT_STREAM, subjects: [AUDIT_SUBJECTS], duplicate_window: nanos(600_000) });
 
   const namespaces: string[] = [];
   const clients = new Map<string, SeparationJobs>();
@@ -136,6 +147,7 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
     batch,
     store,
     env: (namespace, extra = {}) => ({
+      ...nats.env("controller"),
       KUBECONFIG: stack.kube?.kubeconfigPath as string,
       S3_ENDPOINT: s3.endpoint,
       S3_REGION: s3.region,
@@ -219,7 +231,18 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
     enableReceipts(on) {
       receipts = on;
     },
+    nats: nc,
+    async auditEntries() {
+      const info = await jsm.streams.info(AUDIT_STREAM);
+      const out: AuditEntry[] = [];
+      for (let seq = info.state.first_seq; info.state.messages > 0 && seq <= info.state.last_seq; seq++) {
+        const m = await jsm.streams.getMessage(AUDIT_STREAM, { seq }).catch(() => undefined);
+        if (m) out.push(m.json<AuditEntry>());
+      }
+      return out;
+    },
     async stop() {
+      await nc.close().catch(() => {});
       await stack.stop();
       await sim.stop();
       await new Promise((r) => webhook.close(r));
@@ -315,13 +338,15 @@ export async function startController(h: Harness, env: Record<string, string>, o
     { level: "info" },
     createWriteStream(o.logFile ?? join(logDir(h), `controller-${env.KUBE_NAMESPACE}.log`), { flags: "a" }),
   );
-  const controller = new Controller({ config, kube: await kubeconfigConnection(env.KUBECONFIG as string), log, ...(o.clock ? { clock: o.clock } : {}) });
+  const audit = connectAuditLog(config.nats, "controller-under-test");
+  const controller = new Controller({ config, kube: await kubeconfigConnection(env.KUBECONFIG as string), log, audit, ...(o.clock ? { clock: o.clock } : {}) });
   const running = controller.run();
   return {
     controller,
     running,
     async stop() {
       await controller.stop();
+      await audit.close();
       await running;
     },
   };

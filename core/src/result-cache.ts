@@ -138,13 +138,17 @@ export class ResultCache {
     return existing.length;
   }
 
-  /** Deletes results (with their WhatsApp copies) and owner markers older than the TTL. */
-  async expire(): Promise<Expired> {
+  /**
+   * Deletes results (with their WhatsApp copies) and owner markers older than the TTL; `before` sees
+   * their keys first (the audit trail) and stops the deletion by throwing.
+   */
+  async expire(before?: (keys: string[]) => Promise<void>): Promise<Expired> {
     const cutoff = this.now().getTime() - this.ttlMs;
     const old: string[] = [];
     for (const prefix of [RESULTS_PREFIX, OWNERS_PREFIX]) {
       for await (const o of this.store.list(prefix)) if (o.lastModified.getTime() <= cutoff) old.push(o.key);
     }
+    await before?.(old);
     const whatsappMedia = await this.forgetMedia(old.filter((k) => k.startsWith(RESULTS_PREFIX)));
     await this.store.remove(old);
     return { keys: old, whatsappMedia };

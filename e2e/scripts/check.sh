@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.."
 # tests are all of that kind. Elsewhere the file name does not tell, so new ones are added by name.
 UNIT_TESTS=(
   crds/test/*.test.ts
+  core/test/audit.test.ts
   core/test/whatsapp-client.test.ts
   core/test/telemetry-privacy.test.ts
   ingress/test/envelope.test.ts

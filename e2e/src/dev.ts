@@ -32,7 +32,7 @@ process.stdout.write(
     `  controller:   ${p.controller.url}/metrics`,
     `  kubernetes:   export KUBECONFIG=${kubeconfig}`,
     `                kubectl get sj -n ${p.namespace}   ·   kubectl get jobs,pods -n ${p.namespace}`,
-    `  NATS:         ${p.stack.nats?.url}`,
+    `  NATS:         ${p.stack.nats?.url}   (operator: --user operator --password ${p.stack.nats?.users.operator.password}; each component has its own user)`,
     `  S3 (MinIO):   ${s3.endpoint}  bucket ${p.bucket}  (access key ${s3.accessKey})`,
     `  traces:       OTLP receiver at ${p.otlp.url} (spans kept in memory)`,
     `  logs:         ${p.stack.dir}/*.log, job pods in ${p.podLogDir}/`,

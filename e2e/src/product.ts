@@ -27,6 +27,7 @@ export const APP_SECRET = "dev-app-secret-0123456789abcdef";
 export const VERIFY_TOKEN = "dev-verify-token";
 export const ACCESS_TOKEN = "EAAG-dev-access-token";
 export const USER_KEY_SECRET = "dev-user-key-secret-0123456789";
+export const INBOUND_SIGNING_KEY = "dev-inbound-signing-key-0123456789";
 export const ADMIN_TOKEN = "dev-admin-token-0123456789abcdef";
 
 export type ComponentName = "ingress" | "controller";
@@ -200,8 +201,9 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
         ADMIN_HOST: "127.0.0.1",
         ADMIN_PORT: String(adminPort),
         ADMIN_TOKEN,
-        NATS_URL: stack.nats?.url as string,
+        ...stack.nats?.env("ingress"),
         USER_KEY_SECRET,
+        INBOUND_SIGNING_KEY,
         WHATSAPP_APP_SECRET: APP_SECRET,
         WHATSAPP_VERIFY_TOKEN: VERIFY_TOKEN,
         KUBE_NAMESPACE: NAMESPACE,
@@ -209,6 +211,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       },
       controller: {
         ...common,
+        ...stack.nats?.env("controller"),
         KUBE_NAMESPACE: NAMESPACE,
         JOB_IMAGE: `${JOB_IMAGE}:dev`,
         JOB_IMAGE_PULL_POLICY: "IfNotPresent",

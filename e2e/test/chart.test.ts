@@ -81,7 +81,7 @@ const REQUIRED = {
 /** Everything optional switched on, so every template renders. */
 const EVERYTHING = {
   ...REQUIRED,
-  nats: { url: "nats://nats.nats.svc:4222", creds: "-----BEGIN NATS USER JWT-----\nabc\n------END NATS USER JWT------\n" },
+  nats: { url: "nats://nats.nats.svc:4222", auth: { mode: "creds" }, creds: "-----BEGIN NATS USER JWT-----\nabc\n------END NATS USER JWT------\n" },
   telemetry: { otlpEndpoint: "http://otel-collector.observability.svc:4318", resourceAttributes: "deployment.environment=test" },
   job: {
     runtimeClassName: "nvidia",
@@ -370,6 +370,49 @@ describe("chart, statically", () => {
     assert.ok(values.some(([k, v]) => k === "WORKER_BACKOFF_SECONDS" && v === "5,1.5,2000000"));
   });
 
+  test("NATS credentials are required: by default each component has its own user, the NATS server accepts the rendered users and permissions, and `none` is an explicit opt-out", async () => {
+    ok(await run(process.execPath, [join(CHART, "scripts/nats-permissions.ts"), "--check"]), "files/nats-permissions.json is up to date");
+    for (const [values, users] of [
+      // Deployment → [its NATS user, the key of its password]
+      [REQUIRED, { ingress: ["unmix-webhook", "webhook"], worker: ["unmix-worker", "worker"], controller: ["unmix-controller", "controller"] }],
+      [
+        { ...REQUIRED, worker: { enabled: false } },
+        { ingress: ["unmix-ingress", "ingress"], controller: ["unmix-controller", "controller"] },
+      ],
+    ] as const) {
+      const { objects } = await render(values);
+      const config = (c: string) => objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === `unmix-${c}`)?.data ?? {};
+      for (const [component, [user, key]] of Object.entries(users)) {
+        assert.equal(config(component).NATS_USER, user, `${component}'s own NATS user`);
+        const spec = podSpecs(objects).find((p) => p.name === `Deployment/unmix-${component}`)?.spec;
+        const password = spec.containers[0].env.find((e: { name: string }) => e.name === "NATS_PASSWORD");
+        assert.deepEqual(password?.valueFrom?.secretKeyRef, { name: "unmix-nats-users", key });
+      }
+      // the authorization block the NATS server is given: valid for nats-server, one user per component
+      const conf = objects.find((o) => o.kind === "Secret" && o.metadata.name === "unmix-nats-authorization") as Obj & { stringData: Record<string, string> };
+      const file = join(work, `authorization-${Date.now()}.conf`);
+      writeFileSync(file, conf.stringData["authorization.conf"] as string);
+      ok(await run(join(BIN_DIR, "nats-server"), ["-c", file, "-t"]), "nats-server accepts the rendered authorization block");
+      for (const u of ["unmix-webhook", "unmix-worker", "unmix-controller", "unmix-ingress"])
+        assert.match(conf.stringData["authorization.conf"] as string, new RegExp(`user: "${u}"`));
+    }
+    // no way to run without credentials by leaving something out: only the explicit opt-out
+    const none = await render({ ...REQUIRED, nats: { ...REQUIRED.nats, auth: { mode: "none" } } });
+    assert.ok(!none.objects.some((o) => o.metadata.name.startsWith("unmix-nats")), "no NATS Secrets with mode none");
+    assert.ok(!none.objects.some((o) => o.kind === "ConfigMap" && o.data?.NATS_USER));
+    const r = await run(helm, [
+      "template",
+      "unmix",
+      CHART,
+      "--kube-version",
+      KUBE_VERSION,
+      "-f",
+      valuesFile("creds-without", { ...REQUIRED, nats: { ...REQUIRED.nats, auth: { mode: "creds" } } }),
+    ]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /nats\.auth\.mode is creds: set nats\.creds or nats\.existingSecret/);
+  });
+
   test("the values table in charts/unmix/README.md is generated from values.yaml and up to date", async () => {
     const r = await run(process.execPath, [join(CHART, "scripts/values-table.ts"), "--check"]);
     ok(r, "values-table --check");
@@ -399,6 +442,8 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
   let core: k8s.CoreV1Api;
   let apps: k8s.AppsV1Api;
   const NS = "unmix";
+  /** The stack NATS users' passwords, made by the test before the install (nats.auth.existingSecret). */
+  const NATS_SECRET = "unmix-nats-stack";
   const APP_SECRET = "chart-test-app-secret";
   const ACCESS_TOKEN = "chart-test-access-token";
 
@@ -437,7 +482,11 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
   const localValues = (extra: Record<string, unknown> = {}) => ({
     // every pod shares this machine: each listens on its own pod IP (127.1.x.y)
     listenAddress: "podIP",
-    nats: { url: stack.nats?.url },
+    // the stack's NATS users (the same permissions as the chart's files/nats-permissions.json), their passwords in NATS_SECRET
+    nats: {
+      url: stack.nats?.url,
+      auth: { mode: "users", existingSecret: NATS_SECRET, users: { webhook: "webhook", worker: "worker", controller: "controller", ingress: "ingress" } },
+    },
     objectStore: {
       endpoint: stack.s3?.endpoint,
       region: stack.s3?.region,
@@ -492,6 +541,9 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
   });
 
   test("helm install: the ingress, worker and controller pods run and pass their readiness probes; one controller leads", { skip: blocked }, async () => {
+    ok(await k(["create", "namespace", NS]), "create namespace");
+    const passwords = Object.entries(stack.nats?.users ?? {}).map(([name, u]) => `--from-literal=${name}=${u.password}`);
+    ok(await k(["create", "secret", "generic", NATS_SECRET, "-n", NS, ...passwords]), "the NATS passwords");
     const r = await h([
       "install",
       "unmix",
@@ -607,7 +659,7 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     assert.equal(left.stdout.trim(), "", "nothing of the release left but what it keeps");
     ok(await k(["get", "crd", "separationjobs.unmix.dev"]), "the CRD is kept");
     const secrets = await k(["get", "secret", "-n", NS, "-o", "name"]);
-    assert.deepEqual(secrets.stdout.trim().split("\n"), ["secret/unmix-keys"]);
+    assert.deepEqual(secrets.stdout.trim().split("\n"), ["secret/unmix-keys", `secret/${NATS_SECRET}`], "the kept keys, and the test's own NATS passwords");
     const key = (await core.readNamespacedSecret({ name: "unmix-keys", namespace: NS })).data?.["user-key-secret"];
     // installing again over the kept CRD and Secret: Helm adopts them, and the user key is unchanged
     const r = await h([

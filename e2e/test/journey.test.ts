@@ -11,9 +11,11 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { MODELS, modelId } from "@unmix/api/models";
 import { separationJobName, TRACEPARENT_ANNOTATION } from "@unmix/api/separationjob";
+import { AUDIT_STREAM, type AuditEntry, messageRef } from "@unmix/core/audit";
 import { k8s } from "@unmix/core/kube";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
+import { connect } from "nats";
 import type { ReceivedSpan } from "../src/otlp-receiver.ts";
 import { findLeaks, personalForms } from "../src/personal-data.ts";
 import { type Product, startProduct, USER_KEY_SECRET, until } from "../src/product.ts";
@@ -111,6 +113,43 @@ describe("a voice note", () => {
     await finished(sent.id);
     // no input, no intermediate: the result and its owner marker only (P11, P12)
     assert.deepEqual(await objects(), cached(note.bytes, "ogg-opus"));
+  });
+
+  test("P5: its audit trail holds each step once, from the webhook to the deleted input, by ref and with nothing personal", async () => {
+    const nc = await connect(p.stack.nats?.connectOptions("operator"));
+    try {
+      const jsm = await nc.jetstreamManager();
+      const ref = messageRef(first.id);
+      const read = async () => {
+        const info = await jsm.streams.info(AUDIT_STREAM);
+        const all: (AuditEntry & { raw: string })[] = [];
+        for (let seq = info.state.first_seq; info.state.messages > 0 && seq <= info.state.last_seq; seq++) {
+          const m = await jsm.streams.getMessage(AUDIT_STREAM, { seq }).catch(() => undefined);
+          if (m) all.push({ ...m.json<AuditEntry>(), raw: m.string() });
+        }
+        return all;
+      };
+      const mine = await until("the message's entries", async () => {
+        const e = (await read()).filter((x) => x.ref === ref);
+        return e.length >= 5 ? e : undefined;
+      });
+      assert.deepEqual(
+        mine.map((e) => [e.event, e.outcome ?? e.reason]),
+        [
+          ["received", undefined],
+          ["handled", "job_created"],
+          ["job-created", undefined],
+          ["replied", "sent"],
+          ["input-deleted", "finished"],
+        ],
+      );
+      const sender = p.sim.defaultUser;
+      for (const e of await read())
+        for (const secret of [sender.waId, sender.name, "wamid.", user].filter((x): x is string => !!x))
+          assert.ok(!e.raw.includes(secret), `no ${secret} in ${e.raw}`);
+    } finally {
+      await nc.close();
+    }
   });
 
   test("one trace id follows the message through the webhook, the worker, the controller and the job pod", async () => {

@@ -11,10 +11,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { connect } from "nats";
+import { connect, headers } from "nats";
 import { parseAllDocuments, parse as parseYaml, stringify } from "yaml";
+import { SIGNATURE_HEADER, signInbound } from "../../ingress/src/signing.ts";
 import { type CatalogueEntry, catalogued, type Family, labelNames, parseExposition, promqlMetrics, queried, readCatalogue } from "../src/metrics-catalogue.ts";
-import { type Product, startProduct, until } from "../src/product.ts";
+import { INBOUND_SIGNING_KEY, type Product, startProduct, until } from "../src/product.ts";
 import { BIN_DIR, REPO_ROOT } from "../src/stack/versions.ts";
 import { makeMedia } from "../src/test-media.ts";
 
@@ -68,8 +69,12 @@ describe("the metrics catalogue, against the running product", { timeout: 600_00
     });
     p.sim.failNext("messages", "token-expired", 1);
     sentIds.push((await p.sim.sendUserMessage({ type: "text", body: "help" })).id);
-    const nc = await connect({ servers: p.stack.nats?.url });
-    await nc.jetstream().publish("unmix.inbound.observability-test", new TextEncoder().encode("not a message"));
+    // signed as the webhook would (an unsigned one is dead-lettered as such, before parsing)
+    const nc = await connect(p.stack.nats?.connectOptions("operator"));
+    const junk = { subject: "unmix.inbound.observability-test", data: "not a message", id: "observability-test" };
+    const h = headers();
+    h.set(SIGNATURE_HEADER, signInbound(INBOUND_SIGNING_KEY, junk.subject, junk.id, junk.data));
+    await nc.jetstream().publish(junk.subject, new TextEncoder().encode(junk.data), { msgID: junk.id, headers: h });
     await nc.close();
     await seen("ingress", "unmix_webhook_requests_total", { outcome: "unauthorized" });
     await seen("ingress", "unmix_webhook_errors_total", { code: "131026" });

@@ -144,7 +144,7 @@ describe("nats", () => {
   test("JetStream publish/consume with acks survives a NATS restart with the file store", async () => {
     const nats = stack.nats as NonNullable<Stack["nats"]>;
     const sc = StringCodec();
-    let nc = await connect({ servers: nats.url });
+    let nc = await connect(nats.connectOptions("operator"));
     const jsm = await nc.jetstreamManager();
     await jsm.streams.add({ name: "SURVIVE", subjects: ["survive.>"], storage: "file" as never });
     await jsm.consumers.add("SURVIVE", { durable_name: "worker", ack_policy: AckPolicy.Explicit });
@@ -159,7 +159,7 @@ describe("nats", () => {
     await nats.crash();
     await nats.start();
 
-    nc = await connect({ servers: nats.url });
+    nc = await connect(nats.connectOptions("operator"));
     consumer = await nc.jetstream().consumers.get("SURVIVE", "worker");
     const rest: string[] = [];
     for (let i = 0; i < 4; i++) {

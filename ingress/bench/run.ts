@@ -53,6 +53,7 @@ const baseEnv = {
   WHATSAPP_APP_SECRET: APP_SECRET,
   WHATSAPP_VERIFY_TOKEN: "bench-verify-token",
   USER_KEY_SECRET: "bench-user-key-secret",
+  INBOUND_SIGNING_KEY: "bench-inbound-signing-key",
 };
 const business = { wabaId: "318842120093457", phoneNumberId: "487201336590124", displayPhoneNumber: "4915120004711" };
 
@@ -239,7 +240,8 @@ try {
 
   // 2. cache-hit path, in this process: webhook received → reply request at the simulator. The
   // messages of part 1 are dropped first (they name media no simulator knows).
-  const nats = await connectNats({ url: env.NATS_URL as string, name: "bench" });
+  const operator = stack.nats?.users.operator;
+  const nats = await connectNats({ url: env.NATS_URL as string, name: "bench", NATS_USER: operator?.user, NATS_PASSWORD: operator?.password });
   await nats.jsm.streams.purge(STREAMS.inbound);
   await nats.close();
   const sim = await startWhatsAppSimulator({ appSecret: APP_SECRET, accessToken: "bench-token" });

@@ -5,7 +5,9 @@
 //   POST /admin/broadcast  {text} and/or {template}: a policy-change notice (P15) to recently active
 //                          users; inside the 24-hour window as text, outside it only as a template
 //   GET  /admin/jobs       recent SeparationJobs with the sender's profile name (P2: shown here only)
-import { timingSafeEqual } from "node:crypto";
+// Every action is audited (P5) with the operator's identity and its counts: an entry before it acts
+// and one with the counts after; without the first, nothing is done or shown (503).
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import { findCondition } from "@unmix/api/conditions";
 import { USER_LABEL } from "@unmix/api/separationjob";
 import type { SeparationJobs } from "@unmix/core/kube";
@@ -20,7 +22,14 @@ export interface AdminOptions extends EraseDeps {
   jobs: SeparationJobs;
   whatsapp: WhatsAppClient;
   now?: () => number;
+  /**
+   * Who made the request, for the audit trail. One shared ADMIN_TOKEN today, recorded as such; the
+   * support console's per-operator authentication will return the operator here.
+   */
+  operatorOf?: (req: FastifyRequest) => string;
 }
+
+export const SHARED_TOKEN_OPERATOR = "shared-admin-token";
 
 const WINDOW_MS = 24 * 3600_000;
 /** Leave a margin: a text sent as the window closes fails with 131047. */
@@ -71,6 +80,21 @@ function bearerMatches(req: FastifyRequest, token: string): boolean {
 
 export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
   const now = o.now ?? Date.now;
+  const operatorOf = o.operatorOf ?? (() => SHARED_TOKEN_OPERATOR);
+  /** Writes the "started" entry (throws AuditUnavailable) and returns the one for the counts. */
+  const audited = async (req: FastifyRequest, action: string) => {
+    const id = randomUUID();
+    const entry = { event: "admin", action, operator: operatorOf(req) } as const;
+    await o.nats.audit({ ...entry, outcome: "started" }, `${id}.started`).catch((err) => {
+      throw new AuditUnavailable(err);
+    });
+    return (counts: Record<string, number>) => o.nats.audit({ ...entry, outcome: "done", counts }, `${id}.done`);
+  };
+  app.setErrorHandler((err, req, reply) => {
+    if (!(err instanceof AuditUnavailable)) return reply.send(err);
+    req.log.error({ err: { message: err.message } }, "admin request refused: the audit trail is unavailable");
+    return reply.code(503).send({ error: "the audit trail is unavailable: nothing was done" });
+  });
 
   app.addHook("onRequest", async (req, reply) => {
     if (!bearerMatches(req, o.token)) {
@@ -81,14 +105,16 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
 
   app.post<{ Body: { phone?: string; userId?: string } }>("/admin/purge", { schema: { body: PurgeBody } }, async (req) => {
     const ids = req.body.phone ? { waId: req.body.phone.replace(/\D/g, "") } : { userId: req.body.userId as string };
+    const done = await audited(req, "purge");
     const erased = await eraseUser(ids, o);
     req.log.info({ by: req.body.phone ? "phone" : "userId", ...erased }, "admin purge");
-    await o.nats.audit("admin-purge", { results: erased.results, jobs: erased.jobs }).catch(() => {});
+    await done({ ...erased, optedOut: erased.optedOut ? 1 : 0 });
     return erased;
   });
 
   app.post<{ Body: BroadcastRequest }>("/admin/broadcast", { schema: { body: BroadcastBody } }, async (req) => {
     const { text, template } = req.body;
+    const done = await audited(req, "broadcast");
     const counts = { sent: 0, skipped: 0, failed: 0, asText: 0, asTemplate: 0 };
     for await (const user of o.users.activeUsers()) {
       if (await o.users.isOptedOut({ primary: user.key, all: [user.key] })) {
@@ -118,12 +144,14 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
       }
     }
     req.log.info(counts, "policy broadcast");
-    await o.nats.audit("admin-broadcast", counts).catch(() => {});
+    await done(counts);
     return counts;
   });
 
   app.get<{ Querystring: { limit: number } }>("/admin/jobs", { schema: { querystring: JobsQuery } }, async (req) => {
+    const done = await audited(req, "list-jobs");
     const jobs = await o.jobs.list();
+    await done({ jobs: Math.min(jobs.length, req.query.limit) });
     jobs.sort((a, b) => String(b.metadata.creationTimestamp ?? "").localeCompare(String(a.metadata.creationTimestamp ?? "")));
     return {
       // the profile name (P2: shown here only) is in each job's sender Secret, until the reply is out
@@ -147,3 +175,10 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
     };
   });
 };
+
+class AuditUnavailable extends Error {
+  constructor(cause: unknown) {
+    super(`audit entry not stored: ${(cause as Error).message}`, { cause });
+    this.name = "AuditUnavailable";
+  }
+}

@@ -3,12 +3,12 @@
 
 import { MODEL_NAMES } from "@unmix/api/models";
 import { env, parseConfig } from "@unmix/core/config";
+import { NatsConfig } from "@unmix/core/nats-config";
 import { ObjectStoreConfig } from "@unmix/core/object-store";
 import { CACHE_TTL_MAX_SECONDS, CACHE_TTL_TOO_LONG } from "@unmix/core/result-cache";
 import { WhatsAppConfig } from "@unmix/core/whatsapp";
 import { z } from "zod";
 import { MediaConfig } from "./media.ts";
-import { NatsConfig } from "./nats.ts";
 
 export const Role = z.enum(["webhook", "worker", "all"]);
 export type Role = z.infer<typeof Role>;
@@ -41,6 +41,8 @@ const Base = z
     ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
     /** HMAC key for user keys (the hash of a phone number or BSUID used in labels, KV keys and subjects). */
     USER_KEY_SECRET: env.secret(),
+    /** HMAC key the webhook signs inbound messages with and the worker checks them with (signing.ts). */
+    INBOUND_SIGNING_KEY: env.secret(),
     SHUTDOWN_TIMEOUT_SECONDS: env.seconds(25),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     // JetStream layout

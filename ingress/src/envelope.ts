@@ -3,7 +3,7 @@
 // business-scoped user id), the profile name, the type, the media reference, the message id and
 // timestamp, and the business phone_number_id. Text bodies are reduced to the command they name;
 // captions, locations, contacts, reactions, referrals and everything else are dropped here.
-import { createHash } from "node:crypto";
+import { messageRef } from "@unmix/core/audit";
 import { z } from "zod";
 
 const Id = z.string().min(1).max(256);
@@ -140,8 +140,7 @@ export interface Extracted {
   otherFields: string[];
 }
 
-/** A short, stable, non-reversible reference to a wamid for logs, audit entries and KV keys. */
-export const messageRef = (wamid: string) => createHash("sha256").update(wamid).digest("hex").slice(0, 32);
+export { messageRef };
 
 export class EnvelopeError extends Error {
   readonly issues: string[];

@@ -2,13 +2,12 @@
 // consumer and key-value buckets the product relies on (created or updated idempotently at start-up
 // by whichever process comes first), publishing with a deduplication id and headers, and the audit
 // stream writer. Business rules use this, never the client library's topology calls.
-import { readFileSync } from "node:fs";
-import { env } from "@unmix/core/config";
+import { AUDIT_STREAM, AUDIT_SUBJECTS, type AuditFields, auditLog } from "@unmix/core/audit";
+import { type NatsIdentity, natsAuth } from "@unmix/core/nats-config";
 import {
   AckPolicy,
   connect,
   createInbox,
-  credsAuthenticator,
   DeliverPolicy,
   DiscardPolicy,
   Events,
@@ -26,27 +25,18 @@ import {
   type StreamConfig,
   type Subscription,
 } from "nats";
-import { z } from "zod";
 import { publishSpan } from "./nats-spans.ts";
 
+export { NatsConfig } from "@unmix/core/nats-config";
 export type { JetStreamClient, JetStreamManager, JsMsg, KV, MsgHdrs, NatsConnection, PubAck, Subscription };
 export { AckPolicy, DeliverPolicy };
-
-export const NatsConfig = z.object({
-  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222").describe("comma-separated server URLs"),
-  /** A NATS credentials file (JWT + nkey seed), when the server requires one. */
-  NATS_CREDS_FILE: z.string().min(1).optional(),
-  /** Replicas of every stream and bucket (1 on a single server, 3 on a cluster). */
-  NATS_REPLICAS: env.int(1, 1),
-});
-export type NatsConfig = z.infer<typeof NatsConfig>;
 
 /** Stream names. */
 export const STREAMS = {
   /** Inbound WhatsApp messages between the webhook and the worker (work queue). */
   inbound: "UNMIX_INBOUND",
-  /** What happened to each message, status receipts and webhook errors: no media, no user ids. */
-  audit: "UNMIX_AUDIT",
+  /** What happened to each message, status receipts, webhook errors, admin actions (core/src/audit.ts). */
+  audit: AUDIT_STREAM,
   /** Messages the worker gave up on, kept visible for an operator. */
   deadLetter: "UNMIX_DEADLETTER",
 } as const;
@@ -54,7 +44,6 @@ export const STREAMS = {
 /** Subjects carry the keyed hash of the user, so a user's pending entries can be purged by subject. */
 export const subjects = {
   inbound: (userKey: string) => `unmix.inbound.${userKey}`,
-  audit: (event: string) => `unmix.audit.${event}`,
   deadLetter: (userKey: string) => `unmix.deadletter.${userKey}`,
 };
 
@@ -116,8 +105,8 @@ export interface Nats {
   ping(timeoutMs?: number): Promise<boolean>;
   /** Publishes to a stream and waits for its acknowledgement; fails fast while disconnected. */
   publish(subject: string, data: Uint8Array | string, o?: PublishOptions): Promise<PubAck>;
-  /** Appends to the audit stream; the entry must hold no phone number, user id or content. */
-  audit(event: string, entry: Record<string, unknown>, o?: PublishOptions): Promise<PubAck>;
+  /** Appends an entry to the audit stream once (deduplicated by event + `dedupKey`, default its ref); rejects when not stored. */
+  audit(fields: AuditFields, dedupKey?: string, o?: Pick<PublishOptions, "timeoutMs">): Promise<{ duplicate: boolean }>;
   kv(bucket: string): Promise<KV>;
   /** Deletes every message of `stream` on `subject`; returns how many went. */
   purgeSubject(stream: string, subject: string): Promise<number>;
@@ -126,10 +115,9 @@ export interface Nats {
   close(): Promise<void>;
 }
 
-export interface ConnectOptions {
+export interface ConnectOptions extends NatsIdentity {
   url: string;
   name: string;
-  credsFile?: string;
   /** Called on connection state changes (for logs and readiness). */
   onStatus?: (event: string, data?: unknown) => void;
 }
@@ -143,7 +131,7 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
     waitOnFirstConnect: true,
     // no stack capture per request: a publish acknowledgement is a request, thousands a second
     noAsyncTraces: true,
-    ...(o.credsFile ? { authenticator: credsAuthenticator(readFileSync(o.credsFile)) } : {}),
+    ...natsAuth(o),
   });
   let up = true;
   (async () => {
@@ -156,7 +144,7 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
   const js = nc.jetstream();
   const jsm = await nc.jetstreamManager();
   const buckets = new Map<string, Promise<KV>>();
-  const acks = ackMux(nc);
+  const acks = ackMux(nc, o.NATS_INBOX_PREFIX);
   // Publishes requested during one turn of the event loop go out together on the next (setImmediate
   // runs after the turn's I/O callbacks): one socket write for the webhooks of many connections
   // instead of one each, for at most one loop turn of delay.
@@ -206,8 +194,8 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
         throw new NatsUnavailableError(`JetStream did not take the message: ${(err as Error).message}`, { cause: err });
       }
     },
-    audit(event, entry, p) {
-      return nats.publish(subjects.audit(event), JSON.stringify({ event, at: new Date().toISOString(), ...entry }), p);
+    audit(fields, dedupKey, p) {
+      return auditLog((subject, data, a) => nats.publish(subject, data, { ...p, ...a })).write(fields, dedupKey);
     },
     kv(bucket) {
       let kv = buckets.get(bucket);
@@ -238,8 +226,8 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
  * own js.publish makes a request object, a timer and two Error objects (stack traces) per message;
  * at thousands of webhooks a second that is most of the client's cost.
  */
-function ackMux(nc: NatsConnection) {
-  const prefix = createInbox();
+function ackMux(nc: NatsConnection, inboxPrefix?: string) {
+  const prefix = createInbox(inboxPrefix);
   const pending = new Map<string, { resolve: (a: PubAck) => void; reject: (e: Error) => void; deadline: number }>();
   let next = 0;
   const settle = (id: string, outcome: PubAck | Error) => {
@@ -339,7 +327,7 @@ export async function ensureTopology(nats: Nats, t: Topology = defaultTopology):
   await ensureStream(jsm, {
     ...common,
     name: STREAMS.audit,
-    subjects: ["unmix.audit.>"],
+    subjects: [AUDIT_SUBJECTS],
     retention: RetentionPolicy.Limits,
     max_age: nanos(t.auditMaxAgeMs),
     duplicate_window: nanos(Math.min(t.duplicateWindowMs, t.auditMaxAgeMs)),

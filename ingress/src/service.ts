@@ -106,7 +106,10 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
     (await connectNats({
       url: c.NATS_URL,
       name: `unmix-ingress-${c.ROLE}`,
-      ...(c.NATS_CREDS_FILE ? { credsFile: c.NATS_CREDS_FILE } : {}),
+      NATS_CREDS_FILE: c.NATS_CREDS_FILE,
+      NATS_USER: c.NATS_USER,
+      NATS_PASSWORD: c.NATS_PASSWORD,
+      NATS_INBOX_PREFIX: c.NATS_INBOX_PREFIX,
       onStatus: (event) => (event === "disconnect" || event === "reconnect" ? log.warn({ event }, "NATS connection") : undefined),
     }));
   await ensureTopology(nats, topologyOf(c));
@@ -160,6 +163,7 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
         maxDeliver: w.WORKER_MAX_DELIVER,
         backoffMs: w.WORKER_BACKOFF_SECONDS.map((s) => s * S),
         ackWaitMs: w.WORKER_ACK_WAIT_SECONDS * S,
+        signingKey: c.INBOUND_SIGNING_KEY,
       },
     );
     const version = kc.makeApiClient(k8s.VersionApi);
@@ -178,6 +182,7 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
       appSecret: h.WHATSAPP_APP_SECRET,
       verifyToken: h.WHATSAPP_VERIFY_TOKEN,
       userKeySecret: c.USER_KEY_SECRET,
+      signingKey: c.INBOUND_SIGNING_KEY,
       bodyLimit: h.WEBHOOK_BODY_LIMIT_BYTES,
       publishTimeoutMs: h.PUBLISH_TIMEOUT_MS,
     });

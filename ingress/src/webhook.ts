@@ -1,10 +1,11 @@
 // The WhatsApp webhook (Fastify plugin): GET /webhook answers Meta's verification handshake; POST
 // /webhook checks X-Hub-Signature-256 over the exact raw bytes, validates the envelope, publishes
-// every message to JetStream (Nats-Msg-Id = wamid) and every status receipt and error to the audit
+// every message to JetStream (Nats-Msg-Id = wamid, signed for the worker: signing.ts) and every status receipt and error to the audit
 // stream, and answers 200 only once JetStream acknowledged all of them: 503 otherwise, so Meta
 // delivers again. Nothing is touched before the signature matched.
 import { timingSafeEqual } from "node:crypto";
 import { context, trace } from "@opentelemetry/api";
+import { auditable } from "@unmix/core/audit";
 import { userKey } from "@unmix/core/privacy";
 import { contextFromTraceparent, exemplar, inSpan, tracer } from "@unmix/core/spans";
 import { verifyWebhookSignature } from "@unmix/core/whatsapp";
@@ -12,11 +13,14 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { EnvelopeError, type Extracted, extract } from "./envelope.ts";
 import { typeLabel } from "./metrics.ts";
 import { NatsUnavailableError, subjects } from "./nats.ts";
+import { SIGNATURE_HEADER, signInbound } from "./signing.ts";
 
 export interface WebhookOptions {
   appSecret: string;
   verifyToken: string;
   userKeySecret: string;
+  /** INBOUND_SIGNING_KEY: what the worker checks each inbound message's signature with. */
+  signingKey: string;
   bodyLimit: number;
   publishTimeoutMs: number;
 }
@@ -148,23 +152,27 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
     };
     const published = x.messages.map(async (m) => {
       const key = keyOf((m.sender.waId ?? m.sender.userId) as string);
-      const ack = await timed(nats.publish(subjects.inbound(key), JSON.stringify(m), { msgId: m.id, timeoutMs: o.publishTimeoutMs }));
+      const subject = subjects.inbound(key);
+      const data = JSON.stringify(m);
+      const headers = { [SIGNATURE_HEADER]: signInbound(o.signingKey, subject, m.id, data) };
+      const ack = await timed(nats.publish(subject, data, { msgId: m.id, headers, timeoutMs: o.publishTimeoutMs }));
       metrics.inboundMessages.inc({ type: typeLabel(m.type), duplicate: String(ack.duplicate) });
       for (const code of m.errorCodes ?? []) metrics.webhookErrors.inc({ code: String(code) });
     });
     const receipts = x.statuses.map(async (s) => {
       await timed(
         nats.audit(
-          "status",
-          { ref: s.ref, status: s.status, timestamp: s.timestamp, errorCodes: s.errorCodes },
-          { msgId: `status.${s.ref}.${s.status}`, timeoutMs: o.publishTimeoutMs },
+          { event: "status", ref: s.ref, status: STATUSES.has(s.status) ? s.status : "other", ...auditable(s.timestamp, s.errorCodes) },
+          `${s.ref}.${s.status}`,
+          { timeoutMs: o.publishTimeoutMs },
         ),
       );
       metrics.statuses.inc({ status: STATUSES.has(s.status) ? s.status : "other" });
       for (const code of s.errorCodes) metrics.webhookErrors.inc({ code: String(code) });
     });
     const errors = x.errors.map(async (e) => {
-      await timed(nats.audit("webhook-error", { code: e.code, ...(e.title ? { title: e.title.slice(0, 200) } : {}) }, { timeoutMs: o.publishTimeoutMs }));
+      // Meta's title is free text: only the code goes into the trail
+      await timed(nats.audit({ event: "webhook-error", code: e.code }, undefined, { timeoutMs: o.publishTimeoutMs }));
       metrics.webhookErrors.inc({ code: String(e.code) });
     });
     const results = await Promise.allSettled([...published, ...receipts, ...errors]);

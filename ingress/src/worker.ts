@@ -6,8 +6,13 @@
 // max_deliver on the server; its MAX_DELIVERIES advisory moves them to the dead-letter stream too.
 // Meta redelivers for up to 7 days, longer than JetStream's duplicate window: a processed-ids bucket
 // (hash of the wamid, TTL ≥ 7 days) drops those late copies.
+// Only what the webhook signed is handled (signing.ts): anything else is dead-lettered, audited and
+// counted, and nobody gets a reply. Each message's audit entries (received before it is handled,
+// handled with the outcome after) must be stored before it is acknowledged: a refused write means a
+// redelivery, never a message without its entries (core/src/audit.ts).
 
 import { context } from "@opentelemetry/api";
+import { auditable } from "@unmix/core/audit";
 import type { Logger } from "@unmix/core/log";
 import { scrubText } from "@unmix/core/privacy";
 import { inSpan, tracer } from "@unmix/core/spans";
@@ -16,6 +21,7 @@ import type { MessageHandler, Outcome } from "./handler.ts";
 import { type Metrics, typeLabel } from "./metrics.ts";
 import { BUCKETS, HEADERS, type JsMsg, type KV, maxDeliveriesAdvisory, type Nats, STREAMS, type Subscription, subjects, WORKER_CONSUMER } from "./nats.ts";
 import { processSpan } from "./nats-spans.ts";
+import { SIGNATURE_HEADER, verifyInbound } from "./signing.ts";
 
 export interface WorkerOptions {
   concurrency: number;
@@ -23,6 +29,8 @@ export interface WorkerOptions {
   /** Delay before redelivery n (1-based) is backoffMs[n-1]; the last one repeats. */
   backoffMs: number[];
   ackWaitMs: number;
+  /** INBOUND_SIGNING_KEY: the key the webhook signs inbound messages with. */
+  signingKey: string;
   /**
    * How long a handler may keep a message to itself by telling JetStream it is still working
    * (default 2 minutes); after that the ack wait runs out and the message is redelivered, so a
@@ -39,6 +47,8 @@ export interface WorkerDeps {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Tries to move a message the server gave up on (5, 10, 15, 20 s apart). */
+const DEAD_LETTER_ATTEMPTS = 5;
 
 export class Worker {
   private readonly d: WorkerDeps;
@@ -63,9 +73,13 @@ export class Worker {
       callback: (err, msg) => {
         if (err) return;
         const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
-        this.deadLetterBySeq(advisory.stream_seq, advisory.deliveries).catch((e) =>
-          this.d.log.error({ err: e, seq: advisory.stream_seq }, "could not move a message to the dead-letter stream"),
-        );
+        // no advisory comes again for it: retry a few times (e.g. the audit stream refused its entry)
+        const attempt = (n: number): void =>
+          void this.deadLetterBySeq(advisory.stream_seq, advisory.deliveries).catch((e) => {
+            this.d.log.error({ err: scrubError(e), seq: advisory.stream_seq, attempt: n }, "could not move a message to the dead-letter stream");
+            if (n < DEAD_LETTER_ATTEMPTS && !this.stopping) setTimeout(() => attempt(n + 1), 5000 * n).unref();
+          });
+        attempt(1);
       },
     });
     const consumer = await this.d.nats.js.consumers.get(STREAMS.inbound, WORKER_CONSUMER);
@@ -125,6 +139,15 @@ export class Worker {
     let type = "other";
     let ref = "";
     try {
+      const msgId = msg.headers?.get(HEADERS.msgId) || undefined;
+      const signature = verifyInbound(this.o.signingKey, msg.subject, msgId, msg.data, msg.headers?.get(SIGNATURE_HEADER) || undefined);
+      if (signature !== "valid") {
+        // not from our webhook: never handled, never answered
+        log.warn({ seq: msg.seq, signature }, "inbound message not signed by the webhook: dead-lettered");
+        await this.deadLetter(msg, `${signature} inbound message`, signature);
+        msg.term();
+        return;
+      }
       let m: InboundMessage;
       try {
         m = InboundMessage.parse(JSON.parse(msg.string()));
@@ -139,10 +162,14 @@ export class Worker {
       const processed = this.processed as KV;
       const seen = await processed.get(ref);
       if (seen && seen.operation === "PUT") {
+        // JetStream's redelivery after a crash between recording and acknowledging: its entry may be
+        // missing (written at most once: deduplicated). Meta's late copies are first deliveries.
+        if (msg.info.redelivered) await this.d.nats.audit({ event: "handled", ref, outcome: seen.string(), type });
         metrics.handled.inc({ type, outcome: "redelivery_dropped" });
         await msg.ackAck();
         return;
       }
+      await this.d.nats.audit({ event: "received", ref, type, ...auditable(m.timestamp) });
       const outcome: Outcome = await inSpan(
         tracer("unmix-ingress"),
         "unmix.worker.handle",
@@ -151,9 +178,7 @@ export class Worker {
         () => this.d.handler.handle(m, ref),
       );
       await processed.put(ref, outcome);
-      await this.d.nats
-        .audit(outcome.replaceAll("_", "-"), { ref, timestamp: m.timestamp, type })
-        .catch((err) => log.warn({ err: scrubError(err), ref }, "audit entry not written"));
+      await this.d.nats.audit({ event: "handled", ref, outcome, type });
       await msg.ackAck();
       metrics.handled.inc({ type, outcome });
       metrics.handleDuration.observe({ outcome }, (performance.now() - started) / 1000);
@@ -211,10 +236,9 @@ export class Worker {
       msgId: `dead-letter.${ref}`,
       headers: { "Unmix-Reason": scrubText(reason).slice(0, 512), "Unmix-Deliveries": String(deliveries), "Unmix-Ref": ref },
     });
-    if (!ack.duplicate) {
-      this.d.metrics.deadLettered.inc({ reason: kind });
-      await this.d.nats.audit("dead-lettered", { ref, reason: kind }).catch(() => {});
-    }
+    if (!ack.duplicate) this.d.metrics.deadLettered.inc({ reason: kind });
+    // also after a duplicate: a retry after a refused audit write must still leave its entry
+    await this.d.nats.audit({ event: "dead-lettered", ref, reason: kind });
   }
 }
 

@@ -15,11 +15,13 @@ import { parse as parseYaml } from "yaml";
 import { parseIngressConfig } from "../src/config.ts";
 import { connectNats, type Nats } from "../src/nats.ts";
 import { type Ingress, startIngress } from "../src/service.ts";
+import { SIGNATURE_HEADER, signInbound } from "../src/signing.ts";
 
 export const APP_SECRET = "test-app-secret-0123456789";
 export const VERIFY_TOKEN = "test-verify-token";
 export const ACCESS_TOKEN = "EAAG-test-access-token";
 export const USER_KEY_SECRET = "test-user-key-secret";
+export const SIGNING_KEY = "test-inbound-signing-key";
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
 export const NAMESPACE = "unmix";
 export const BUCKET = "unmix-test";
@@ -101,6 +103,8 @@ export async function startHarness(o: { components?: Component[]; env?: Record<s
       : { S3_ENDPOINT: "http://127.0.0.1:9", S3_BUCKET: BUCKET, S3_ACCESS_KEY: "unused", S3_SECRET_KEY: "unused" };
     const env: Record<string, string> = {
       ...stack.env(),
+      // the webhook alone runs as its own NATS user, with the webhook's permissions only
+      ...(components.includes("kube") ? {} : stack.nats?.env("webhook")),
       ...s3Env,
       ROLE: components.includes("kube") ? "all" : "webhook",
       HOST: "127.0.0.1",
@@ -109,6 +113,7 @@ export async function startHarness(o: { components?: Component[]; env?: Record<s
       ADMIN_PORT: "0",
       ADMIN_TOKEN,
       USER_KEY_SECRET,
+      INBOUND_SIGNING_KEY: SIGNING_KEY,
       WHATSAPP_APP_SECRET: APP_SECRET,
       WHATSAPP_VERIFY_TOKEN: VERIFY_TOKEN,
       WHATSAPP_ACCESS_TOKEN: ACCESS_TOKEN,
@@ -132,7 +137,8 @@ export async function startHarness(o: { components?: Component[]; env?: Record<s
     };
     let current = env;
     ingress = await start(env);
-    nats = await connectNats({ url: env.NATS_URL as string, name: "test-observer" });
+    const operator = stack.nats?.users.operator;
+    nats = await connectNats({ url: env.NATS_URL as string, name: "test-observer", NATS_USER: operator?.user, NATS_PASSWORD: operator?.password });
     const h: Harness = {
       stack,
       sim,
@@ -174,6 +180,12 @@ function parseIngressConfigStore(env: Record<string, string>) {
     S3_SECRET_KEY: env.S3_SECRET_KEY as string,
   };
 }
+
+/** A publish to the inbound stream as the webhook makes it (signed), for tests that bypass the webhook. */
+export const asWebhook = (subject: string, payload: string, msgId: string) => ({
+  msgId,
+  headers: { [SIGNATURE_HEADER]: signInbound(SIGNING_KEY, subject, msgId, payload) },
+});
 
 /** Polls `fn` until it returns something other than undefined (the timeout only bounds the wait). */
 export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {

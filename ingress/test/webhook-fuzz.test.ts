@@ -44,7 +44,14 @@ before(async () => {
   }) as unknown as FastifyInstance;
   app.decorate("nats", nats);
   app.decorate("metrics", new Metrics());
-  await app.register(webhookRoutes, { appSecret: SECRET, verifyToken: "v", userKeySecret: "k", bodyLimit: BODY_LIMIT, publishTimeoutMs: 1000 });
+  await app.register(webhookRoutes, {
+    appSecret: SECRET,
+    verifyToken: "v",
+    userKeySecret: "k",
+    bodyLimit: BODY_LIMIT,
+    publishTimeoutMs: 1000,
+    signingKey: "inbound-signing-key",
+  });
   await app.ready();
 });
 after(async () => app?.close());

@@ -28,11 +28,13 @@ import {
   ACCESS_TOKEN,
   ADMIN_TOKEN,
   APP_SECRET,
+  asWebhook,
   type Harness,
   MODEL_ID,
   mp3,
   mp4,
   ogg,
+  SIGNING_KEY,
   startHarness,
   streamMessages,
   USER_KEY_SECRET,
@@ -585,7 +587,7 @@ describe("redelivery and failures", () => {
       type: "text",
       command: "help",
     });
-    await h.nats.publish(subjects.inbound(keyOf(u)), payload, { msgId: `${sent.id}-a-day-later` });
+    await h.nats.publish(subjects.inbound(keyOf(u)), payload, asWebhook(subjects.inbound(keyOf(u)), payload, `${sent.id}-a-day-later`));
     await until("the late copy to be dropped", async () =>
       (await metric("unmix_worker_messages_total", 'type="text",outcome="redelivery_dropped"')) > before ? true : undefined,
     );
@@ -622,7 +624,7 @@ describe("redelivery and failures", () => {
     const metrics = new Metrics();
     const hung = new Worker(
       { nats: h.nats, handler: { handle: () => new Promise(() => {}) } as unknown as MessageHandler, metrics, log: createLogger("hung", { level: "silent" }) },
-      { concurrency: 4, maxDeliver: 2, backoffMs: [1000], ackWaitMs: 1000, keepAliveMaxMs: 0 },
+      { concurrency: 4, maxDeliver: 2, backoffMs: [1000], ackWaitMs: 1000, keepAliveMaxMs: 0, signingKey: SIGNING_KEY },
     );
     await hung.start();
     try {
@@ -637,7 +639,7 @@ describe("redelivery and failures", () => {
         type: "text",
         command: "help",
       });
-      await h.nats.publish(subjects.inbound(keyOf(u)), payload, { msgId: id });
+      await h.nats.publish(subjects.inbound(keyOf(u)), payload, asWebhook(subjects.inbound(keyOf(u)), payload, id));
       const [dead] = await until("the MAX_DELIVERIES advisory to move it", async () => {
         const d = await streamMessages(h.nats, STREAMS.deadLetter, subjects.deadLetter(keyOf(u)));
         return d.length ? d : undefined;

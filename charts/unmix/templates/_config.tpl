@@ -69,6 +69,7 @@ WORKER_BACKOFF_SECONDS: {{ include "unmix.numbers" $w.backoffSeconds | quote }}
 {{/* The webhook pods (and, with worker.enabled=false, the worker too: ROLE=all). */}}
 {{- define "unmix.env.ingress" -}}
 ROLE: {{ ternary "webhook" "all" .Values.worker.enabled | quote }}
+{{- include "unmix.env.natsUser" (dict "ctx" . "user" (ternary "webhook" "ingress" .Values.worker.enabled)) }}
 {{ include "unmix.env.ingressBase" . | trim }}
 {{ include "unmix.env.webhookOnly" . | trim }}
 {{- if not .Values.worker.enabled }}
@@ -79,6 +80,7 @@ ROLE: {{ ternary "webhook" "all" .Values.worker.enabled | quote }}
 {{/* The worker Deployment. */}}
 {{- define "unmix.env.worker" -}}
 ROLE: "worker"
+{{- include "unmix.env.natsUser" (dict "ctx" . "user" "worker") }}
 {{ include "unmix.env.ingressBase" . | trim }}
 SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.worker.terminationGracePeriodSeconds 10 | quote }}
 {{ include "unmix.env.workerOnly" . | trim }}
@@ -89,6 +91,12 @@ SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.worker.terminationGracePeriodSeconds 10
 {{- $j := .Values.job }}
 {{- $c := .Values.controller }}
 HTTP_PORT: {{ $c.ports.http | int64 | quote }}
+{{- /* the audit trail: its NATS user may publish the controller's audit entries only */}}
+NATS_URL: {{ required "nats.url is required (NATS with JetStream, e.g. nats://nats.nats.svc:4222)" .Values.nats.url | quote }}
+{{- if include "unmix.natsAuth" . }}
+NATS_CREDS_FILE: {{ printf "/etc/unmix/nats/%s" .Values.nats.credsKey | quote }}
+{{- end }}
+{{- include "unmix.env.natsUser" (dict "ctx" . "user" "controller") }}
 JOB_IMAGE: {{ include "unmix.image" (dict "ctx" . "image" $j.image) | quote }}
 JOB_IMAGE_PULL_POLICY: {{ $j.image.pullPolicy | quote }}
 JOB_GPU_RESOURCE: {{ $j.gpu.resourceName | quote }}
@@ -164,8 +172,9 @@ objectStore: {{ list .Values.objectStore.accessKey .Values.objectStore.secretKey
 {{- if and (include "unmix.natsAuth" .) (not .Values.nats.existingSecret) }}
 nats: {{ .Values.nats.creds | sha256sum }}
 {{- end }}
+natsAuth: {{ .Values.nats.auth | toJson | sha256sum }}
 {{- if not .Values.keys.existingSecret }}
-keys: {{ list .Values.keys.adminToken .Values.keys.userKey | toJson | sha256sum }}
+keys: {{ list .Values.keys.adminToken .Values.keys.userKey .Values.keys.inboundSigningKey | toJson | sha256sum }}
 {{- end }}
 {{- end }}
 

@@ -89,8 +89,40 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-nats" (include "unmix.fullname" .)) .Values.nats.existingSecret }}
 {{- end }}
 
+{{/* A NATS credentials file is mounted (nats.auth.mode=creds). */}}
 {{- define "unmix.natsAuth" -}}
-{{- if or .Values.nats.existingSecret .Values.nats.creds }}true{{ end }}
+{{- if eq .Values.nats.auth.mode "creds" }}true{{ end }}
+{{- end }}
+
+{{/* Per-component NATS users (nats.auth.mode=users): the Secret with their passwords. */}}
+{{- define "unmix.natsUsersSecretName" -}}
+{{- default (printf "%s-nats-users" (include "unmix.fullname" .)) .Values.nats.auth.existingSecret }}
+{{- end }}
+
+{{/* (dict "ctx" $ "user" "webhook") → the user's password, generated once and kept. */}}
+{{- define "unmix.natsPassword" -}}
+{{- include "unmix.keptRandom" (dict "ctx" .ctx "secret" (include "unmix.natsUsersSecretName" .ctx) "key" .user "value" "") }}
+{{- end }}
+
+{{/* A list of subjects in the NATS server's configuration syntax (toJson would escape ">"). */}}
+{{- define "unmix.natsList" -}}
+[{{ range $i, $s := . }}{{ if $i }}, {{ end }}"{{ $s }}"{{ end }}]
+{{- end }}
+
+{{/* (dict "ctx" $ "user" "webhook") → NATS_USER and NATS_INBOX_PREFIX of that component (mode users). */}}
+{{- define "unmix.env.natsUser" -}}
+{{- if eq .ctx.Values.nats.auth.mode "users" }}
+{{- $perms := .ctx.Files.Get "files/nats-permissions.json" | fromJson }}
+NATS_USER: {{ index .ctx.Values.nats.auth.users .user | quote }}
+NATS_INBOX_PREFIX: {{ (index $perms .user).inboxPrefix | quote }}
+{{- end }}
+{{- end }}
+
+{{/* (dict "ctx" $ "user" "webhook") → the NATS_PASSWORD secret reference, as a list for unmix.secretEnvList. */}}
+{{- define "unmix.natsPasswordEnv" -}}
+{{- if eq .ctx.Values.nats.auth.mode "users" }}
+{{- list (dict "name" "NATS_PASSWORD" "secret" (include "unmix.natsUsersSecretName" .ctx) "key" .user) | toJson }}
+{{- else }}[]{{ end }}
 {{- end }}
 
 {{- define "unmix.keysSecretName" -}}

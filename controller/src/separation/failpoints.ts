@@ -5,6 +5,7 @@ export const FAILPOINTS = [
   "fetch:stored", // media in the object store, status not yet written
   "fetch:recorded", // MediaFetched written
   "job:created", // Job created, status not yet written
+  "job:audited", // its audit entry stored, JobCreated not yet written
   "job:recorded", // JobCreated written
   "separated:recorded", // manifest read and Separated written
   "reply:uploaded", // result uploaded to WhatsApp, Sending not yet written
@@ -13,6 +14,7 @@ export const FAILPOINTS = [
   "reply:recorded", // Sent written
   "finalize:cached", // cache entry recorded, input and intermediates not yet deleted
   "finalize:cleaned", // input and intermediates deleted, Succeeded not yet written
+  "finalize:audited", // replied/failed and input-deleted entries stored, Succeeded not yet written
   "failure:recorded", // failure written, user not yet told
 ] as const;
 export type Failpoint = (typeof FAILPOINTS)[number];

@@ -10,7 +10,7 @@ import { normalizeSha256 } from "@unmix/core/sha256";
 import { type JobView, jobFinished } from "../framework/kube/objects.ts";
 import { exemplar } from "../framework/tracing.ts";
 import type { Step } from "../metrics.ts";
-import type { StepContext } from "./context.ts";
+import { auditStep, type StepContext } from "./context.ts";
 import { jobSecretName, manifestKey, outputKey, workPrefix } from "./job-spec.ts";
 import * as S from "./status.ts";
 
@@ -57,6 +57,12 @@ export async function finalize(ctx: StepContext, sj: SeparationJob, job: JobView
   await Promise.all([ctx.kube.secrets.delete(senderSecretName(name)), ctx.kube.secrets.delete(jobSecretName(name))]);
   ctx.failpoint("finalize:cleaned");
   if (job && !jobFinished(job)) await ctx.kube.jobs.delete(name);
+  // the audit trail before Succeeded is written: a refused entry repeats the step, never skips it
+  const failure = sj.status?.failure;
+  const reply = replyOutcome(sj);
+  await auditStep(ctx.audit, name, failure ? { event: "failed", class: failure.class, reason: reply } : { event: "replied", reason: reply });
+  await auditStep(ctx.audit, name, { event: "input-deleted", reason: "finished" });
+  ctx.failpoint("finalize:audited");
   const finished = await ctx.write(sj, S.finalized(sj, ctx.clock(), cacheKey));
   const succeeded = findCondition(finished.status?.conditions, S.C.Succeeded);
   if (!succeeded) return;
@@ -65,6 +71,15 @@ export async function finalize(ctx: StepContext, sj: SeparationJob, job: JobView
   for (const [step, value] of Object.entries(stepSeconds(finished))) ctx.metrics.stepSeconds.observe({ labels: { step }, value, exemplarLabels: trace });
   const rtf = finished.status?.result?.realTimeFactor;
   if (succeeded.status === "True" && rtf !== undefined) ctx.metrics.realTimeFactor.observe(rtf);
+}
+
+/** How the reply ended, for the audit trail: sent, unconfirmed (a send whose outcome is unknown), failed or none. */
+function replyOutcome(sj: SeparationJob): string {
+  if (sj.status?.reply?.state === "Sent") return "sent";
+  const reason = S.reasonOf(sj, S.C.Replied);
+  if (reason === "ReplyUnconfirmed") return "unconfirmed";
+  if (reason === "ReplyFailed") return "failed";
+  return "none";
 }
 
 /** The input and everything the job wrote (policy: source and intermediates deleted after processing). */

@@ -2,14 +2,17 @@
 // 24-hour promise), inputs and job outputs no live SeparationJob owns (a SeparationJob deleted
 // mid-flight, a crash before cleanup) once older than a grace period, finished SeparationJobs
 // past retention, and unfinished ones past their last maximum age (with what they stored: their
-// Job goes through its owner reference), whatever held them.
+// Job goes through its owner reference), whatever held them. Each result's and input's audit entry
+// (P5) is written before it is deleted: a refused entry leaves it for the next run.
 import { findCondition } from "@unmix/api/conditions";
 import type { SeparationJob } from "@unmix/api/separationjob";
+import type { AuditLog } from "@unmix/core/audit";
 import type { Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { INPUTS_PREFIX, type ResultCache } from "@unmix/core/result-cache";
 import type { SeparationJobApi } from "../framework/kube/api.ts";
 import type { Metrics } from "../metrics.ts";
+import { auditStep } from "./context.ts";
 import { removeStored } from "./finalize.ts";
 import { isFinished } from "./status.ts";
 
@@ -41,6 +44,7 @@ export interface GcDeps {
   log: Logger;
   metrics?: Metrics;
   settings: GcSettings;
+  audit: AuditLog;
 }
 
 const WORK_PREFIX = "work/";
@@ -60,7 +64,15 @@ export class GarbageCollector {
     const now = this.d.clock().getTime();
     const { orphanGraceMs, retentionMs, unfinishedMaxAgeMs, pageSize } = this.d.settings;
 
-    const expired = await this.d.cache.expire();
+    // a result expires for every message it was made for whose SeparationJob is still kept
+    const expired = await this.d.cache.expire(async (keys) => {
+      const gone = new Set(keys);
+      for await (const page of this.d.sjs.pages(pageSize))
+        for (const sj of page) {
+          const key = sj.status?.result?.cacheKey;
+          if (key && gone.has(key)) await auditStep(this.d.audit, sj.metadata.name, { event: "result-expired" });
+        }
+    });
 
     const active = new Set<string>();
     let deleted = 0;
@@ -75,6 +87,7 @@ export class GarbageCollector {
         const created = Date.parse(sj.metadata.creationTimestamp ?? "");
         if (now - created >= unfinishedMaxAgeMs) {
           this.d.log.error({ sj: sj.metadata.name, createdAt: sj.metadata.creationTimestamp }, "unfinished past its maximum age: deleted with what it stored");
+          await auditStep(this.d.audit, sj.metadata.name, { event: "input-deleted", reason: "overdue" });
           if (await this.d.sjs.delete(sj.metadata.name)) unfinished++;
           await removeStored(this.d.store, sj.metadata.name);
           continue;
@@ -91,6 +104,8 @@ export class GarbageCollector {
         if (!active.has(owner) && now - o.lastModified.getTime() >= orphanGraceMs) orphans.push(o.key);
       }
     }
+    for (const key of orphans)
+      if (key.startsWith(INPUTS_PREFIX)) await auditStep(this.d.audit, key.slice(INPUTS_PREFIX.length), { event: "input-deleted", reason: "orphan" });
     await this.d.store.remove(orphans);
 
     const report = {

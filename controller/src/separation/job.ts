@@ -6,7 +6,7 @@ import { inputKey } from "@unmix/core/result-cache";
 import { controllerOf } from "../framework/kube/objects.ts";
 import { currentTraceparent } from "../framework/tracing.ts";
 import { RetryAfter } from "../framework/workqueue.ts";
-import type { StepContext } from "./context.ts";
+import { auditStep, type StepContext } from "./context.ts";
 import { buildJob, buildJobSecret, manifestKey, outputKey } from "./job-spec.ts";
 import * as S from "./status.ts";
 
@@ -35,6 +35,8 @@ export async function createJob(ctx: StepContext, sj: SeparationJob, traceparent
     if (existing.metadata.creationTimestamp) createdAt = new Date(existing.metadata.creationTimestamp);
   }
   ctx.failpoint("job:created");
+  await auditStep(ctx.audit, name, { event: "job-created" });
+  ctx.failpoint("job:audited");
   await ctx.write(sj, S.jobCreated(sj, createdAt, name));
   ctx.failpoint("job:recorded");
 }

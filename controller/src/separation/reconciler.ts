@@ -5,9 +5,10 @@
 import { SeparationJob, TRACEPARENT_ANNOTATION } from "@unmix/api/separationjob";
 import { apiReason } from "@unmix/core/kube-errors";
 import type { Logger } from "@unmix/core/log";
+import { inputKey } from "@unmix/core/result-cache";
 import { type JobView, jobFinished, type PodView } from "../framework/kube/objects.ts";
 import { inSpan, traceIdOf } from "../framework/tracing.ts";
-import type { Services, StepContext } from "./context.ts";
+import { auditStep, type Services, type StepContext } from "./context.ts";
 import { type Action, decide } from "./decide.ts";
 import { type EventRecorder, transitionEvents } from "./events.ts";
 import { fetchMedia } from "./fetch.ts";
@@ -86,8 +87,10 @@ export class Reconciler {
       // not in the cache: deleted, or created a moment ago; ask the API server
       sj = await this.d.kube.separationJobs.get(name);
       if (!sj) {
-        // deleted (a user's "delete", retention): remove what it stored
+        // deleted (a user's "delete", retention): remove what it stored; an input still there is
+        // deleted mid-flight, audited first (a finished one's was deleted and audited at Finalize)
         this.written.delete(name);
+        if (await this.d.store.stat(inputKey(name))) await auditStep(this.d.audit, name, { event: "input-deleted", reason: "deleted" });
         await removeStored(this.d.store, name);
         return { action: "Cleanup" };
       }
@@ -162,6 +165,7 @@ export class Reconciler {
         return 1000;
       case "RecordJobCreated": {
         const created = job?.metadata.creationTimestamp ? new Date(job.metadata.creationTimestamp) : now;
+        await auditStep(ctx.audit, sj.metadata.name, { event: "job-created" });
         await ctx.write(sj, S.jobCreated(sj, created, sj.metadata.name));
         return undefined;
       }

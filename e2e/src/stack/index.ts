@@ -47,7 +47,8 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     env() {
       const e: Record<string, string> = {};
       if (stack.kube) e.KUBECONFIG = stack.kube.kubeconfigPath;
-      if (stack.nats) e.NATS_URL = stack.nats.url;
+      // the ingress's user (webhook and worker in one process); stack.nats.env() gives the others
+      if (stack.nats) Object.assign(e, stack.nats.env("ingress"));
       if (stack.s3)
         Object.assign(e, { S3_ENDPOINT: stack.s3.endpoint, S3_REGION: stack.s3.region, S3_ACCESS_KEY: stack.s3.accessKey, S3_SECRET_KEY: stack.s3.secretKey });
       return e;
