@@ -121,13 +121,14 @@ describe("P5: the audit trail", () => {
   });
 
   test("P5: admin actions are audited with the operator's identity and their counts; without the audit trail they do nothing", async () => {
+    // `help` makes the user active (a key-value entry a purge erases; a purge keeps an opt-out)
     const u = newUser();
-    const sent = await h.sim.sendUserMessage({ type: "text", body: "stop", from: u });
-    assert.equal(await handled(sent.id), "stopped");
+    const sent = await h.sim.sendUserMessage({ type: "text", body: "help", from: u });
+    assert.equal(await handled(sent.id), "help");
     assert.equal((await admin("/admin/jobs?limit=5")).status, 200);
     const purge = await admin("/admin/purge", { method: "POST", body: JSON.stringify({ phone: `+${u.waId}` }) });
     assert.equal(purge.status, 200);
-    const erased = (await purge.json()) as Record<string, number>;
+    const erased = (await purge.json()) as Record<string, number> & { optedOut: boolean };
     const entries = (await auditEntries()).filter((e) => e.event === "admin");
     const purges = entries.filter((e) => e.action === "purge");
     assert.deepEqual(
@@ -137,15 +138,15 @@ describe("P5: the audit trail", () => {
         ["done", SHARED_TOKEN_OPERATOR],
       ],
     );
-    assert.deepEqual(purges.at(-1)?.counts, erased);
+    assert.deepEqual(purges.at(-1)?.counts, { ...erased, optedOut: erased.optedOut ? 1 : 0 }, "the counts, the opt-out kept as 0/1");
     assert.ok(erased.keyValueEntries && erased.keyValueEntries > 0, "the purge erased something");
     assert.ok(entries.some((e) => e.action === "list-jobs" && e.outcome === "done" && typeof e.counts?.jobs === "number"));
     for (const e of entries) assert.ok(!e.raw.includes(u.waId), "no number in an admin entry");
 
     // the audit trail refuses writes: the purge is refused and erases nothing
     const v = newUser();
-    const stop = await h.sim.sendUserMessage({ type: "text", body: "stop", from: v });
-    assert.equal(await handled(stop.id), "stopped");
+    const help = await h.sim.sendUserMessage({ type: "text", body: "help", from: v });
+    assert.equal(await handled(help.id), "help");
     const restore = await refuseAuditWrites();
     try {
       const refused = await admin("/admin/purge", { method: "POST", body: JSON.stringify({ phone: `+${v.waId}` }) });
@@ -154,8 +155,8 @@ describe("P5: the audit trail", () => {
     } finally {
       await restore();
     }
-    const optOut = await (await h.nats.kv(BUCKETS.optOut)).get(keyOf(v));
-    assert.equal(optOut?.operation, "PUT", "the opt-out is still there");
+    const active = await (await h.nats.kv(BUCKETS.active)).get(keyOf(v));
+    assert.equal(active?.operation, "PUT", "the user's entry is still there");
   });
 });
 
