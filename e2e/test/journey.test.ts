@@ -375,7 +375,7 @@ describe("delete", () => {
     assert.match(r.text as string, /^Done\. I deleted 1 cached result/);
     assert.deepEqual(await objects(), []);
     assert.deepEqual(
-      (await p.sjs.list()).filter((sj) => sj.metadata.labels?.["unmix.dev/user"] === user),
+      (await p.sjs.list()).items.filter((sj) => sj.metadata.labels?.["unmix.dev/user"] === user),
       [],
     );
   });

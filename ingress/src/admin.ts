@@ -4,10 +4,11 @@
 //                          exactly as their own `delete` would, without messaging them
 //   POST /admin/broadcast  {text} and/or {template}: a policy-change notice (P15) to recently active
 //                          users; inside the 24-hour window as text, outside it only as a template
-//   GET  /admin/jobs       recent SeparationJobs with the sender's profile name (P2: shown here only)
+//   GET  /admin/jobs       recent SeparationJobs with the sender's profile name (P2: shown here only),
+//                          and how many could not be read (`invalid`: refused by our schema, skipped)
 import { timingSafeEqual } from "node:crypto";
 import { findCondition } from "@unmix/api/conditions";
-import { USER_LABEL } from "@unmix/api/separationjob";
+import { type SeparationJob, USER_LABEL } from "@unmix/api/separationjob";
 import type { SeparationJobs } from "@unmix/core/kube";
 import { GraphApiError, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
@@ -123,10 +124,18 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
   });
 
   app.get<{ Querystring: { limit: number } }>("/admin/jobs", { schema: { querystring: JobsQuery } }, async (req) => {
-    const jobs = await o.jobs.list();
-    jobs.sort((a, b) => String(b.metadata.creationTimestamp ?? "").localeCompare(String(a.metadata.creationTimestamp ?? "")));
+    // page by page, keeping only the newest `limit`; an invalid item is counted (and logged by the client), not fatal
+    let jobs: SeparationJob[] = [];
+    let invalid = 0;
+    for await (const page of o.jobs.pages()) {
+      invalid += page.invalid.length;
+      jobs = [...jobs, ...page.items]
+        .sort((a, b) => String(b.metadata.creationTimestamp ?? "").localeCompare(String(a.metadata.creationTimestamp ?? "")))
+        .slice(0, req.query.limit);
+    }
     return {
-      jobs: jobs.slice(0, req.query.limit).map((j) => {
+      invalid,
+      jobs: jobs.map((j) => {
         const done = findCondition(j.status?.conditions, "Succeeded");
         return {
           name: j.metadata.name,

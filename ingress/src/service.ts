@@ -120,7 +120,12 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
     const kc = deps.kubeConfig ?? kubeConfig();
     const store = deps.store ?? createObjectStore(w);
     const cache = new ResultCache(store, w.RESULT_CACHE_TTL_SECONDS * S, deps.now ? () => new Date((deps.now as () => number)()) : undefined);
-    const jobs = new SeparationJobs(kc, w.KUBE_NAMESPACE);
+    const jobs = new SeparationJobs(kc, w.KUBE_NAMESPACE, {
+      onInvalid: (sj) => {
+        metrics.invalidSeparationJobs.inc();
+        log.warn({ sj: sj.name, problems: sj.problems }, "invalid SeparationJob skipped: our schema refuses it");
+      },
+    });
     const whatsapp =
       deps.whatsapp ??
       createWhatsAppClient({ baseUrl: w.WHATSAPP_API_URL, version: w.WHATSAPP_API_VERSION, accessToken: w.WHATSAPP_ACCESS_TOKEN, timeoutMs: 15_000 });
