@@ -110,6 +110,8 @@ const ControllerEnv = z.object({
   ORPHAN_GRACE_SECONDS: positiveSeconds(3600),
   SJ_RETENTION_SECONDS: positiveSeconds(7 * 24 * 3600),
   GC_INTERVAL_SECONDS: positiveSeconds(300),
+  /** SeparationJobs per list request of the garbage collector (its memory holds one page). */
+  GC_PAGE_SIZE: env.int(500, 1),
 
   // ── HTTP (metrics, health) ──
   HTTP_HOST: z.string().default("0.0.0.0"),
@@ -187,6 +189,7 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
     orphanGraceMs: c.ORPHAN_GRACE_SECONDS * 1000,
     retentionMs: c.SJ_RETENTION_SECONDS * 1000,
     intervalMs: c.GC_INTERVAL_SECONDS * 1000,
+    pageSize: c.GC_PAGE_SIZE,
   },
   http: { host: c.HTTP_HOST, port: c.HTTP_PORT },
 }));

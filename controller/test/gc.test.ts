@@ -27,6 +27,15 @@ after(async () => {
 
 const exists = async (key: string) => (await h.store.stat(key)) !== undefined;
 
+/** A SeparationJob that failed on its input and was finalized at clock(). */
+async function finish(ns: string, name: string, clock: () => Date): Promise<void> {
+  const sjs = kubeApi(client, ns).separationJobs;
+  let d = (await sjs.get(name))!;
+  d = await sjs.patchStatus(name, d.metadata.resourceVersion as string, S.initialize(d, clock()) as never);
+  d = await sjs.patchStatus(name, d.metadata.resourceVersion as string, { ...S.failed(d, clock(), { class: "BadInput", message: "x" }) } as never);
+  await sjs.patchStatus(name, d.metadata.resourceVersion as string, S.finalized(d, clock(), undefined) as never);
+}
+
 describe("garbage collection", () => {
   test("removes what is past its time and nothing else", async () => {
     const ns = await h.namespace();
@@ -39,17 +48,14 @@ describe("garbage collection", () => {
       cache,
       clock,
       log: createLogger("gc-test", { level: "silent" }),
-      settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR },
+      settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR, pageSize: 500 },
     });
 
     // a live SeparationJob (not finished) with its input, and a finished one whose input leaked
     const live = await h.userSends(ns, { content: "live" });
     const done = await h.userSends(ns, { content: "done" });
     const sjs = kubeApi(client, ns).separationJobs;
-    let d = (await sjs.get(done.name))!;
-    d = await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, S.initialize(d, clock()) as never);
-    d = await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, { ...S.failed(d, clock(), { class: "BadInput", message: "x" }) } as never);
-    await sjs.patchStatus(done.name, d.metadata.resourceVersion as string, S.finalized(d, clock(), undefined) as never);
+    await finish(ns, done.name, clock);
     const put = (key: string) => h.store.put(key, Buffer.from(key), undefined, "application/octet-stream");
     await put(`inputs/${live.name}`);
     await put(`work/${live.name}/output`);
@@ -92,5 +98,46 @@ describe("garbage collection", () => {
     assert.equal(await sjs.get(done.name), undefined, "the finished job is gone after retention");
     assert.ok(await sjs.get(live.name), "an unfinished job is never collected");
     assert.equal(await exists(`inputs/${live.name}`), true);
+  });
+
+  test("pages through the SeparationJobs: retention and live inputs hold across pages", async () => {
+    const ns = await h.namespace();
+    let offset = 0;
+    const clock = () => new Date(Date.now() + offset);
+    const sjs = kubeApi(client, ns).separationJobs;
+    let requests = 0;
+    const gc = new GarbageCollector({
+      sjs: {
+        ...sjs,
+        pages: (limit) => {
+          assert.equal(limit, 2, "the configured page size is asked for");
+          return (async function* () {
+            for await (const page of sjs.pages(limit)) {
+              requests++;
+              assert.ok(page.length <= 2);
+              yield page;
+            }
+          })();
+        },
+      },
+      store: h.store,
+      cache: new ResultCache(h.store, 24 * HOUR, clock),
+      clock,
+      log: createLogger("gc-test", { level: "silent" }),
+      settings: { orphanGraceMs: HOUR, retentionMs: 7 * 24 * HOUR, pageSize: 2 },
+    });
+    const done = [];
+    for (let i = 0; i < 5; i++) done.push(await h.userSends(ns, { content: `done ${i}` }));
+    for (const d of done) await finish(ns, d.name, clock);
+    const live = await h.userSends(ns, { content: "live" });
+    await h.store.put(`inputs/${live.name}`, Buffer.from("x"), undefined, "application/octet-stream");
+
+    offset = 7 * 24 * HOUR + MINUTE;
+    const report = await gc.runOnce();
+    assert.ok(requests >= 3, `six SeparationJobs in pages of two take three requests (took ${requests})`);
+    assert.equal(report.separationJobsDeleted, 5, "every finished one past retention, on every page");
+    for (const d of done) assert.equal(await sjs.get(d.name), undefined);
+    assert.ok(await sjs.get(live.name), "the unfinished one stays");
+    assert.equal(await exists(`inputs/${live.name}`), true, "and so does its input, whichever page listed it");
   });
 });

@@ -129,6 +129,7 @@ CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | int64 | quote }}
 SJ_RETENTION_SECONDS: {{ .Values.limits.retentionSeconds | int64 | quote }}
 ORPHAN_GRACE_SECONDS: {{ .Values.limits.orphanGraceSeconds | int64 | quote }}
 GC_INTERVAL_SECONDS: {{ $c.gcIntervalSeconds | int64 | quote }}
+GC_PAGE_SIZE: {{ $c.gcPageSize | int64 | quote }}
 {{- end }}
 
 {{/* Listen addresses: (dict "ctx" $ "names" (list "HOST" "ADMIN_HOST")) → EnvVars. */}}

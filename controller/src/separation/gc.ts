@@ -14,6 +14,8 @@ import { isFinished } from "./status.ts";
 export interface GcSettings {
   orphanGraceMs: number;
   retentionMs: number;
+  /** SeparationJobs listed per request: memory holds one page, not a week of them. */
+  pageSize: number;
 }
 
 export interface GcReport {
@@ -48,21 +50,22 @@ export class GarbageCollector {
 
   async runOnce(): Promise<GcReport> {
     const now = this.d.clock().getTime();
-    const { orphanGraceMs, retentionMs } = this.d.settings;
+    const { orphanGraceMs, retentionMs, pageSize } = this.d.settings;
 
     const expired = await this.d.cache.expire();
 
-    const all = await this.d.sjs.list();
     const active = new Set<string>();
     let deleted = 0;
-    for (const sj of all) {
-      const done = isFinished(sj);
-      const at = finishedAt(sj);
-      if (done && at !== undefined && now - at >= retentionMs) {
-        if (await this.d.sjs.delete(sj.metadata.name)) deleted++;
-        continue;
+    for await (const page of this.d.sjs.pages(pageSize)) {
+      for (const sj of page) {
+        const done = isFinished(sj);
+        const at = finishedAt(sj);
+        if (done && at !== undefined && now - at >= retentionMs) {
+          if (await this.d.sjs.delete(sj.metadata.name)) deleted++;
+          continue;
+        }
+        if (!done) active.add(sj.metadata.name);
       }
-      if (!done) active.add(sj.metadata.name);
     }
 
     // inputs/<sj> and work/<sj>/… of a SeparationJob that is gone or finished

@@ -8,7 +8,10 @@ import type { EventManifest, JobManifest, JobView, Lease } from "./objects.ts";
 /** What the reconciler and the garbage collector do to SeparationJobs. */
 export interface SeparationJobApi {
   get(name: string): Promise<SeparationJob | undefined>;
+  /** Every SeparationJob at once: for tests and the benchmark; the garbage collector walks pages(). */
   list(): Promise<SeparationJob[]>;
+  /** One page (limit/continue) at a time, so a week of finished ones is never in memory together; invalid items skipped. */
+  pages(limit?: number): AsyncGenerator<SeparationJob[]>;
   /** Merge patch of /status guarded by resourceVersion: a write based on a stale read fails with Conflict. */
   patchStatus(name: string, resourceVersion: string, status: SeparationJobStatus): Promise<SeparationJob>;
   /** Background propagation, so the owned Job and its pods go too; false when already gone. */
@@ -81,6 +84,23 @@ export function kubeApi(client: KubeClient, namespace: string): KubeApi {
     spec,
   });
 
+  async function* sjPages(limit = PAGE): AsyncGenerator<SeparationJob[]> {
+    let cont = "";
+    do {
+      const page = await client.request<{ items: unknown[]; metadata?: { continue?: string } }>(
+        "GET",
+        `${collections.separationJobs}?limit=${limit}${cont ? `&continue=${encodeURIComponent(cont)}` : ""}`,
+      );
+      const items: SeparationJob[] = [];
+      for (const i of page.items) {
+        const r = SeparationJob.safeParse(i);
+        if (r.success) items.push(r.data);
+      }
+      yield items;
+      cont = page.metadata?.continue ?? "";
+    } while (cont);
+  }
+
   return {
     namespace,
     collections,
@@ -91,20 +111,10 @@ export function kubeApi(client: KubeClient, namespace: string): KubeApi {
       },
       async list() {
         const items: SeparationJob[] = [];
-        let cont = "";
-        do {
-          const page = await client.request<{ items: unknown[]; metadata?: { continue?: string } }>(
-            "GET",
-            `${collections.separationJobs}?limit=${PAGE}${cont ? `&continue=${encodeURIComponent(cont)}` : ""}`,
-          );
-          for (const i of page.items) {
-            const r = SeparationJob.safeParse(i);
-            if (r.success) items.push(r.data);
-          }
-          cont = page.metadata?.continue ?? "";
-        } while (cont);
+        for await (const page of sjPages()) items.push(...page);
         return items;
       },
+      pages: sjPages,
       async patchStatus(name, resourceVersion, status) {
         const body = { metadata: { resourceVersion }, status };
         const path = `${collections.separationJobs}/${name}/status`;
