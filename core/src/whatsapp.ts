@@ -319,41 +319,33 @@ function checked(res: Response, o: { maxBytes: number; size?: number; sha256s: s
  */
 class Multipart {
   private readonly boundary = `unmix-${randomBytes(16).toString("hex")}`;
-  private readonly parts: Buffer[];
-  private file?: { head: Buffer; body: Readable; size: number };
-  constructor(fields: [string, string][]) {
-    this.parts = fields.map(([name, value]) => Buffer.from(`--${this.boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`));
-  }
-  withFile(name: string, filename: string, mimeType: string, file: { body: Readable; size: number }): this {
-    const head = Buffer.from(
-      `--${this.boundary}\r\nContent-Disposition: form-data; name="${name}"; filename="${filename.replace(/["\r\n]/g, "_")}"\r\nContent-Type: ${mimeType}\r\n\r\n`,
+  private readonly head: Buffer;
+  private readonly tail = Buffer.from(`\r\n--${this.boundary}--\r\n`);
+  private readonly file: { body: Readable; size: number };
+  constructor(fields: [string, string][], file: { name: string; filename: string; mimeType: string; body: Readable; size: number }) {
+    const part = (disposition: string) => `--${this.boundary}\r\nContent-Disposition: form-data; ${disposition}\r\n`;
+    this.head = Buffer.from(
+      fields.map(([name, value]) => `${part(`name="${name}"`)}\r\n${value}\r\n`).join("") +
+        `${part(`name="${file.name}"; filename="${file.filename.replace(/["\r\n]/g, "_")}"`)}Content-Type: ${file.mimeType}\r\n\r\n`,
     );
-    this.file = { head, ...file };
-    return this;
-  }
-  private get tail(): Buffer {
-    return Buffer.from(`${this.file ? "\r\n" : ""}--${this.boundary}--\r\n`);
+    this.file = file;
   }
   get contentType(): string {
     return `multipart/form-data; boundary=${this.boundary}`;
   }
   get length(): number {
-    const fields = this.parts.reduce((n, p) => n + p.length, 0);
-    return fields + (this.file ? this.file.head.length + this.file.size : 0) + this.tail.length;
+    return this.head.length + this.file.size + this.tail.length;
   }
   stream(): AsyncIterable<Uint8Array> {
-    const { parts, file, tail } = this;
+    const { head, file, tail } = this;
     return (async function* () {
-      yield* parts;
-      if (file) {
-        yield file.head;
-        let sent = 0;
-        for await (const chunk of file.body) {
-          sent += (chunk as Buffer).length;
-          yield chunk as Buffer;
-        }
-        if (sent !== file.size) throw new Error(`the file had ${sent} bytes, not the ${file.size} announced`);
+      yield head;
+      let sent = 0;
+      for await (const chunk of file.body) {
+        sent += (chunk as Buffer).length;
+        yield chunk as Buffer;
       }
+      if (sent !== file.size) throw new Error(`the file had ${sent} bytes, not the ${file.size} announced`);
       yield tail;
     })();
   }
@@ -478,12 +470,15 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
 
     async uploadMedia(phoneNumberId, media, mimeType, filename) {
       const file = media instanceof Uint8Array ? { body: Readable.from([media]), size: media.byteLength } : media;
-      const form = new Multipart([
-        ["messaging_product", "whatsapp"],
-        ["type", mimeType],
-      ]);
+      const form = new Multipart(
+        [
+          ["messaging_product", "whatsapp"],
+          ["type", mimeType],
+        ],
+        { name: "file", filename, mimeType, ...file },
+      );
       try {
-        return (await graph("POST", `${encodeURIComponent(phoneNumberId)}/media`, UploadBody, form.withFile("file", filename, mimeType, file))).id;
+        return (await graph("POST", `${encodeURIComponent(phoneNumberId)}/media`, UploadBody, form)).id;
       } finally {
         file.body.destroy();
       }
