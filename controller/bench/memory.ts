@@ -129,8 +129,9 @@ try {
     let idle = 0;
     let spansBefore = otlp.spans.length;
     let sent: Awaited<ReturnType<typeof h.userSends>>[] = [];
+    const gone = () => proc.exitCode !== null || proc.signalCode !== null;
     const alive = () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`the controller exited (${proc.exitCode ?? proc.signalCode}); see ${logFile}`);
+      if (gone()) throw new Error(`the controller exited (${proc.exitCode ?? proc.signalCode}); see ${logFile}`);
       peak = Math.max(peak, kb(pid, "VmHWM"));
     };
     try {
@@ -138,6 +139,7 @@ try {
       await until(
         "the controller to lead",
         async () => {
+          if (gone()) return false; // until() retries on errors: end the wait, alive() below says why
           alive();
           return (
             await fetch(`http://127.0.0.1:${port}/metrics`).then(
@@ -151,6 +153,7 @@ try {
         600_000,
         1000,
       );
+      alive();
       await sleep(15_000); // a few garbage-collection passes over every SeparationJob
       alive();
       idle = kb(pid, "VmRSS");
@@ -165,6 +168,7 @@ try {
       await until(
         `the ${MEDIA} replies`,
         async () => {
+          if (gone()) return false;
           alive();
           const done = await Promise.all(sent.map((s) => h.sjs(ns).get(s.name)));
           return done.every((sj) => ["True", "False"].includes(findCondition(sj?.status?.conditions, "Succeeded")?.status ?? "")) ? true : undefined;
