@@ -7,7 +7,7 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help conformance fuzz fuzz-webhook fuzz-media bench-webhook
+.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench bench-controller help conformance fuzz fuzz-webhook fuzz-media bench-webhook
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
@@ -44,6 +44,12 @@ bench-webhook: setup-stack setup-node
 	node e2e/bench/webhook-burst.ts --nats-outage
 
 setup: setup-stack setup-node setup-python
+
+# The controller's memory under real sizes (controller/README.md, Memory under real sizes): 50,000
+# finished SeparationJobs, 16 MiB media, tracing on; fails past the chart's memory limit. About 15
+# minutes on 2 cores. BENCH_BEFORE=<a checkout's root> runs that controller first, side by side.
+bench-controller: setup-stack setup-node
+	node controller/bench/memory.ts $${BENCH_FINISHED:-50000} $${BENCH_MEDIA:-8} $${BENCH_BEFORE:-} .
 
 setup-stack:
 	bash e2e/stack/install.sh all chromium

@@ -99,7 +99,7 @@ try {
   const deadline = Date.now() + 60 * 60_000;
   while (done < N) {
     peakSampled = Math.max(peakSampled, kb(status(pid), "VmRSS"));
-    const list = await sjs.list();
+    const list = (await sjs.list()).items;
     done = list.filter((s) => ["True", "False"].includes(findCondition(s.status?.conditions, "Succeeded")?.status ?? "")).length;
     if (done !== last) {
       const m = await (await fetch(`${metricsUrl}/metrics`)).text();
@@ -138,7 +138,7 @@ try {
       log(line);
 
   // none lost: every one Succeeded, each with exactly one reply
-  const all = await sjs.list();
+  const all = (await sjs.list()).items;
   const ok = all.filter((s) => findCondition(s.status?.conditions, "Succeeded")?.status === "True");
   const oneReplyEach = messages.every((m) => repliesTo(h.sim, m.wamid).length === 1);
   const firstDone = Math.min(...all.map((s) => Date.parse(s.status?.steps?.finishedAt ?? "9999")));

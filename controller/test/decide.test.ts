@@ -227,8 +227,51 @@ describe("decide: failures", () => {
   });
   test("a Job gone before it was seen finishing: look for its result", () =>
     assert.deepEqual(run(sjAt("jobCreated")), { type: "RecordSeparated", jobMissing: true }));
-  test("a Job of the same name owned by an earlier SeparationJob is deleted, not adopted", () =>
-    assert.equal(run(sjAt("fetched"), { job: job({ uid: "other" }) }).type, "DeleteForeignJob"));
+});
+
+describe("decide: a Job of our name that is not ours", () => {
+  const ours = job();
+  const meta = ours.metadata;
+  const owner = meta.ownerReferences?.[0];
+  assert.ok(owner);
+  const cases: [string, JobView, Action["type"]][] = [
+    ["ours (our labels, this SeparationJob as controller): used", ours, "RecordJobCreated"],
+    ["made by us for an earlier SeparationJob of the same name: deleted, not adopted", job({ uid: "other" }), "DeleteStaleJob"],
+    ["without our labels, though this SeparationJob is its controller: not ours", { ...ours, metadata: { ...meta, labels: {} } }, "RecordFailure"],
+    [
+      "labelled for another SeparationJob: not ours",
+      { ...ours, metadata: { ...meta, labels: { ...meta.labels, "unmix.dev/separationjob": "sj-other" } } },
+      "RecordFailure",
+    ],
+    ["with no controller at all: not ours", { ...ours, metadata: { ...meta, ownerReferences: [] } }, "RecordFailure"],
+    [
+      "controlled by something else of the same name: not ours",
+      { ...ours, metadata: { ...meta, ownerReferences: [{ ...owner, kind: "CronJob", uid: "cj" }] } },
+      "RecordFailure",
+    ],
+    [
+      "controlled by another API group's SeparationJob: not ours",
+      { ...ours, metadata: { ...meta, ownerReferences: [{ ...owner, apiVersion: "evil.dev/v1", uid: "x" }] } },
+      "RecordFailure",
+    ],
+    ["owned but not as controller: not ours", { ...ours, metadata: { ...meta, ownerReferences: [{ ...owner, controller: false }] } }, "RecordFailure"],
+  ];
+  for (const [what, j, expected] of cases) test(what, () => assert.equal(run(sjAt("fetched"), { job: j }).type, expected));
+
+  test("someone else's Job fails the SeparationJob with the reason JobNameTaken, never deletes it, and the user is told", () => {
+    const foreign = { ...ours, metadata: { ...meta, labels: {}, ownerReferences: [] } };
+    for (const state of ["fetched", "jobCreated"] as const) {
+      const a = run(sjAt(state), { job: foreign });
+      assert.equal(a.type, "RecordFailure");
+      if (a.type !== "RecordFailure") return;
+      assert.equal(a.failure.reason, "JobNameTaken");
+      const failed = apply(sjAt(state), S.failed(sjAt(state), at(30), a.failure));
+      const created = findCondition(failed.status?.conditions, "JobCreated");
+      assert.deepEqual([created?.status, created?.reason], ["False", "JobNameTaken"]);
+      assert.match(created?.message ?? "", /left untouched/);
+      assert.deepEqual(run(failed, { job: foreign }), { type: "SendReply", kind: "Failure" });
+    }
+  });
 });
 
 describe("decide: the reply is sent at most once", () => {

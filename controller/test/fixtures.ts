@@ -71,6 +71,7 @@ export function job(o: { uid?: string; suspend?: boolean; conditions?: JobCondit
       name: "sj-0123456789abcdef0123456789abcdef",
       namespace: "default",
       uid: "job-uid",
+      labels: { "app.kubernetes.io/managed-by": "unmix-controller", "unmix.dev/separationjob": "sj-0123456789abcdef0123456789abcdef" },
       creationTimestamp: (o.created ?? at(2)).toISOString(),
       ownerReferences: [
         { apiVersion: "unmix.dev/v1alpha1", kind: "SeparationJob", name: "sj-0123456789abcdef0123456789abcdef", uid: o.uid ?? "uid-1", controller: true },

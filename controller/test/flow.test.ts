@@ -241,6 +241,46 @@ describe("a SeparationJob whose sender Secret never comes", () => {
   });
 });
 
+describe("a Job that is not ours holds the SeparationJob's name", () => {
+  // someone else's Job (no labels: not in the controller's cache, found on create), and one forging
+  // our labels under another controller (in the cache): both left untouched, the user told once
+  for (const forged of [false, true]) {
+    test(`${forged ? "with our labels forged" : "without our labels"}: it survives untouched, the SeparationJob fails as JobNameTaken, one reply`, async () => {
+      const m = await h.userMessage({ content: "a voice note whose Job name is taken" });
+      const foreign = await h.batch.createNamespacedJob({
+        namespace: ns,
+        body: {
+          metadata: {
+            name: m.name,
+            ...(forged ? { labels: { "app.kubernetes.io/managed-by": "unmix-controller", "unmix.dev/separationjob": m.name } } : {}),
+          },
+          spec: {
+            suspend: true,
+            template: { spec: { restartPolicy: "Never", containers: [{ name: "other", image: "someone/else" }] } },
+          },
+        },
+      });
+      await h.sjs(ns).create(m.job);
+      const sj = await finished(h, ns, m.name);
+      assert.deepEqual([succeeded(sj)?.status, succeeded(sj)?.reason], ["False", "Internal"]);
+      const created = findCondition(sj.status?.conditions, "JobCreated");
+      assert.deepEqual([created?.status, created?.reason], ["False", "JobNameTaken"]);
+      const reply = await theReply(m.wamid);
+      assert.equal(reply.text, replies.failure.Internal);
+      assert.equal(repliesTo(h.sim, m.wamid).length, 1);
+      await until("a Warning event naming the reason", async () =>
+        (await eventsOf(h.core, ns, m.name)).some((e) => e.type === "Warning" && e.reason === "JobNameTaken") ? true : undefined,
+      );
+      assert.deepEqual(await storedFor(h.store, m.name), [], "input deleted");
+      const after = await h.batch.readNamespacedJob({ name: m.name, namespace: ns });
+      assert.equal(after.metadata?.uid, foreign.metadata?.uid, "the same Job");
+      assert.equal(after.metadata?.deletionTimestamp, undefined, "not being deleted");
+      assert.equal(after.spec?.suspend, true, "not changed");
+      assert.deepEqual([after.metadata?.labels, after.metadata?.ownerReferences], [foreign.metadata?.labels, foreign.metadata?.ownerReferences], "not adopted");
+    });
+  }
+});
+
 describe("deleting a SeparationJob mid-flight", () => {
   test("removes its input, and the garbage collector its Job", async () => {
     const sent = await h.userSends(ns, { content: "SLEEP=30" });

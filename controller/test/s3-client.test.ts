@@ -1,6 +1,7 @@
 // The controller's S3 client against a real MinIO, and against core's minio-based ObjectStore: what
 // one writes the other reads (the ingress looks up the cache the controller records).
 import assert from "node:assert/strict";
+import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
@@ -36,6 +37,25 @@ describe("the controller's S3 client", () => {
     assert.equal((await ours.stat("from-core"))?.metadata.k, "v");
     assert.equal(await ours.stat("missing"), undefined);
     await assert.rejects(ours.getBuffer("missing"), /NoSuchKey|does not exist/);
+  });
+
+  test("a stream of known size is stored as it is read (16 MB); one that fails midway stores nothing", async () => {
+    const bytes = Buffer.alloc(16 * 1024 * 1024, 7);
+    const chunks = function* (upTo = bytes.length) {
+      for (let i = 0; i < upTo; i += 64 * 1024) yield bytes.subarray(i, Math.min(i + 64 * 1024, upTo));
+    };
+    await ours.put("streamed/ok", Readable.from(chunks()), bytes.length, "video/mp4", { sha256: "s" });
+    assert.ok((await core.getBuffer("streamed/ok")).equals(bytes));
+    assert.equal((await core.stat("streamed/ok"))?.metadata.sha256, "s");
+    const failing = Readable.from(
+      (function* () {
+        yield* chunks(8 * 1024 * 1024);
+        throw new Error("the source broke");
+      })(),
+    );
+    await assert.rejects(ours.put("streamed/broken", failing, bytes.length, "video/mp4"), /the source broke/);
+    assert.equal(await core.stat("streamed/broken"), undefined);
+    await ours.remove(["streamed/ok"]);
   });
 
   test("list pages through many keys, odd names included", async () => {

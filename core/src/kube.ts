@@ -45,14 +45,39 @@ export interface NewSeparationJob {
 
 const isFinished = (sj: SeparationJob) => sj.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown") ?? false;
 
+/**
+ * A SeparationJob the API server's schema let in and ours refuses (created by hand, or by an older
+ * version): listed by name with where it is wrong, never with the values (they may be personal).
+ */
+export interface InvalidSeparationJob {
+  name: string;
+  problems: string[];
+}
+
+export interface Listing {
+  items: SeparationJob[];
+  invalid: InvalidSeparationJob[];
+}
+
+export interface SeparationJobsOptions {
+  /** Items per list request (limit/continue), so no one answer holds every SeparationJob. */
+  pageSize?: number;
+  /** Told of each invalid item a list skips (the ingress logs and counts it). */
+  onInvalid?: (sj: InvalidSeparationJob) => void;
+}
+
 export class SeparationJobs {
   private readonly api: k8s.CustomObjectsApi;
   private readonly core: k8s.CoreV1Api;
   readonly namespace: string;
-  constructor(kc: k8s.KubeConfig, namespace: string) {
+  private readonly pageSize: number;
+  private readonly onInvalid: (sj: InvalidSeparationJob) => void;
+  constructor(kc: k8s.KubeConfig, namespace: string, o: SeparationJobsOptions = {}) {
     this.api = kc.makeApiClient(k8s.CustomObjectsApi);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.namespace = namespace;
+    this.pageSize = o.pageSize ?? 500;
+    this.onInvalid = o.onInvalid ?? (() => {});
   }
 
   private base() {
@@ -139,12 +164,43 @@ export class SeparationJobs {
     }
   }
 
-  async list(labelSelector?: string): Promise<SeparationJob[]> {
-    const res = (await this.api.listNamespacedCustomObject({ ...this.base(), ...(labelSelector ? { labelSelector } : {}) })) as { items: unknown[] };
-    return res.items.map((i) => SeparationJob.parse(i));
+  /** Every SeparationJob (matching `labelSelector`), one page at a time; an item our schema refuses is reported, not thrown. */
+  async *pages(labelSelector?: string): AsyncGenerator<Listing> {
+    let token: string | undefined;
+    do {
+      const res = (await this.api.listNamespacedCustomObject({
+        ...this.base(),
+        ...(labelSelector ? { labelSelector } : {}),
+        limit: this.pageSize,
+        ...(token ? { _continue: token } : {}),
+      })) as { items: unknown[]; metadata?: { continue?: string } };
+      const page: Listing = { items: [], invalid: [] };
+      for (const item of res.items) {
+        const r = SeparationJob.safeParse(item);
+        if (r.success) page.items.push(r.data);
+        else {
+          const name = String((item as { metadata?: { name?: unknown } })?.metadata?.name ?? "?");
+          const invalid = { name, problems: r.error.issues.map((i) => `${i.path.join(".")}: ${i.code}`) };
+          this.onInvalid(invalid);
+          page.invalid.push(invalid);
+        }
+      }
+      yield page;
+      token = res.metadata?.continue || undefined;
+    } while (token);
   }
 
-  listOfUser(userKey: string): Promise<SeparationJob[]> {
+  /** All pages at once: for small lists (one user's jobs, tests). */
+  async list(labelSelector?: string): Promise<Listing> {
+    const all: Listing = { items: [], invalid: [] };
+    for await (const page of this.pages(labelSelector)) {
+      all.items.push(...page.items);
+      all.invalid.push(...page.invalid);
+    }
+    return all;
+  }
+
+  listOfUser(userKey: string): Promise<Listing> {
     return this.list(`${USER_LABEL}=${userKey}`);
   }
 

@@ -2,7 +2,9 @@
 // purpose (the calls the bot makes), turns Meta's errors into one typed error that says whether and
 // when to retry, and logs nothing, so it cannot leak a phone number. Also the webhook signature
 // helpers, shared by the ingress (verify) and the simulator (sign).
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { Readable, Transform } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { z } from "zod";
 import { env } from "./config.ts";
 import { normalizeSha256 } from "./sha256.ts";
@@ -76,10 +78,21 @@ export interface WhatsAppClient {
   getMediaInfo(mediaId: string, phoneNumberId?: string): Promise<MediaInfo>;
   /** Throws MediaUrlExpiredError on 404: get a fresh URL with getMediaInfo. */
   downloadMedia(url: string, options: { maxBytes: number }): Promise<Buffer>;
-  /** getMediaInfo + downloadMedia, with one URL refresh and the sha256 checked. */
-  fetchMedia(mediaId: string, options: { maxBytes: number; phoneNumberId?: string; expectedSha256?: string }): Promise<{ bytes: Buffer; info: MediaInfo }>;
-  /** Returns the new media id (usable for 30 days). */
-  uploadMedia(phoneNumberId: string, bytes: Uint8Array, mimeType: string, filename: string): Promise<string>;
+  /**
+   * getMediaInfo + the download as a stream handed to `consume` (e.g. into the object store), with
+   * one URL refresh. Never whole in memory: the size is capped while it flows, and the sha256 (the
+   * one WhatsApp announces, and `expectedSha256`) checked before the last chunk is let through, so
+   * a consumer that stores what it reads never completes an object with the wrong bytes. `consume`
+   * sees a too-large, interrupted or mismatching download as its stream's error; fetchMedia then
+   * rejects with that error. Resolves once `consume` has read it all.
+   */
+  fetchMedia(
+    mediaId: string,
+    options: { maxBytes: number; phoneNumberId?: string; expectedSha256?: string },
+    consume: (body: Readable, media: { size: number; info: MediaInfo }) => Promise<void>,
+  ): Promise<{ size: number; info: MediaInfo }>;
+  /** Returns the new media id (usable for 30 days). A stream of known size is sent as it is read. */
+  uploadMedia(phoneNumberId: string, media: Uint8Array | { body: Readable; size: number }, mimeType: string, filename: string): Promise<string>;
   deleteMedia(mediaId: string): Promise<void>;
   /**
    * Each send returns the wamid of the message sent. `callbackData` goes out as
@@ -286,6 +299,87 @@ const SendBody = z.object({ messages: z.tuple([z.object({ id: z.string() })], z.
 const UploadBody = z.object({ id: z.string() });
 const Success = z.object({ success: z.literal(true) });
 
+// ── media as streams ──────────────────────────────────────────────────────────────────────────
+
+const interrupted = (why: string, cause?: unknown) =>
+  new GraphApiError(`media download interrupted: ${why}`, { status: 0, code: undefined }, cause ? { cause } : undefined);
+
+/**
+ * A download's body as a Node stream: at most `maxBytes` (and exactly `size` when known), hashed as
+ * it flows. The last chunk is held back until the sha256 matches every one in `sha256s`, so a
+ * reader never sees all the bytes of a wrong file. Destroying it cancels the download.
+ */
+function checked(res: Response, o: { maxBytes: number; size?: number; sha256s: string[]; onVerified?: () => void }): Readable {
+  const hash = createHash("sha256");
+  let seen = 0;
+  let held: Buffer | undefined;
+  const check = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (seen > o.maxBytes) return done(new MediaTooLargeError(o.maxBytes));
+      if (o.size !== undefined && seen > o.size) return done(interrupted(`more than the ${o.size} bytes announced`));
+      hash.update(chunk);
+      const previous = held;
+      held = chunk;
+      done(null, previous);
+    },
+    flush(done) {
+      if (o.size !== undefined && seen !== o.size) return done(interrupted(`${seen} of the ${o.size} bytes announced`));
+      const actual = hash.digest("hex");
+      if (o.sha256s.some((s) => normalizeSha256(s) !== actual)) return done(new MediaIntegrityError());
+      o.onVerified?.();
+      done(null, held);
+    },
+  });
+  if (!res.body) {
+    check.end();
+    return check;
+  }
+  const source = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+  source.on("error", (err) => check.destroy(interrupted(err.message, err)));
+  check.on("close", () => source.destroy());
+  source.pipe(check);
+  return check;
+}
+
+/**
+ * A multipart/form-data body of known length whose file part is a stream: undici's FormData needs
+ * the whole file as a Blob, which is what streaming the reply avoids.
+ */
+class Multipart {
+  private readonly boundary = `unmix-${randomBytes(16).toString("hex")}`;
+  private readonly head: Buffer;
+  private readonly tail = Buffer.from(`\r\n--${this.boundary}--\r\n`);
+  private readonly file: { body: Readable; size: number };
+  constructor(fields: [string, string][], file: { name: string; filename: string; mimeType: string; body: Readable; size: number }) {
+    const part = (disposition: string) => `--${this.boundary}\r\nContent-Disposition: form-data; ${disposition}\r\n`;
+    this.head = Buffer.from(
+      fields.map(([name, value]) => `${part(`name="${name}"`)}\r\n${value}\r\n`).join("") +
+        `${part(`name="${file.name}"; filename="${file.filename.replace(/["\r\n]/g, "_")}"`)}Content-Type: ${file.mimeType}\r\n\r\n`,
+    );
+    this.file = file;
+  }
+  get contentType(): string {
+    return `multipart/form-data; boundary=${this.boundary}`;
+  }
+  get length(): number {
+    return this.head.length + this.file.size + this.tail.length;
+  }
+  stream(): AsyncIterable<Uint8Array> {
+    const { head, file, tail } = this;
+    return (async function* () {
+      yield head;
+      let sent = 0;
+      for await (const chunk of file.body) {
+        sent += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+      if (sent !== file.size) throw new Error(`the file had ${sent} bytes, not the ${file.size} announced`);
+      yield tail;
+    })();
+  }
+}
+
 // ── the client ────────────────────────────────────────────────────────────────────────────────
 
 function addressee(r: Recipient): Record<string, string> {
@@ -315,10 +409,13 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
     }
   }
 
-  async function graph<T>(method: string, path: string, schema: z.ZodType<T>, body?: FormData | object): Promise<T> {
+  async function graph<T>(method: string, path: string, schema: z.ZodType<T>, body?: Multipart | object): Promise<T> {
     const init: RequestInit = { method };
-    if (body instanceof FormData) init.body = body;
-    else if (body) {
+    if (body instanceof Multipart) {
+      // a stream body: fetch needs half duplex; the length is known, so no chunked encoding
+      Object.assign(init, { body: body.stream(), duplex: "half" });
+      init.headers = { "content-type": body.contentType, "content-length": String(body.length) };
+    } else if (body) {
       init.body = JSON.stringify(body);
       init.headers = { "content-type": "application/json" };
     }
@@ -339,6 +436,28 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
       })
     ).messages[0].id;
 
+  /** The media URL's response, its status checked and its announced length within `maxBytes` (body unread). */
+  async function download(url: string, maxBytes: number): Promise<{ res: Response; length: number | undefined }> {
+    // the bearer token goes only where the API itself lives or to an allowed media host over HTTPS (P4)
+    const target = new URL(url);
+    if (target.origin !== apiOrigin && (target.protocol !== "https:" || !mediaHosts.has(target.hostname.toLowerCase()))) {
+      throw new MediaHostRefusedError(target.protocol === "https:" ? target.hostname : `${target.protocol}//${target.hostname}`);
+    }
+    const res = await call(url, {}, downloadTimeoutMs);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      throw new MediaUrlExpiredError();
+    }
+    if (!res.ok) throw await errorFrom(res);
+    const header = res.headers.get("content-length");
+    const length = header ? Number(header) : undefined;
+    if ((length ?? 0) > maxBytes) {
+      await res.body?.cancel();
+      throw new MediaTooLargeError(maxBytes);
+    }
+    return { res, length };
+  }
+
   const client: WhatsAppClient = {
     async getMediaInfo(mediaId, phoneNumberId) {
       const query = phoneNumberId ? `?phone_number_id=${encodeURIComponent(phoneNumberId)}` : "";
@@ -347,61 +466,54 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
     },
 
     async downloadMedia(url, { maxBytes }) {
-      // the bearer token goes only where the API itself lives or to an allowed media host over HTTPS (P4)
-      const target = new URL(url);
-      if (target.origin !== apiOrigin && (target.protocol !== "https:" || !mediaHosts.has(target.hostname.toLowerCase()))) {
-        throw new MediaHostRefusedError(target.protocol === "https:" ? target.hostname : `${target.protocol}//${target.hostname}`);
-      }
-      const res = await call(url, {}, downloadTimeoutMs);
-      if (res.status === 404) {
-        await res.body?.cancel();
-        throw new MediaUrlExpiredError();
-      }
-      if (!res.ok) throw await errorFrom(res);
-      if (Number(res.headers.get("content-length") ?? 0) > maxBytes) {
-        await res.body?.cancel();
-        throw new MediaTooLargeError(maxBytes);
-      }
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      try {
-        for await (const chunk of res.body ?? []) {
-          size += chunk.byteLength;
-          if (size > maxBytes) throw new MediaTooLargeError(maxBytes); // leaving the loop cancels the stream
-          chunks.push(chunk);
-        }
-      } catch (err) {
-        if (err instanceof MediaTooLargeError) throw err;
-        throw new GraphApiError(`media download interrupted: ${(err as Error).message}`, { status: 0, code: undefined }, { cause: err });
-      }
-      return Buffer.concat(chunks);
+      const { res } = await download(url, maxBytes);
+      return Buffer.concat(await checked(res, { maxBytes, sha256s: [] }).toArray());
     },
 
-    async fetchMedia(mediaId, { maxBytes, phoneNumberId, expectedSha256 }) {
+    async fetchMedia(mediaId, { maxBytes, phoneNumberId, expectedSha256 }, consume) {
       for (let refreshed = false; ; refreshed = true) {
         const info = await client.getMediaInfo(mediaId, phoneNumberId);
         if (info.fileSize > maxBytes) throw new MediaTooLargeError(maxBytes);
-        let bytes: Buffer;
+        let opened: Awaited<ReturnType<typeof download>>;
         try {
-          bytes = await client.downloadMedia(info.url, { maxBytes });
+          opened = await download(info.url, maxBytes);
         } catch (err) {
           if (err instanceof MediaUrlExpiredError && !refreshed) continue;
           throw err;
         }
-        const actual = createHash("sha256").update(bytes).digest("hex");
-        for (const announced of [info.sha256, expectedSha256]) {
-          if (announced !== undefined && normalizeSha256(announced) !== actual) throw new MediaIntegrityError();
+        const size = opened.length ?? info.fileSize;
+        const sha256s = [info.sha256, ...(expectedSha256 !== undefined ? [expectedSha256] : [])];
+        let failure: unknown;
+        let verified = false;
+        const body = checked(opened.res, { maxBytes, size, sha256s, onVerified: () => (verified = true) });
+        body.on("error", (err) => (failure ??= err));
+        try {
+          await consume(body, { size, info });
+        } catch (err) {
+          throw failure ?? err;
+        } finally {
+          body.destroy();
         }
-        return { bytes, info };
+        if (failure) throw failure;
+        if (!verified) throw new Error("the media was not read to its end, so its sha256 was not checked");
+        return { size, info };
       }
     },
 
-    async uploadMedia(phoneNumberId, bytes, mimeType, filename) {
-      const form = new FormData();
-      form.set("messaging_product", "whatsapp");
-      form.set("type", mimeType);
-      form.set("file", new Blob([bytes], { type: mimeType }), filename);
-      return (await graph("POST", `${encodeURIComponent(phoneNumberId)}/media`, UploadBody, form)).id;
+    async uploadMedia(phoneNumberId, media, mimeType, filename) {
+      const file = media instanceof Uint8Array ? { body: Readable.from([media]), size: media.byteLength } : media;
+      const form = new Multipart(
+        [
+          ["messaging_product", "whatsapp"],
+          ["type", mimeType],
+        ],
+        { name: "file", filename, mimeType, ...file },
+      );
+      try {
+        return (await graph("POST", `${encodeURIComponent(phoneNumberId)}/media`, UploadBody, form)).id;
+      } finally {
+        file.body.destroy();
+      }
     },
 
     async deleteMedia(mediaId) {

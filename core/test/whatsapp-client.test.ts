@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { createHash, createHmac } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import {
   createWhatsAppClient,
@@ -16,6 +17,7 @@ import {
   MediaUrlExpiredError,
   signWebhookBody,
   verifyWebhookSignature,
+  type WhatsAppClient,
   WhatsAppConfig,
 } from "@unmix/core/whatsapp";
 import { MEDIA_URL_TTL_MS, type MetaError, startWhatsAppSimulator, type WhatsAppSimulator } from "@unmix/e2e/whatsapp-sim";
@@ -24,6 +26,16 @@ const APP_SECRET = "app-secret-for-tests";
 const TOKEN = "EAAG-test-token";
 const USER = { waId: "4917623456789", userId: "DE.58201947736120048815" };
 const MB = 1024 * 1024;
+
+/** fetchMedia into memory, as a test reads it (the controller streams it into the object store). */
+async function fetchBytes(client: WhatsAppClient, id: string, o: Parameters<WhatsAppClient["fetchMedia"]>[1]) {
+  let bytes = Buffer.alloc(0);
+  const { info, size } = await client.fetchMedia(id, o, async (body) => {
+    bytes = Buffer.concat(await body.toArray());
+  });
+  assert.equal(size, bytes.length);
+  return { info, bytes };
+}
 
 // Bytes that pass WhatsApp's content checks for their type.
 const ogg = (size = 2000) => Buffer.concat([Buffer.from("OggS"), Buffer.alloc(24), Buffer.from("OpusHead"), Buffer.alloc(size)]);
@@ -92,21 +104,43 @@ describe("media from users", () => {
     const id = sim.addMedia(bytes, "audio/ogg");
     sim.failNext("media-download", { httpStatus: 404 });
     const seen = sim.requests.length;
-    const { bytes: fetched } = await wa.fetchMedia(id, { maxBytes: MB });
+    const { bytes: fetched } = await fetchBytes(wa, id, { maxBytes: MB });
     assert.deepEqual(fetched, bytes);
     assert.equal(requestsSince(seen).filter((r) => r.path.startsWith(`/${sim.version}/${id}`)).length, 2, "the media info was asked twice");
 
     sim.failNext("media-download", { httpStatus: 404 }, 2);
-    await assert.rejects(wa.fetchMedia(id, { maxBytes: MB }), MediaUrlExpiredError);
+    await assert.rejects(fetchBytes(wa, id, { maxBytes: MB }), MediaUrlExpiredError);
   });
 
   test("fetchMedia refuses bytes that do not match the sha256 the webhook announced, in base64 or hex", async () => {
     const bytes = ogg();
     const id = sim.addMedia(bytes, "audio/ogg");
     const hex = createHash("sha256").update(bytes).digest("hex");
-    assert.deepEqual((await wa.fetchMedia(id, { maxBytes: MB, expectedSha256: hex })).bytes, bytes);
+    assert.deepEqual((await fetchBytes(wa, id, { maxBytes: MB, expectedSha256: hex })).bytes, bytes);
     const other = createHash("sha256").update("another file").digest("base64");
-    await assert.rejects(wa.fetchMedia(id, { maxBytes: MB, expectedSha256: other }), MediaIntegrityError);
+    await assert.rejects(fetchBytes(wa, id, { maxBytes: MB, expectedSha256: other }), MediaIntegrityError);
+  });
+
+  test("fetchMedia streams: 8 MB flow through in chunks, and a reader never gets all the bytes of a file whose sha256 does not match", async () => {
+    const bytes = mp4(8 * MB);
+    const id = sim.addMedia(bytes, "video/mp4");
+    const read = async (expectedSha256?: string) => {
+      const chunks: number[] = [];
+      const done = wa.fetchMedia(id, { maxBytes: 16 * MB, ...(expectedSha256 ? { expectedSha256 } : {}) }, async (body) => {
+        for await (const chunk of body) chunks.push((chunk as Buffer).length);
+      });
+      return { done, chunks };
+    };
+    const good = await read();
+    assert.equal((await good.done).size, bytes.length);
+    assert.equal(
+      good.chunks.reduce((a, b) => a + b, 0),
+      bytes.length,
+    );
+    assert.ok(good.chunks.length > 8 && Math.max(...good.chunks) < MB, `${good.chunks.length} chunks, the largest ${Math.max(...good.chunks)} bytes`);
+    const bad = await read(createHash("sha256").update("another file").digest("hex"));
+    await assert.rejects(bad.done, MediaIntegrityError);
+    assert.ok(bad.chunks.reduce((a, b) => a + b, 0) < bytes.length, "the last chunk was held back");
   });
 
   test("a media endpoint that reports sha256 in hex is accepted too", async () => {
@@ -115,7 +149,7 @@ describe("media from users", () => {
       const client = createWhatsAppClient({ baseUrl: hexSim.baseUrl, version: hexSim.version, accessToken: TOKEN });
       const bytes = mp3();
       const id = hexSim.addMedia(bytes, "audio/mpeg");
-      const { info, bytes: fetched } = await client.fetchMedia(id, { maxBytes: MB });
+      const { info, bytes: fetched } = await fetchBytes(client, id, { maxBytes: MB });
       assert.match(info.sha256, /^[0-9a-f]{64}$/);
       assert.deepEqual(fetched, bytes);
     } finally {
@@ -126,7 +160,7 @@ describe("media from users", () => {
   test("media over the size cap is refused: before downloading when the size is announced, while downloading otherwise", async () => {
     const id = sim.addMedia(mp4(4000), "video/mp4");
     const seen = sim.requests.length;
-    await assert.rejects(wa.fetchMedia(id, { maxBytes: 1000 }), MediaTooLargeError);
+    await assert.rejects(fetchBytes(wa, id, { maxBytes: 1000 }), MediaTooLargeError);
     assert.equal(requestsSince(seen).length, 1, "nothing was downloaded");
     const info = await wa.getMediaInfo(id);
     await assert.rejects(wa.downloadMedia(info.url, { maxBytes: 1000 }), MediaTooLargeError);
@@ -160,7 +194,7 @@ describe("media from users", () => {
 
     test("P4: Meta's own media host (lookaside.fbsbx.com) gets the token and the download", async () => {
       const { client, seen } = meta("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1&ext=1&hash=x");
-      assert.deepEqual((await client.fetchMedia("1", { maxBytes: MB })).bytes, bytes);
+      assert.deepEqual((await fetchBytes(client, "1", { maxBytes: MB })).bytes, bytes);
       assert.deepEqual(
         seen.map((r) => [new URL(r.url).host, r.authorization]),
         [
@@ -179,7 +213,7 @@ describe("media from users", () => {
       test(`P4: ${what}: refused with MediaHostRefusedError, and no request goes there`, async () => {
         const { client, seen } = meta(url as string);
         await assert.rejects(
-          client.fetchMedia("1", { maxBytes: MB }),
+          fetchBytes(client, "1", { maxBytes: MB }),
           (e: MediaHostRefusedError) => e instanceof MediaHostRefusedError && /not an allowed media host|neither/.test(e.message),
         );
         assert.deepEqual(
@@ -191,9 +225,9 @@ describe("media from users", () => {
 
     test("P4: WHATSAPP_MEDIA_HOSTS replaces the default list: the configured host is allowed, Meta's is then refused", async () => {
       const own = meta("https://media.example.net/m/1", ["media.example.net"]);
-      assert.deepEqual((await own.client.fetchMedia("1", { maxBytes: MB })).bytes, bytes);
+      assert.deepEqual((await fetchBytes(own.client, "1", { maxBytes: MB })).bytes, bytes);
       const other = meta("https://lookaside.fbsbx.com/m/1", ["media.example.net"]);
-      await assert.rejects(other.client.fetchMedia("1", { maxBytes: MB }), MediaHostRefusedError);
+      await assert.rejects(fetchBytes(other.client, "1", { maxBytes: MB }), MediaHostRefusedError);
       assert.equal(other.seen.length, 1);
     });
 
@@ -221,6 +255,22 @@ describe("uploading results", () => {
       type: "audio/ogg; codecs=opus",
       file: { filename: "cleaned.ogg", mimeType: "audio/ogg; codecs=opus", size: bytes.length },
     });
+  });
+
+  test("a stream of known size is uploaded as it is read: 15 MB arrive intact with their length, and a stream shorter than announced fails", async () => {
+    const bytes = mp4(15 * MB);
+    const seen = sim.requests.length;
+    const chunked = () =>
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < bytes.length; i += 64 * 1024) yield bytes.subarray(i, i + 64 * 1024);
+        })(),
+      );
+    const id = await wa.uploadMedia(sim.phoneNumberId, { body: chunked(), size: bytes.length }, "video/mp4", "clean.mp4");
+    assert.ok(sim.media(id)?.bytes.equals(bytes));
+    const [upload] = requestsSince(seen);
+    assert.equal(Number(upload?.headers["content-length"]) > bytes.length, true, "sent with its length, not chunked");
+    await assert.rejects(wa.uploadMedia(sim.phoneNumberId, { body: chunked(), size: bytes.length + 1 }, "video/mp4", "short.mp4"));
   });
 
   test("WhatsApp's limits are enforced with error 131053, which is not worth retrying", async () => {

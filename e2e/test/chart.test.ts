@@ -279,9 +279,10 @@ describe("chart, statically", () => {
     for (const rules of Object.values(roles)) for (const r of rules) assert.ok(![...r.apiGroups, ...r.resources, ...r.verbs].includes("*"), JSON.stringify(r));
     const can = (role: string, resource: string) => new Set((roles[role] ?? []).filter((r) => r.resources.includes(resource)).flatMap((r) => r.verbs));
     assert.deepEqual([...can("worker", "separationjobs")].sort(), ["create", "delete", "get", "list"]);
-    assert.deepEqual([...can("controller", "separationjobs/status")].sort(), ["get", "patch", "update"]);
-    assert.deepEqual([...can("controller", "separationjobs/finalizers")], ["update"]);
-    assert.deepEqual([...can("controller", "pods")].sort(), ["get", "list", "watch"]);
+    assert.deepEqual([...can("controller", "separationjobs")].sort(), ["delete", "get", "list", "watch"]);
+    assert.deepEqual([...can("controller", "separationjobs/status")], ["patch"]);
+    assert.deepEqual([...can("controller", "separationjobs/finalizers")], []);
+    assert.deepEqual([...can("controller", "pods")].sort(), ["list", "watch"]);
     // the sender Secrets (worker: written with the SeparationJob, read for the admin list) and the Jobs' URL Secrets
     assert.deepEqual([...can("worker", "secrets")].sort(), ["create", "get"]);
     assert.deepEqual([...can("controller", "secrets")].sort(), ["create", "delete", "get", "update"]);
@@ -538,6 +539,72 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     const r = await k(["apply", "--dry-run=server", "--validate=strict", "-f", "-"], { input: bad });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /sectionNme/);
+  });
+
+  test("RBAC on the real API server: `kubectl auth can-i --list` of each account is exactly what the code calls", async () => {
+    // What each account may do beyond what every service account may (discovery, self-reviews): one
+    // line per rule as `kubectl auth can-i --list` prints it, "resource [names] verbs" (verbs sorted).
+    // Each is a call in the code: controller/src/framework/kube/api.ts and the informers (list+watch),
+    // core/src/kube.ts SeparationJobs as the ingress uses it (create, list, delete; get on AlreadyExists; its sender Secrets: create, get).
+    const WORKER = ["secrets [] create get", "separationjobs.unmix.dev [] create delete get list"];
+    const CONTROLLER = [
+      "events.events.k8s.io [] create",
+      "jobs.batch [] create delete get list watch",
+      "leases.coordination.k8s.io [] create",
+      "leases.coordination.k8s.io [unmix-controller] get update",
+      "pods [] list watch",
+      "secrets [] create delete get update",
+      "separationjobs.unmix.dev [] delete get list watch",
+      "separationjobs.unmix.dev/status [] patch",
+    ];
+    const rulesOf = async (ns: string, sa: string): Promise<string[]> => {
+      const r = await k(["auth", "can-i", "--list", "-n", ns, `--as=system:serviceaccount:${ns}:${sa}`]);
+      ok(r, `kubectl auth can-i --list as ${sa}`);
+      const [header, ...lines] = r.stdout.split("\n").filter((l) => l.trim());
+      const at = ["Non-Resource URLs", "Resource Names", "Verbs"].map((c) => header?.indexOf(c) ?? -1);
+      assert.ok(
+        at.every((i) => i > 0),
+        `the table's header: ${header}`,
+      );
+      const [urls = 0, names = 0, verbs = 0] = at;
+      return lines
+        .map((l) => {
+          const resource = l.slice(0, urls).trim() || l.slice(urls, names).trim();
+          const verbList = l
+            .slice(verbs)
+            .trim()
+            .replace(/^\[|\]$/g, "")
+            .split(/\s+/)
+            .sort()
+            .join(" ");
+          return `${resource} ${l.slice(names, verbs).trim()} ${verbList}`;
+        })
+        .sort();
+    };
+    for (const [ns, values, accounts] of [
+      [
+        "unmix-rbac",
+        {},
+        {
+          "unmix-worker": WORKER,
+          "unmix-controller": CONTROLLER,
+          "unmix-ingress": [],
+        },
+      ],
+      ["unmix-rbac-all", { worker: { enabled: false } }, { "unmix-ingress": WORKER, "unmix-controller": CONTROLLER }],
+    ] as const) {
+      ok(await k(["create", "namespace", ns]), `create namespace ${ns}`);
+      const { objects } = await render({ ...REQUIRED, ...values }, [], "unmix", ns);
+      const rbac = objects.filter((o) => ["ServiceAccount", "Role", "RoleBinding"].includes(o.kind));
+      assert.ok(rbac.some((o) => o.kind === "Role"));
+      ok(await k(["apply", "-f", "-"], { input: rbac.map((o) => stringify(o)).join("---\n") }), `apply the rendered RBAC (${ns})`);
+      const everyone = new Set(await rulesOf(ns, "an-account-with-no-role"));
+      assert.ok(everyone.size > 0, "the defaults every account has (discovery, self-reviews)");
+      for (const [sa, expected] of Object.entries(accounts)) {
+        const granted = (await rulesOf(ns, sa)).filter((line) => !everyone.has(line));
+        assert.deepEqual(granted, [...expected].sort(), `${sa} in ${ns}`);
+      }
+    }
   });
 
   test("helm install: the ingress, worker and controller pods run and pass their readiness probes; one controller leads", { skip: blocked }, async () => {

@@ -427,7 +427,7 @@ describe("what the product writes about its users", () => {
   test("no Event, condition or status of a SeparationJob holds them", async () => {
     const events = (await p.core.listNamespacedEvent({ namespace: p.namespace })).items;
     assert.ok(events.length > 0, "the controller recorded Events");
-    const sjs = await p.sjs.list();
+    const sjs = (await p.sjs.list()).items;
     assert.ok(sjs.length > 0, "SeparationJobs are kept after they finish");
     const texts = [
       ...events.map((e) => ({
@@ -525,7 +525,7 @@ describe("delete", () => {
     assert.match(r.text as string, /^Done\. I deleted 1 cached result/);
     assert.deepEqual(await objects(), []);
     assert.deepEqual(
-      (await p.sjs.list()).filter((sj) => sj.metadata.labels?.["unmix.dev/user"] === user),
+      (await p.sjs.list()).items.filter((sj) => sj.metadata.labels?.["unmix.dev/user"] === user),
       [],
     );
   });

@@ -4,12 +4,13 @@
 //                          exactly as their own `delete` would, without messaging them
 //   POST /admin/broadcast  {text} and/or {template}: a policy-change notice (P15) to recently active
 //                          users; inside the 24-hour window as text, outside it only as a template
-//   GET  /admin/jobs       recent SeparationJobs with the sender's profile name (P2: shown here only)
+//   GET  /admin/jobs       recent SeparationJobs with the sender's profile name (P2: shown here only),
+//                          and how many could not be read (`invalid`: refused by our schema, skipped)
 // Every action is audited (P5) with the operator's identity and its counts: an entry before it acts
 // and one with the counts after; without the first, nothing is done or shown (503).
 import { randomUUID, timingSafeEqual } from "node:crypto";
 import { findCondition } from "@unmix/api/conditions";
-import { USER_LABEL } from "@unmix/api/separationjob";
+import { type SeparationJob, USER_LABEL } from "@unmix/api/separationjob";
 import type { SeparationJobs } from "@unmix/core/kube";
 import { GraphApiError, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
@@ -150,13 +151,21 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
 
   app.get<{ Querystring: { limit: number } }>("/admin/jobs", { schema: { querystring: JobsQuery } }, async (req) => {
     const done = await audited(req, "list-jobs");
-    const jobs = await o.jobs.list();
-    await done({ jobs: Math.min(jobs.length, req.query.limit) });
-    jobs.sort((a, b) => String(b.metadata.creationTimestamp ?? "").localeCompare(String(a.metadata.creationTimestamp ?? "")));
+    // page by page, keeping only the newest `limit`; an invalid item is counted (and logged by the client), not fatal
+    let jobs: SeparationJob[] = [];
+    let invalid = 0;
+    for await (const page of o.jobs.pages()) {
+      invalid += page.invalid.length;
+      jobs = [...jobs, ...page.items]
+        .sort((a, b) => String(b.metadata.creationTimestamp ?? "").localeCompare(String(a.metadata.creationTimestamp ?? "")))
+        .slice(0, req.query.limit);
+    }
+    await done({ jobs: jobs.length, invalid });
     return {
+      invalid,
       // the profile name (P2: shown here only) is in each job's sender Secret, until the reply is out
       jobs: await Promise.all(
-        jobs.slice(0, req.query.limit).map(async (j) => {
+        jobs.map(async (j) => {
           const done = findCondition(j.status?.conditions, "Succeeded");
           return {
             name: j.metadata.name,

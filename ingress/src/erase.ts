@@ -31,7 +31,9 @@ export async function eraseUser(ids: { waId?: string; userId?: string }, d: Eras
   const out: Erased = { results: 0, jobs: 0, keyValueEntries: 0, deadLetters: 0, optedOut: false };
   for (const key of keys) {
     out.results += await d.cache.forgetUser(key);
-    for (const job of await d.jobs.listOfUser(key)) if (await d.jobs.delete(job.metadata.name)) out.jobs++;
+    // one our schema refuses is the user's all the same (labelled with their key): deleted by name
+    const { items, invalid } = await d.jobs.listOfUser(key);
+    for (const name of [...items.map((j) => j.metadata.name), ...invalid.map((j) => j.name)]) if (await d.jobs.delete(name)) out.jobs++;
     out.deadLetters += await d.nats.purgeSubject(STREAMS.deadLetter, subjects.deadLetter(key));
   }
   const forgotten = await d.users.forget(keys);

@@ -98,6 +98,11 @@ export class Metrics {
     labelNames: ["call", "kind"],
     registers: [this.registry],
   });
+  readonly invalidSeparationJobs = new Counter({
+    name: "unmix_invalid_separationjobs_total",
+    help: "SeparationJobs skipped by a list (admin job list, a user's delete) because our schema refuses them",
+    registers: [this.registry],
+  });
 
   constructor(o: { defaultMetrics?: boolean } = {}) {
     if (o.defaultMetrics) collectDefaultMetrics({ register: this.registry });

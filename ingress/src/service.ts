@@ -122,7 +122,12 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
     const w = requireWorker(c);
     const kc = deps.kubeConfig ?? kubeConfig();
     const store = deps.store ?? createObjectStore(w);
-    const jobs = new SeparationJobs(kc, w.KUBE_NAMESPACE);
+    const jobs = new SeparationJobs(kc, w.KUBE_NAMESPACE, {
+      onInvalid: (sj) => {
+        metrics.invalidSeparationJobs.inc();
+        log.warn({ sj: sj.name, problems: sj.problems }, "invalid SeparationJob skipped: our schema refuses it");
+      },
+    });
     const whatsapp =
       deps.whatsapp ??
       createWhatsAppClient({

@@ -6,9 +6,19 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { modelId } from "@unmix/api/models";
-import { MIME_TYPE_MAX_CHARS, separationJobName, TRACEPARENT_ANNOTATION, USER_LABEL } from "@unmix/api/separationjob";
+import {
+  API_VERSION,
+  GROUP,
+  KIND,
+  MIME_TYPE_MAX_CHARS,
+  PLURAL,
+  separationJobName,
+  TRACEPARENT_ANNOTATION,
+  USER_LABEL,
+  VERSION,
+} from "@unmix/api/separationjob";
 import { httpAndFetch } from "@unmix/core/instrumentations";
-import { k8s } from "@unmix/core/kube";
+import { k8s, SeparationJobs } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
 import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
@@ -33,6 +43,7 @@ import {
   MODEL_ID,
   mp3,
   mp4,
+  NAMESPACE,
   ogg,
   SIGNING_KEY,
   startHarness,
@@ -84,7 +95,7 @@ function newUser(o: { bsuidOnly?: boolean; withBsuid?: boolean } = {}): User {
   return { waId, ...(o.withBsuid ? { userId: `DE.5500000000000000${n}` } : {}), name };
 }
 const keyOf = (u: User) => userKey((u.waId ?? u.userId) as string, USER_KEY_SECRET);
-const jobsOf = (u: User) => h.jobs.listOfUser(keyOf(u));
+const jobsOf = async (u: User) => (await h.jobs.listOfUser(keyOf(u))).items;
 
 /** Waits until the worker finished with a message and returns what happened (the processed-ids entry). */
 async function handled(wamid: string): Promise<string> {
@@ -704,6 +715,64 @@ describe("admin endpoints (separate listener, bearer token)", () => {
     const mine = jobs.find((j) => j.name === separationJobName(sent.id));
     assert.deepEqual([mine?.profileName, mine?.user, mine?.kind], [u.name, keyOf(u), "audio"]);
     for (const p of phones) assert.ok(!text.includes(p), "no phone number in the dashboard");
+  });
+
+  test("one malformed SeparationJob (the API server's schema lets it in, ours does not) is skipped and counted by the job list, and deleted by the user's delete", async () => {
+    const u = newUser();
+    const sent = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(115), from: u });
+    assert.equal(await handled(sent.id), "job_created");
+    // created straight through the API server: a timestamp with an offset passes `format: date-time`, not zod
+    const kc = h.stack.kube?.kc as NonNullable<typeof h.stack.kube>["kc"];
+    const malformed = `sj-malformed-${seq}`;
+    await kc.makeApiClient(k8s.CustomObjectsApi).createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: NAMESPACE,
+      plural: PLURAL,
+      body: {
+        apiVersion: API_VERSION,
+        kind: KIND,
+        metadata: { name: malformed, labels: { [USER_LABEL]: keyOf(u) } },
+        spec: {
+          message: { id: `wamid.MALFORMED${seq}`, timestamp: "2026-12-01T10:00:00+02:00", phoneNumberId: h.sim.phoneNumberId },
+          sender: { waId: u.waId },
+          media: { id: "1", mimeType: "audio/ogg", sha256: "x", kind: "audio" },
+          output: { format: "ogg-opus" },
+        },
+      },
+    });
+    const before = await metric("unmix_invalid_separationjobs_total", "");
+    const res = await admin("/admin/jobs?limit=500");
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    const listed = JSON.parse(text) as { invalid: number; jobs: { name: string }[] };
+    assert.ok(listed.invalid >= 1, text.slice(0, 200));
+    assert.ok(
+      listed.jobs.some((j) => j.name === separationJobName(sent.id)),
+      "the valid ones are still listed",
+    );
+    assert.ok(!listed.jobs.some((j) => j.name === malformed));
+    assert.ok((await metric("unmix_invalid_separationjobs_total", "")) >= before + 1);
+    const line = h.logs.lines.find((l) => l.includes("invalid SeparationJob skipped") && l.includes(malformed));
+    assert.ok(line, "a log line names it");
+    assert.match(line, /message\.timestamp/);
+    assert.ok(!line.includes(u.waId as string) && !line.includes(u.name), "and nothing personal");
+
+    // pages: a small page size walks the same list in several requests, invalid items reported per page
+    const paged = new SeparationJobs(kc, NAMESPACE, { pageSize: 1 });
+    const pages = [];
+    for await (const page of paged.pages(`${USER_LABEL}=${keyOf(u)}`)) pages.push(page);
+    assert.deepEqual(pages.map((p) => [p.items.length, p.invalid.map((i) => i.name)]).sort(), [
+      [0, [malformed]],
+      [1, []],
+    ]);
+
+    // the user's delete: both are theirs and both go, the malformed one by name
+    const del = await h.sim.sendUserMessage({ type: "text", body: "delete", from: u });
+    const reply = await h.sim.waitForMessage(replyTo(del.id));
+    assert.equal(reply.text, replies.deleted({ results: 0, jobs: 2, optedOut: false, auditDays: 30 }));
+    const left = await h.jobs.list(`${USER_LABEL}=${keyOf(u)}`);
+    assert.deepEqual([left.items.length, left.invalid.length], [0, 0], "nothing of theirs is left");
   });
 
   test("P14: POST /admin/purge by phone number erases that user's data without messaging them; by BSUID finds the same user", async () => {

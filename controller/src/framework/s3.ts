@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { ObjectInfo, ObjectStore, ObjectStoreConfig, StoredObject } from "@unmix/core/object-store";
 import aws4 from "aws4";
 
@@ -82,7 +83,7 @@ export function createS3ObjectStore(c: ObjectStoreConfig): ObjectStore {
   async function call(
     method: string,
     key: string | undefined,
-    o: { query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer } = {},
+    o: { query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer; stream?: { body: Readable; size: number } } = {},
   ): Promise<IncomingMessage> {
     const qs = Object.entries(o.query ?? {})
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -92,8 +93,11 @@ export function createS3ObjectStore(c: ObjectStoreConfig): ObjectStore {
     const headers: Record<string, string> = {
       host: api.host,
       "x-amz-date": amzDate(new Date()),
-      "x-amz-content-sha256": sha256(o.body ?? ""),
+      // a stream is sent as it is read, so its hash is not known up front: S3's unsigned payload
+      // (the request itself is signed; TLS or the cluster network protects the bytes)
+      "x-amz-content-sha256": o.stream ? "UNSIGNED-PAYLOAD" : sha256(o.body ?? ""),
       ...(o.body ? { "content-length": String(o.body.length) } : {}),
+      ...(o.stream ? { "content-length": String(o.stream.size) } : {}),
       ...Object.fromEntries(Object.entries(o.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
     };
     headers.authorization = authorization({ service: "s3", region, method, path, headers, ...(o.body ? { body: o.body } : {}) }, keys);
@@ -102,8 +106,13 @@ export function createS3ObjectStore(c: ObjectStoreConfig): ObjectStore {
         { protocol: api.protocol, hostname: api.hostname, port: api.port, path, method, headers, agent, signal: AbortSignal.timeout(120_000) },
         resolve,
       );
-      req.on("error", reject);
-      req.end(o.body);
+      if (!o.stream) {
+        req.on("error", reject);
+        req.end(o.body);
+        return;
+      }
+      // the stream's own error (too large, wrong sha256, interrupted) wins over the aborted request's
+      pipeline(o.stream.body, req).catch(reject);
     });
   }
 
@@ -152,9 +161,15 @@ export function createS3ObjectStore(c: ObjectStoreConfig): ObjectStore {
         if ((err as S3Error).code !== "BucketAlreadyOwnedByYou") throw err;
       }
     },
-    async put(key, body, _size, contentType, metadata = {}) {
-      const bytes = Buffer.isBuffer(body) ? body : await readAll(body as unknown as IncomingMessage);
-      await ok(await call("PUT", key, { body: bytes, headers: { "content-type": contentType, ...metaHeaders(metadata) } }), `put ${key}`);
+    async put(key, body, size, contentType, metadata = {}) {
+      const headers = { "content-type": contentType, ...metaHeaders(metadata) };
+      // a stream of known size goes straight through; of unknown size it is read first (small bodies only)
+      const payload = Buffer.isBuffer(body)
+        ? { body }
+        : size !== undefined
+          ? { stream: { body, size } }
+          : { body: await readAll(body as unknown as IncomingMessage) };
+      await ok(await call("PUT", key, { ...payload, headers }), `put ${key}`);
     },
     async get(key) {
       const res = await call("GET", key);

@@ -6,8 +6,13 @@ import { scrubText } from "@unmix/core/privacy";
 import { type JobView, jobCondition, type PodView } from "../framework/kube/objects.ts";
 import { CONTAINER } from "./job-spec.ts";
 
+/** The condition reason when a Job not ours holds our Job's name (the user is told as for Internal). */
+export const JOB_NAME_TAKEN = "JobNameTaken";
+
 export interface Classification {
   class: FailureClass;
+  /** The failed step's condition reason when more precise than the class (JOB_NAME_TAKEN). */
+  reason?: string;
   /** For the SRE (status.failure.message, Events); never shown to the user. */
   message: string;
 }

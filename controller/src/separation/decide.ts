@@ -1,9 +1,10 @@
 // The reconcile decision, as a pure function of what was observed: the SeparationJob, its Job and
 // pods, and the time. One step per pass; the reconciler acts on it once and requeues. Every step is
 // safe to repeat after a crash at any point, because each is decided from observed state only.
-import { REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
+import { API_VERSION, KIND, REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
 import { controllerOf, type JobView, jobFinished, type PodView } from "../framework/kube/objects.ts";
-import { type Classification, classifyJobFailure, explainWaiting } from "./classify.ts";
+import { type Classification, classifyJobFailure, explainWaiting, JOB_NAME_TAKEN } from "./classify.ts";
+import { MANAGED_BY, SJ_LABEL } from "./job-spec.ts";
 import { C, isFinished, progress, type ReplyKind, reasonOf, type StatusPatch, statusOf } from "./status.ts";
 
 export interface Observation {
@@ -42,8 +43,8 @@ export type Action =
   | { type: "Initialize" }
   | { type: "FetchMedia" }
   | { type: "CreateJob" }
-  /** The Job named like ours belongs to another (deleted) SeparationJob of the same name. */
-  | { type: "DeleteForeignJob"; why: string }
+  /** The Job named like ours is one we made for an earlier (deleted) SeparationJob of the same name. */
+  | { type: "DeleteStaleJob"; why: string }
   /** The Job exists but the status does not say so (a crash after creating it). */
   | { type: "RecordJobCreated" }
   /** Scheduling or running state changed: write the conditions (and an Event). */
@@ -92,6 +93,31 @@ export function overdue(sj: SeparationJob, now: Date, maxAges: MaxAges): Action 
   return { type: "RecordFailure", failure: { class: "Internal", message: `${what} within ${hours(limit)} of the message: given up` } };
 }
 
+/**
+ * Whose the Job named like `sj` is. Ours: our labels and `sj` as its controller. Stale: our labels
+ * and a SeparationJob of the same name, since deleted, as controller (Kubernetes' garbage collector
+ * removes it too; deleting it is only faster). Anything else is not ours to touch: someone else's
+ * Job that happens to have the name.
+ */
+export function jobOwnership(job: JobView, sj: SeparationJob): "Ours" | "Stale" | "Foreign" {
+  const labels = job.metadata.labels ?? {};
+  const owner = controllerOf(job);
+  if (labels["app.kubernetes.io/managed-by"] !== MANAGED_BY || labels[SJ_LABEL] !== sj.metadata.name || !owner) return "Foreign";
+  if (owner.uid === sj.metadata.uid) return "Ours";
+  return owner.apiVersion === API_VERSION && owner.kind === KIND && owner.name === sj.metadata.name ? "Stale" : "Foreign";
+}
+
+/** The failure recorded when the name of our Job is taken by a Job that is not ours. */
+export function jobNameTaken(job: JobView): Classification {
+  const owner = controllerOf(job);
+  const by = owner ? `${owner.kind} ${owner.name} (uid ${owner.uid})` : "no controller";
+  return {
+    class: "Internal",
+    reason: JOB_NAME_TAKEN,
+    message: `a Job named ${job.metadata.name} exists that this controller did not create for this SeparationJob (controlled by ${by}); it is left untouched`,
+  };
+}
+
 export function decide(o: Observation): Action {
   const { sj, job, now } = o;
   if (sj.metadata.deletionTimestamp) return { type: "Wait", why: "being deleted" };
@@ -123,9 +149,9 @@ export function decide(o: Observation): Action {
     // may still be in the object store
     return { type: "RecordSeparated", jobMissing: true };
   }
-  const owner = controllerOf(job);
-  if (!owner || owner.uid !== sj.metadata.uid)
-    return { type: "DeleteForeignJob", why: `Job ${job.metadata.name} is owned by ${owner ? `uid ${owner.uid}` : "nobody"}` };
+  const ownership = jobOwnership(job, sj);
+  if (ownership === "Stale") return { type: "DeleteStaleJob", why: `Job ${job.metadata.name} is owned by uid ${controllerOf(job)?.uid}` };
+  if (ownership === "Foreign") return { type: "RecordFailure", failure: jobNameTaken(job) };
   if (statusOf(sj, C.JobCreated) !== "True") return { type: "RecordJobCreated" };
 
   // ── the Job ran ──

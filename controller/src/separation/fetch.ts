@@ -1,6 +1,6 @@
-// Step 1, the media: fetched from WhatsApp (a 404 gets a fresh URL once, inside the client), size
-// capped, sha256 checked, stored under inputs/<sj> with its sha256 in the metadata, so a retry after
-// a crash finds it and skips the download.
+// Step 1, the media: streamed from WhatsApp (a 404 gets a fresh URL once, inside the client), size
+// capped and sha256 checked as it flows, into inputs/<sj> with its sha256 in the metadata, so a
+// retry after a crash finds it and skips the download. Never whole in memory.
 import type { SeparationJob } from "@unmix/api/separationjob";
 import { inputKey } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
@@ -49,16 +49,14 @@ export async function fetchMedia(ctx: StepContext, sj: SeparationJob): Promise<v
   } else {
     const started = performance.now();
     try {
-      const media = await ctx.whatsapp.fetchMedia(sj.spec.media.id, {
-        maxBytes: ctx.config.flow.maxInputBytes,
-        phoneNumberId: sj.spec.message.phoneNumberId,
-        expectedSha256: sj.spec.media.sha256,
-      });
-      bytes = media.bytes.length;
-      await ctx.store.put(key, media.bytes, bytes, media.info.mimeType || sj.spec.media.mimeType, {
-        sha256: hex,
-        "separationjob-uid": sj.metadata.uid ?? "",
-      });
+      // streamed from WhatsApp into the object store: the object completes only if the sha256 matched
+      const media = await ctx.whatsapp.fetchMedia(
+        sj.spec.media.id,
+        { maxBytes: ctx.config.flow.maxInputBytes, phoneNumberId: sj.spec.message.phoneNumberId, expectedSha256: sj.spec.media.sha256 },
+        (body, { size, info }) =>
+          ctx.store.put(key, body, size, info.mimeType || sj.spec.media.mimeType, { sha256: hex, "separationjob-uid": sj.metadata.uid ?? "" }),
+      );
+      bytes = media.size;
       ctx.log.info({ bytes, ms: Math.round(performance.now() - started) }, "media fetched from WhatsApp and stored");
     } catch (err) {
       const now = ctx.clock();

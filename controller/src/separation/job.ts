@@ -3,10 +3,10 @@
 // (AlreadyExists is the lock) and owned by it.
 import type { SeparationJob } from "@unmix/api/separationjob";
 import { inputKey } from "@unmix/core/result-cache";
-import { controllerOf } from "../framework/kube/objects.ts";
 import { currentTraceparent } from "../framework/tracing.ts";
 import { RetryAfter } from "../framework/workqueue.ts";
 import { auditStep, type StepContext } from "./context.ts";
+import { jobNameTaken, jobOwnership } from "./decide.ts";
 import { buildJob, buildJobSecret, manifestKey, outputKey } from "./job-spec.ts";
 import * as S from "./status.ts";
 
@@ -25,12 +25,19 @@ export async function createJob(ctx: StepContext, sj: SeparationJob, traceparent
   if (await ctx.kube.jobs.create(job)) {
     ctx.log.info({ job: name }, "Job created");
   } else {
-    // created before a crash, or left by an earlier SeparationJob of the same name
+    // created before a crash, left by an earlier SeparationJob of the same name, or someone else's
     const existing = await ctx.kube.jobs.get(name);
     if (!existing) throw new RetryAfter(500, "the Job is being deleted");
-    if (controllerOf(existing)?.uid !== sj.metadata.uid) {
+    const ownership = jobOwnership(existing, sj);
+    if (ownership === "Stale") {
       await ctx.kube.jobs.delete(name);
       throw new RetryAfter(1000, "a Job of an earlier SeparationJob of the same name is in the way");
+    }
+    if (ownership === "Foreign") {
+      const failure = jobNameTaken(existing);
+      ctx.log.error({ job: name, why: failure.message }, "a Job that is not ours has this SeparationJob's name: failing it, the Job left untouched");
+      await ctx.write(sj, S.failed(sj, ctx.clock(), failure));
+      return;
     }
     if (existing.metadata.creationTimestamp) createdAt = new Date(existing.metadata.creationTimestamp);
   }

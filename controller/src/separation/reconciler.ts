@@ -9,7 +9,7 @@ import { inputKey } from "@unmix/core/result-cache";
 import { type JobView, jobFinished, type PodView } from "../framework/kube/objects.ts";
 import { inSpan, traceIdOf } from "../framework/tracing.ts";
 import { auditStep, type Services, type StepContext } from "./context.ts";
-import { type Action, decide } from "./decide.ts";
+import { type Action, decide, jobOwnership } from "./decide.ts";
 import { type EventRecorder, transitionEvents } from "./events.ts";
 import { fetchMedia } from "./fetch.ts";
 import { finalize, removeStored } from "./finalize.ts";
@@ -114,9 +114,11 @@ export class Reconciler {
     }
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
+    // the steps touch only a Job that is ours: another's of the same name is never deleted
+    const owned = job && jobOwnership(job, current) === "Ours" ? job : undefined;
     try {
       const requeueAfterMs = await inSpan(`reconcile ${action.type}`, traceparent, { "unmix.separationjob": name, "unmix.action": action.type }, () =>
-        this.act(this.stepContext(log), current, job, action, traceparent),
+        this.act(this.stepContext(log), current, owned, action, traceparent),
       );
       this.d.metrics.reconcileDuration.observe({ action: action.type, result: "ok" }, seconds());
       return { action: action.type, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
@@ -140,7 +142,7 @@ export class Reconciler {
     return { ...this.d, log, write: (sj, patch) => this.write(sj, patch, log) };
   }
 
-  /** Carries out one step; resolves with when to look again, if the watches will not say. */
+  /** Carries out one step (`job`: the Job if it is ours); resolves with when to look again, if the watches will not say. */
   private async act(
     ctx: StepContext,
     sj: SeparationJob,
@@ -159,7 +161,7 @@ export class Reconciler {
       case "CreateJob":
         await createJob(ctx, sj, traceparent);
         return undefined;
-      case "DeleteForeignJob":
+      case "DeleteStaleJob":
         ctx.log.warn({ why: a.why }, "deleting a Job left by an earlier SeparationJob of the same name");
         await ctx.kube.jobs.delete(sj.metadata.name);
         return 1000;

@@ -91,13 +91,15 @@ export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.Rep
   }
   let mediaId = sj.status?.reply?.mediaId;
   if (kind === "Result" && !mediaId) {
-    if (!(await ctx.store.stat(outputKey(name)))) {
+    const stored = await ctx.store.stat(outputKey(name));
+    if (!stored) {
       await ctx.write(sj, S.failed(sj, ctx.clock(), { class: "Internal", message: "the result vanished from the object store before it was sent" }));
       return undefined;
     }
     const { mimeType, filename } = resultUpload(sj);
     try {
-      mediaId = await ctx.whatsapp.uploadMedia(pn, await ctx.store.getBuffer(outputKey(name)), mimeType, filename);
+      // streamed from the object store to WhatsApp, never whole in memory
+      mediaId = await ctx.whatsapp.uploadMedia(pn, { body: await ctx.store.get(outputKey(name)), size: stored.size }, mimeType, filename);
     } catch (err) {
       await afterError(ctx, sj, err, afterUploadError(err));
       return undefined;

@@ -2,7 +2,7 @@
 // /status with the full conditions list (a list is replaced as a whole by a merge patch).
 import { type ConditionInput, findCondition, setCondition } from "@unmix/api/conditions";
 import { type Condition, ConditionType, type FailureClass, type SeparationJob, type SeparationJobStatus } from "@unmix/api/separationjob";
-import type { Classification, Waiting } from "./classify.ts";
+import { type Classification, JOB_NAME_TAKEN, type Waiting } from "./classify.ts";
 
 export type StatusPatch = Partial<SeparationJobStatus>;
 export type Result = NonNullable<SeparationJobStatus["result"]>;
@@ -123,14 +123,21 @@ export function progress(sj: SeparationJob, now: Date, w: Waiting): StatusPatch 
 const FETCH_CLASSES: readonly FailureClass[] = ["MediaUnavailable", "TooLarge"];
 
 export function failed(sj: SeparationJob, now: Date, f: Classification): StatusPatch {
-  const step = FETCH_CLASSES.includes(f.class) && statusOf(sj, C.MediaFetched) !== "True" ? C.MediaFetched : f.class === "Busy" ? C.Scheduled : C.Separated;
+  const step =
+    FETCH_CLASSES.includes(f.class) && statusOf(sj, C.MediaFetched) !== "True"
+      ? C.MediaFetched
+      : f.reason === JOB_NAME_TAKEN
+        ? C.JobCreated
+        : f.class === "Busy"
+          ? C.Scheduled
+          : C.Separated;
   return {
     ...generation(sj),
     failure: { class: f.class, message: f.message.slice(0, 4096) },
     conditions: conditionsWith(
       sj,
       now,
-      cond(step, "False", f.class, f.message),
+      cond(step, "False", f.reason ?? f.class, f.message),
       cond(C.Succeeded, "Unknown", "Replying", `failed (${f.class}); telling the user`),
     ),
   };
