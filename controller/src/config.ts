@@ -82,7 +82,7 @@ const ControllerEnv = z.object({
   // ── timing of the flow ──
   /** Retryable failures to fetch the media from WhatsApp stop being retried this long after the SeparationJob was created. */
   FETCH_DEADLINE_SECONDS: positiveSeconds(600),
-  /** How long a reply whose outcome a crash left unknown waits for a status-webhook receipt. */
+  /** How long a reply whose outcome a crash left unknown waits for a status-webhook receipt before it is sent once more. */
   REPLY_CONFIRM_SECONDS: positiveSeconds(300),
 
   // ── work queue and informers ──

@@ -1,15 +1,16 @@
 // The WhatsApp webhook (Fastify plugin): GET /webhook answers Meta's verification handshake; POST
 // /webhook checks X-Hub-Signature-256 over the exact raw bytes, validates the envelope, publishes
-// every message to JetStream (Nats-Msg-Id = wamid) and every status receipt and error to the audit
-// stream, and answers 200 only once JetStream acknowledged all of them: 503 otherwise, so Meta
+// every message to JetStream (Nats-Msg-Id = wamid), every status receipt and error to the audit
+// stream and each reply's first confirming status to the worker, and answers 200 only once JetStream acknowledged all of them: 503 otherwise, so Meta
 // delivers again. Nothing is touched before the signature matched.
 import { timingSafeEqual } from "node:crypto";
 import { context, trace } from "@opentelemetry/api";
+import { ReceiptStatus } from "@unmix/api/separationjob";
 import { userKey } from "@unmix/core/privacy";
 import { contextFromTraceparent, exemplar, inSpan, tracer } from "@unmix/core/spans";
 import { verifyWebhookSignature } from "@unmix/core/whatsapp";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { EnvelopeError, type Extracted, extract } from "./envelope.ts";
+import { EnvelopeError, type Extracted, extract, type ReceiptMessage } from "./envelope.ts";
 import { typeLabel } from "./metrics.ts";
 import { NatsUnavailableError, subjects } from "./nats.ts";
 
@@ -163,11 +164,19 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
       metrics.statuses.inc({ status: STATUSES.has(s.status) ? s.status : "other" });
       for (const code of s.errorCodes) metrics.webhookErrors.inc({ code: String(code) });
     });
+    // a status that proves a reply went out, for the worker to record on its SeparationJob: the
+    // first per job is enough (Nats-Msg-Id), so `delivered` after `sent` costs no second write
+    const confirmations = x.statuses.flatMap((s) => {
+      const status = ReceiptStatus.safeParse(s.status);
+      if (!s.job || !status.success) return [];
+      const receipt: ReceiptMessage = { v: 1, job: s.job, status: status.data, timestamp: s.timestamp };
+      return [timed(nats.publish(subjects.receipts, JSON.stringify(receipt), { msgId: `receipt.${s.job}`, timeoutMs: o.publishTimeoutMs }))];
+    });
     const errors = x.errors.map(async (e) => {
       await timed(nats.audit("webhook-error", { code: e.code, ...(e.title ? { title: e.title.slice(0, 200) } : {}) }, { timeoutMs: o.publishTimeoutMs }));
       metrics.webhookErrors.inc({ code: String(e.code) });
     });
-    const results = await Promise.allSettled([...published, ...receipts, ...errors]);
+    const results = await Promise.allSettled([...published, ...receipts, ...confirmations, ...errors]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
     req.log.debug({ messages: x.messages.length, statuses: x.statuses.length, errors: x.errors.length }, "webhook accepted");

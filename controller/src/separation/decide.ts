@@ -1,7 +1,7 @@
 // The reconcile decision, as a pure function of what was observed: the SeparationJob, its Job and
 // pods, and the time. One step per pass; the reconciler acts on it once and requeues. Every step is
 // safe to repeat after a crash at any point, because each is decided from observed state only.
-import { REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
+import { parseReceipt, REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
 import { controllerOf, type JobView, jobFinished, type PodView } from "../framework/kube/objects.ts";
 import { type Classification, classifyJobFailure, explainWaiting } from "./classify.ts";
 import { C, isFinished, progress, type ReplyKind, reasonOf, type StatusPatch, statusOf } from "./status.ts";
@@ -33,9 +33,11 @@ export type Action =
   | { type: "RecordFailure"; failure: Classification }
   /** The Job completed (or vanished after completing): read the manifest. */
   | { type: "RecordSeparated"; jobMissing: boolean }
-  | { type: "SendReply"; kind: ReplyKind }
+  /** `resend`: the one repeat of a send whose outcome a crash left unknown and no receipt confirmed. */
+  | { type: "SendReply"; kind: ReplyKind; resend?: true }
   /** A reply left in Sending by a crash, confirmed by a status-webhook receipt. */
-  | { type: "ConfirmReply"; messageId: string }
+  | { type: "ConfirmReply" }
+  /** A repeated send whose outcome is unknown again, and no receipt: the user may have no reply. */
   | { type: "GiveUpReply" }
   /** Record the cache entry, delete the input and intermediates (and a still-running Job), mark done. */
   | { type: "Finalize" };
@@ -54,12 +56,16 @@ export function decide(o: Observation): Action {
   const reply = status.reply;
   if (reply?.state === "Sent" || REPLY_SETTLED.has(reasonOf(sj, C.Replied) ?? "")) return { type: "Finalize" };
   if (reply?.state === "Sending") {
-    const receipt = sj.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION];
-    if (receipt) return { type: "ConfirmReply", messageId: receipt };
+    // A crash (or a send with no answer) between writing Sending and writing Sent: WhatsApp's
+    // status webhook, echoing the SeparationJob's name, says whether the message went out. None
+    // within the bound means it most likely never left (a status follows a send within seconds), so
+    // it is sent once more; a receipt delayed past the bound makes that a second reply (README).
+    if (parseReceipt(sj.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION])) return { type: "ConfirmReply" };
     const since = now.getTime() - Date.parse(reply.attemptedAt ?? sj.metadata.creationTimestamp ?? now.toISOString());
     if (since < o.replyConfirmMs)
       return { type: "Wait", why: "a send may be in flight: waiting for its status-webhook receipt", requeueAfterMs: o.replyConfirmMs - since };
-    return { type: "GiveUpReply" };
+    if (reply.resent) return { type: "GiveUpReply" };
+    return { type: "SendReply", kind: reply.kind ?? (status.failure ? "Failure" : "Result"), resend: true };
   }
   if (status.failure) return { type: "SendReply", kind: "Failure" };
   if (statusOf(sj, C.Separated) === "True") return { type: "SendReply", kind: "Result" };

@@ -46,7 +46,7 @@ export function afterUploadError(err: unknown): AfterError {
 }
 
 export type AfterSendError =
-  /** No answer: the message may or may not have gone out; treated like a crash mid-send (wait for a receipt, never send again). */
+  /** No answer: the message may or may not have gone out; treated like a crash mid-send (wait for a receipt). */
   | { outcome: "unknown" }
   /** WhatsApp answered and sent nothing (rate limit, 5xx, our token): send again later. */
   | { outcome: "refused"; why: string; retryAfterMs: number }
@@ -77,10 +77,10 @@ const recipient = (sj: SeparationJob): Recipient => ({
  * The reply protocol. Nothing is sent unless this pass first wrote reply.state=Sending guarded by the
  * resourceVersion it decided on, so two passes (two replicas in a split brain, or a retry racing a
  * stale cache) cannot both send. Sent and the wamid are written after WhatsApp answers. A crash
- * between the two leaves Sending without a wamid: decide() then waits for a status-webhook receipt
- * and otherwise gives up; it never sends again. Resolves with when to look again, if not at once.
+ * between the two leaves Sending: decide() then waits for a status-webhook receipt, and without one
+ * sends once more (`resend`), never a third time. Resolves with when to look again, if not at once.
  */
-export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.ReplyKind): Promise<number | undefined> {
+export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.ReplyKind, resend = false): Promise<number | undefined> {
   const name = sj.metadata.name;
   const pn = sj.spec.message.phoneNumberId;
   let mediaId = sj.status?.reply?.mediaId;
@@ -100,7 +100,7 @@ export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.Rep
   }
 
   // commit the intent: from here on this SeparationJob may have a reply
-  const committed = await ctx.write(sj, S.sending(sj, ctx.clock(), kind, mediaId));
+  const committed = await ctx.write(sj, S.sending(sj, ctx.clock(), kind, mediaId, resend));
   ctx.failpoint("reply:sending");
 
   const replyTo = sj.spec.message.id;

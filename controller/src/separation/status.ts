@@ -157,17 +157,18 @@ export function separated(sj: SeparationJob, now: Date, result: Result, separate
 }
 
 /** Written, guarded by resourceVersion, before the Graph API call that sends the reply. */
-export function sending(sj: SeparationJob, now: Date, kind: ReplyKind, mediaId: string | undefined): StatusPatch {
+export function sending(sj: SeparationJob, now: Date, kind: ReplyKind, mediaId: string | undefined, resend = false): StatusPatch {
   return {
-    reply: { state: "Sending", kind, attemptedAt: now.toISOString(), ...(mediaId ? { mediaId } : {}) },
+    reply: { state: "Sending", kind, attemptedAt: now.toISOString(), ...(mediaId ? { mediaId } : {}), ...(resend ? { resent: true } : {}) },
     conditions: conditionsWith(sj, now, cond(C.Replied, "Unknown", "Sending", `sending the ${kind === "Result" ? "result" : "failure notice"}`)),
   };
 }
 
-export function sent(sj: SeparationJob, now: Date, messageId: string, how: "response" | "receipt"): StatusPatch {
+/** `messageId`: from WhatsApp's answer; a receipt carries none (the annotation holds no wamid). */
+export function sent(sj: SeparationJob, now: Date, messageId: string | undefined, how: "response" | "receipt"): StatusPatch {
   const reply = sj.status?.reply;
   return {
-    reply: { ...reply, state: "Sent", messageId },
+    reply: { ...reply, state: "Sent", ...(messageId ? { messageId } : {}) },
     steps: { repliedAt: now.toISOString() },
     // no message id in the condition: conditions become Events, and a wamid embeds the user's number
     conditions: conditionsWith(sj, now, cond(C.Replied, "True", "Sent", how === "receipt" ? "reply sent (confirmed by a status webhook)" : "reply sent")),
@@ -197,7 +198,7 @@ export function replyFailed(sj: SeparationJob, now: Date, why: string): StatusPa
   };
 }
 
-/** A send whose outcome a crash left unknown, and no receipt came: never send again. */
+/** A resent reply whose outcome was again left unknown, and no receipt came: never a third send. */
 export function unconfirmed(sj: SeparationJob, now: Date): StatusPatch {
   return {
     conditions: conditionsWith(
@@ -207,7 +208,7 @@ export function unconfirmed(sj: SeparationJob, now: Date): StatusPatch {
         C.Replied,
         "Unknown",
         "ReplyUnconfirmed",
-        "the controller stopped during the send and no status webhook confirmed it; not sent again, so the user gets at most one reply",
+        "the outcome of the send and of its one repeat is unknown and no status webhook confirmed either; not sent a third time",
       ),
     ),
   };
