@@ -84,6 +84,8 @@ const ControllerEnv = z.object({
   FETCH_DEADLINE_SECONDS: positiveSeconds(600),
   /** How long a reply whose outcome a crash left unknown waits for a status-webhook receipt before it is sent once more. */
   REPLY_CONFIRM_SECONDS: positiveSeconds(300),
+  /** A Graph API call with no answer within this long is abandoned (a send's outcome is then settled by its receipt). */
+  WHATSAPP_TIMEOUT_SECONDS: positiveSeconds(30),
 
   // ── work queue and informers ──
   RECONCILE_CONCURRENCY: env.int(8, 1),
@@ -130,7 +132,12 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
 }).transform((c) => ({
   namespace: c.KUBE_NAMESPACE,
   objectStore: ObjectStoreConfig.parse(c),
-  whatsapp: { baseUrl: c.WHATSAPP_API_URL, version: c.WHATSAPP_API_VERSION, accessToken: c.WHATSAPP_ACCESS_TOKEN },
+  whatsapp: {
+    baseUrl: c.WHATSAPP_API_URL,
+    version: c.WHATSAPP_API_VERSION,
+    accessToken: c.WHATSAPP_ACCESS_TOKEN,
+    timeoutMs: c.WHATSAPP_TIMEOUT_SECONDS * 1000,
+  },
   job: {
     image: c.JOB_IMAGE,
     imagePullPolicy: c.JOB_IMAGE_PULL_POLICY,

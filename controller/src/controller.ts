@@ -7,7 +7,7 @@ import { hostname } from "node:os";
 import { createLogger, type Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
-import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
+import { createWhatsAppClient, GraphApiError, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { ControllerConfig } from "./config.ts";
 import type { Health } from "./framework/http-server.ts";
 import { Informer, type KubeObject } from "./framework/informer.ts";
@@ -167,7 +167,9 @@ export class Controller {
       kube: this.kube,
       store: this.store,
       cache,
-      whatsapp: o.whatsapp ?? createWhatsAppClient({ ...c.whatsapp, userAgent: "unmix-controller/0.1" }),
+      whatsapp: countingErrors(o.whatsapp ?? createWhatsAppClient({ ...c.whatsapp, userAgent: "unmix-controller/0.1" }), (call, kind) =>
+        this.metrics.graphErrors.inc({ call, kind }),
+      ),
       events: createEventRecorder(this.kube, this.identity, this.log, this.clock),
       lookup: {
         separationJob: (name) => this.sjInformer.get(name),
@@ -364,4 +366,28 @@ export class Controller {
       retries: this.queue.retries,
     };
   }
+}
+
+/**
+ * Every failed Graph API call counted by call (`send_text`, `upload_media`, …) and kind: an expired
+ * token (`auth`) must page someone once, from the first refused call, whichever step made it.
+ */
+function countingErrors(client: WhatsAppClient, count: (call: string, kind: string) => void): WhatsAppClient {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof value !== "function") return value;
+      const call = String(prop).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+      return (...args: unknown[]) => {
+        const result = value.apply(target, args);
+        if (!(result instanceof Promise)) return result;
+        return result.catch((err: unknown) => {
+          // network failures and timeouts arrive as GraphApiError too; the media errors of our own
+          // checks (expired URL, too large) are not calls that failed
+          if (err instanceof GraphApiError) count(call, err.kind);
+          throw err;
+        });
+      };
+    },
+  });
 }

@@ -188,8 +188,15 @@ export class Worker {
 
   /** A reply's receipt: recorded on its SeparationJob (failures are retried like any message's). */
   private async confirmReply(msg: JsMsg): Promise<void> {
-    const r = ReceiptMessage.safeParse(JSON.parse(msg.string()));
+    let body: unknown;
+    try {
+      body = JSON.parse(msg.string());
+    } catch {
+      body = undefined;
+    }
+    const r = ReceiptMessage.safeParse(body);
     if (!r.success) {
+      // retrying cannot fix it
       await this.deadLetter(msg, `malformed receipt: ${r.error.message}`, "malformed");
       msg.term();
       return;
