@@ -263,6 +263,13 @@ describe("decide: the reply is sent once; a crash mid-send is settled by WhatsAp
     assert.equal(refused.status?.reply?.mediaId, "987654321");
     assert.deepEqual(run(refused), { type: "SendReply", kind: "Result" });
   });
+  test("a refused send is tried again only after WhatsApp's delay, though the refusal's own write wakes the controller at once", () => {
+    const refused = apply(sjAt("sending"), S.refused(sjAt("sending"), at(12), "token expired", 30_000));
+    assert.equal(refused.status?.reply?.notBefore, at(42).toISOString());
+    const early = run(refused, { now: at(13) });
+    assert.deepEqual(early, { type: "Wait", why: "WhatsApp refused the send: trying again later", requeueAfterMs: 29_000 });
+    assert.deepEqual(run(refused, { now: at(42) }), { type: "SendReply", kind: "Result" });
+  });
   test("an unreachable user (reply failed): finalize, no further send", () => {
     const failed = apply(sjAt("sending"), S.replyFailed(sjAt("sending"), at(12), "outside the 24-hour window"));
     assert.deepEqual(run(failed), { type: "Finalize" });

@@ -168,6 +168,7 @@ export const SeparationJobStatus = z
         kind: z.enum(["Result", "Failure"]).optional().describe("The cleaned media, or the text saying why there is none"),
         attemptedAt: z.string().datetime().optional(),
         resent: z.boolean().optional().describe("This send repeats one whose outcome a crash left unknown and that no status webhook confirmed (at most once)"),
+        notBefore: z.string().datetime().optional().describe("WhatsApp refused the send (rate limit, 5xx, our token): not tried again before this time"),
         messageId: z.string().optional().describe("wamid of our reply"),
         mediaId: z.string().optional().describe("WhatsApp media id of the uploaded result"),
       })

@@ -67,6 +67,9 @@ export function decide(o: Observation): Action {
     if (reply.resent) return { type: "GiveUpReply" };
     return { type: "SendReply", kind: reply.kind ?? (status.failure ? "Failure" : "Result"), resend: true };
   }
+  // a refused send waits out WhatsApp's delay: the write that recorded the refusal wakes us at once
+  const notBefore = reply?.state === "Uploaded" && reply.notBefore ? Date.parse(reply.notBefore) - now.getTime() : 0;
+  if (notBefore > 0) return { type: "Wait", why: "WhatsApp refused the send: trying again later", requeueAfterMs: notBefore };
   if (status.failure) return { type: "SendReply", kind: "Failure" };
   if (statusOf(sj, C.Separated) === "True") return { type: "SendReply", kind: "Result" };
 

@@ -152,7 +152,7 @@ async function onSendError(ctx: StepContext, committed: SeparationJob, kind: S.R
   ctx.log.warn({ kind: e.kind, code: e.code, status: e.status }, after.why);
   switch (after.outcome) {
     case "refused":
-      await ctx.write(committed, S.refused(committed, now, after.why));
+      await ctx.write(committed, S.refused(committed, now, after.why, after.retryAfterMs));
       throw new RetryAfter(after.retryAfterMs, after.why);
     case "resultRejected": {
       const refused = S.refused(committed, now, after.why);

@@ -175,8 +175,11 @@ export function sent(sj: SeparationJob, now: Date, messageId: string | undefined
   };
 }
 
-/** WhatsApp refused the send (an HTTP answer, so nothing went out): the reply may be tried again. */
-export function refused(sj: SeparationJob, now: Date, why: string): StatusPatch {
+/**
+ * WhatsApp refused the send (an HTTP answer, so nothing went out): the reply may be tried again,
+ * not before `retryAfterMs` (this write wakes the controller at once; decide() holds it back).
+ */
+export function refused(sj: SeparationJob, now: Date, why: string, retryAfterMs = 0): StatusPatch {
   const reply = sj.status?.reply;
   return {
     reply: {
@@ -184,6 +187,7 @@ export function refused(sj: SeparationJob, now: Date, why: string): StatusPatch 
       ...(reply?.kind ? { kind: reply.kind } : {}),
       ...(reply?.mediaId ? { mediaId: reply.mediaId } : {}),
       ...(reply?.attemptedAt ? { attemptedAt: reply.attemptedAt } : {}),
+      ...(retryAfterMs > 0 ? { notBefore: new Date(now.getTime() + retryAfterMs).toISOString() } : {}),
     },
     conditions: conditionsWith(sj, now, cond(C.Replied, "Unknown", "Refused", why)),
   };
