@@ -7,12 +7,13 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help
+.PHONY: dev test check resilience setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench help
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
 	@echo "make test   run every test (TypeScript, Python, end to end)"
 	@echo "make check  only the fast part of make test: types, Biome, ruff, unit tests (no stack)"
+	@echo "make resilience  the whole fault matrix on the real stack; writes docs/resilience.md"
 
 dev: setup
 	node e2e/src/dev.ts
@@ -22,6 +23,11 @@ test: setup
 
 check: setup-node setup-python
 	bash e2e/scripts/check.sh
+
+# The fault matrix (e2e/test/resilience.test.ts): every scenario, each a fault injected mid-flow on
+# the real stack; writes docs/resilience.md. `make test` runs its quick rows only (one per component).
+resilience: setup-stack setup-node
+	UNMIX_RESILIENCE=all node --test --test-timeout=1800000 e2e/test/resilience.test.ts
 
 setup: setup-stack setup-node setup-python
 
