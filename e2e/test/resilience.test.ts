@@ -90,7 +90,7 @@ async function send(tag: string, first = ""): Promise<{ id: string; body: string
     mimeType: "audio/ogg; codecs=opus",
     voice: true,
     from: { waId: `4915550${n}1`, name: `Fault ${n}` },
-  } as never);
+  });
   return { id: r.id, body: r.body, accepted: r.deliveries.every((d) => d.status === 200) };
 }
 
