@@ -10,7 +10,7 @@
 // while a component dies. `make resilience` (UNMIX_RESILIENCE=all) runs every scenario and writes
 // the table to docs/resilience.md; `make test` runs the rows marked quick (one per component).
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -413,6 +413,10 @@ describe("the Graph API failing mid-flow", () => {
     const times = sendTimes().slice(first);
     assert.equal(times.length, 4, `Graph sends during the fault: ${times.length}`);
     assert.ok((times[2] as number) - (times[1] as number) >= 25_000, "after the second refusal the send waits ~30 s");
+    const alerts = readFileSync(p.controller.proc.logFile, "utf8")
+      .split("\n")
+      .filter((l) => l.includes('"level":50') && l.includes("the access token was refused"));
+    assert.equal(alerts.length, 2, "one error line per refused call");
   });
 
   scenario("expired media URL", false, async () => {

@@ -149,7 +149,9 @@ async function onSendError(ctx: StepContext, committed: SeparationJob, kind: S.R
     return ctx.config.flow.replyConfirmMs;
   }
   const e = err as GraphApiError;
-  ctx.log.warn({ kind: e.kind, code: e.code, status: e.status }, after.why);
+  // our own token refused: nobody gets a reply until someone renews it (the alert's log line)
+  if (ourToken(e)) ctx.log.error({ kind: e.kind, code: e.code, status: e.status }, `${after.why}: the access token was refused; renew it`);
+  else ctx.log.warn({ kind: e.kind, code: e.code, status: e.status }, after.why);
   switch (after.outcome) {
     case "refused":
       await ctx.write(committed, S.refused(committed, now, after.why, after.retryAfterMs));
