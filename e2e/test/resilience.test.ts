@@ -302,15 +302,19 @@ describe("processes killed mid-flow", () => {
     expectClean(row);
   });
 
-  scenario("API server restart", true, async () => {
-    const row = await measure("API server restart", "kube-apiserver stopped and started while a job runs and another message arrives", async () => {
-      const a = await send("apiserver-a", "SLEEP=3");
-      await jobStarted(a.id);
-      const restarting = p.stack.kube?.restartApiServer();
-      const b = await send("apiserver-b");
-      await restarting;
-      return [a.id, b.id];
-    });
+  scenario("API server SIGKILL", true, async () => {
+    const row = await measure(
+      "API server SIGKILL",
+      "kube-apiserver killed (SIGKILL) and started again while a job runs and another message arrives",
+      async () => {
+        const a = await send("apiserver-a", "SLEEP=3");
+        await jobStarted(a.id);
+        const restarting = p.stack.kube?.crashApiServer();
+        const b = await send("apiserver-b");
+        await restarting;
+        return [a.id, b.id];
+      },
+    );
     expectClean(row);
   });
 
