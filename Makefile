@@ -7,13 +7,14 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench bench-controller help conformance fuzz fuzz-webhook fuzz-media bench-webhook
+.PHONY: dev test check resilience setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench bench-controller help conformance fuzz fuzz-webhook fuzz-media bench-webhook
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
 	@echo "make test   run every test (TypeScript, Python, end to end)"
 	@echo "make check  only the fast part of make test: types, Biome, ruff, unit tests (no stack)"
 	@echo "extras: make conformance (the data-policy tests, docs/privacy-conformance.md),"
+	@echo "        make resilience (the whole fault matrix, docs/resilience.md),"
 	@echo "        make fuzz (both fuzzing campaigns: fuzz-webhook, fuzz-media), make bench-webhook (10,000-webhook burst)"
 
 dev: setup
@@ -42,6 +43,11 @@ fuzz-webhook: setup-node
 bench-webhook: setup-stack setup-node
 	node e2e/bench/webhook-burst.ts
 	node e2e/bench/webhook-burst.ts --nats-outage
+
+# The fault matrix (e2e/test/resilience.test.ts): every scenario, each a fault injected mid-flow on
+# the real stack; writes docs/resilience.md. `make test` runs its quick rows only (one per component).
+resilience: setup-stack setup-node
+	UNMIX_RESILIENCE=all node --test --test-timeout=1800000 e2e/test/resilience.test.ts
 
 setup: setup-stack setup-node setup-python
 

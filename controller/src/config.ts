@@ -92,8 +92,10 @@ const ControllerEnv = z.object({
   // ── timing of the flow ──
   /** Retryable failures to fetch the media from WhatsApp stop being retried this long after the SeparationJob was created. */
   FETCH_DEADLINE_SECONDS: positiveSeconds(600),
-  /** How long a reply whose outcome a crash left unknown waits for a status-webhook receipt. */
+  /** How long a reply whose outcome a crash left unknown waits for a status-webhook receipt before it is sent once more. */
   REPLY_CONFIRM_SECONDS: positiveSeconds(300),
+  /** A Graph API call with no answer within this long is abandoned (a send's outcome is then settled by its receipt). */
+  WHATSAPP_TIMEOUT_SECONDS: positiveSeconds(30),
 
   // ── the most a message may take, per stage (age since the SeparationJob was created) ──
   /** Not fetched by then (e.g. WhatsApp refuses our token): fails, with a reply where one can be sent. */
@@ -173,7 +175,13 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
 }).transform((c) => ({
   namespace: c.KUBE_NAMESPACE,
   objectStore: ObjectStoreConfig.parse(c),
-  whatsapp: { baseUrl: c.WHATSAPP_API_URL, version: c.WHATSAPP_API_VERSION, accessToken: c.WHATSAPP_ACCESS_TOKEN, mediaHosts: c.WHATSAPP_MEDIA_HOSTS },
+  whatsapp: {
+    baseUrl: c.WHATSAPP_API_URL,
+    version: c.WHATSAPP_API_VERSION,
+    accessToken: c.WHATSAPP_ACCESS_TOKEN,
+    mediaHosts: c.WHATSAPP_MEDIA_HOSTS,
+    timeoutMs: c.WHATSAPP_TIMEOUT_SECONDS * 1000,
+  },
   nats: {
     NATS_URL: c.NATS_URL,
     NATS_CREDS_FILE: c.NATS_CREDS_FILE,

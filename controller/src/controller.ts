@@ -8,7 +8,7 @@ import type { AuditLog } from "@unmix/core/audit";
 import { createLogger, type Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
 import { ResultCache, whatsappMediaDeleter } from "@unmix/core/result-cache";
-import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
+import { createWhatsAppClient, GraphApiError, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { ControllerConfig } from "./config.ts";
 import type { Health } from "./framework/http-server.ts";
 import { Informer, type KubeObject } from "./framework/informer.ts";
@@ -122,7 +122,9 @@ export class Controller {
     this.client.onRequest((verb) => this.metrics.kubeRequests.inc({ verb }));
     this.kube = kubeApi(this.client, c.namespace);
     this.store = o.store ?? createS3ObjectStore(c.objectStore);
-    const whatsapp = o.whatsapp ?? createWhatsAppClient({ ...c.whatsapp, userAgent: "unmix-controller/0.1" });
+    const whatsapp = countingErrors(o.whatsapp ?? createWhatsAppClient({ ...c.whatsapp, userAgent: "unmix-controller/0.1" }), (call, kind) =>
+      this.metrics.graphErrors.inc({ call, kind }),
+    );
     const cache = new ResultCache(this.store, c.gc.cacheTtlMs, this.clock, whatsappMediaDeleter(whatsapp, this.log));
     this.stopped = new Promise((resolve) => {
       this.stopRequested = resolve;
@@ -370,4 +372,28 @@ export class Controller {
       retries: this.queue.retries,
     };
   }
+}
+
+/**
+ * Every failed Graph API call counted by call (`send_text`, `upload_media`, …) and kind: an expired
+ * token (`auth`) must page someone once, from the first refused call, whichever step made it.
+ */
+function countingErrors(client: WhatsAppClient, count: (call: string, kind: string) => void): WhatsAppClient {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof value !== "function") return value;
+      const call = String(prop).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+      return (...args: unknown[]) => {
+        const result = value.apply(target, args);
+        if (!(result instanceof Promise)) return result;
+        return result.catch((err: unknown) => {
+          // network failures and timeouts arrive as GraphApiError too; the media errors of our own
+          // checks (expired URL, too large) are not calls that failed
+          if (err instanceof GraphApiError) count(call, err.kind);
+          throw err;
+        });
+      };
+    },
+  });
 }

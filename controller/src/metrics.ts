@@ -59,6 +59,13 @@ export function createMetrics(o: { waitingForGpu?: () => number } = {}) {
       labelNames: ["kind"],
       registers: [registry],
     }),
+    // the same name as the worker's: the token-expired alert sums both
+    graphErrors: new Counter({
+      name: "unmix_whatsapp_api_errors_total",
+      help: "WhatsApp Graph API calls that failed, by call and error kind",
+      labelNames: ["call", "kind"],
+      registers: [registry],
+    }),
     kubeRequests: new Counter({
       name: "unmix_controller_kube_requests_total",
       help: "Requests to the Kubernetes API server by verb",

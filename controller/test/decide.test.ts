@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { findCondition } from "@unmix/api/conditions";
-import type { SeparationJob } from "@unmix/api/separationjob";
+import { formatReceipt, REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
 import type { JobView, PodView } from "../src/framework/kube/objects.ts";
 import { classifyJobFailure, explainWaiting } from "../src/separation/classify.ts";
 import { type Action, decide, type MaxAges, type Observation, stageOf } from "../src/separation/decide.ts";
@@ -274,22 +274,43 @@ describe("decide: a Job of our name that is not ours", () => {
   });
 });
 
-describe("decide: the reply is sent at most once", () => {
-  test("Sending without a wamid, within the confirm window: wait for the receipt, never resend", () => {
+describe("decide: the reply is sent once; a crash mid-send is settled by WhatsApp's receipt", () => {
+  const receipt = (sj: SeparationJob, value: string) => ({ ...sj, metadata: { ...sj.metadata, annotations: { [REPLY_RECEIPT_ANNOTATION]: value } } });
+  const delivered = formatReceipt({ status: "delivered", at: at(12).toISOString() });
+
+  test("Sending, within the confirm window: wait for the receipt, do not send", () => {
     const a = run(sjAt("sending"), { now: at(11 + 60) });
     assert.equal(a.type, "Wait");
     if (a.type === "Wait") assert.equal(a.requeueAfterMs, CONFIRM_MS - 60_000);
   });
-  test("Sending with a receipt annotation: confirm it", () => {
-    const sj = sjAt("sending");
-    const withReceipt = { ...sj, metadata: { ...sj.metadata, annotations: { "unmix.dev/reply-message-id": "wamid.fromreceipt" } } };
-    assert.deepEqual(run(withReceipt, { now: at(12) }), { type: "ConfirmReply", messageId: "wamid.fromreceipt" });
+  test("Sending with a receipt: confirm it, at any time, and finalize without a message id", () => {
+    for (const now of [at(12), at(11 + CONFIRM_MS / 1000), at(10_000)])
+      assert.deepEqual(run(receipt(sjAt("sending"), delivered), { now }), { type: "ConfirmReply" });
+    const sj = receipt(sjAt("sending"), delivered);
+    const confirmed = apply(sj, S.sent(sj, at(13), "receipt"));
+    assert.equal(confirmed.status?.reply?.state, "Sent");
+    assert.doesNotMatch(JSON.stringify(confirmed), /wamid/, "a receipt holds no wamid");
+    assert.deepEqual(run(confirmed), { type: "Finalize" });
   });
-  test("Sending past the window without a receipt: give up, never resend", () => {
-    assert.deepEqual(run(sjAt("sending"), { now: at(11 + CONFIRM_MS / 1000) }), { type: "GiveUpReply" });
-    const gaveUp = apply(sjAt("sending"), S.unconfirmed(sjAt("sending"), at(400)));
+  test("a malformed receipt annotation (or an old wamid one) is no receipt", () => {
+    for (const value of ["wamid.HBgLNDkxNTE", "{}", '{"status":"failed","at":"2026-11-25T10:00:00Z"}', "not json"])
+      assert.equal(run(receipt(sjAt("sending"), value), { now: at(12) }).type, "Wait", value);
+  });
+  test("Sending past the window without a receipt: the send most likely never left, so it is sent once more", () => {
+    assert.deepEqual(run(sjAt("sending"), { now: at(11 + CONFIRM_MS / 1000) }), { type: "SendReply", kind: "Result", resend: true });
+    const failureNotice = apply(sjAt("sending"), { reply: { state: "Sending", kind: "Failure", attemptedAt: at(11).toISOString() } });
+    assert.deepEqual(run(failureNotice, { now: at(11 + CONFIRM_MS / 1000) }), { type: "SendReply", kind: "Failure", resend: true });
+  });
+  test("the repeat, itself left unconfirmed past the window: give up, never a third send", () => {
+    const first = sjAt("sending");
+    const resent = apply(first, S.sending(first, at(400), "Result", "987654321", true));
+    assert.equal(resent.status?.reply?.resent, true);
+    assert.equal(run(resent, { now: at(400 + 60) }).type, "Wait");
+    assert.deepEqual(run(receipt(resent, delivered), { now: at(400 + 60) }), { type: "ConfirmReply" });
+    assert.deepEqual(run(resent, { now: at(400 + CONFIRM_MS / 1000) }), { type: "GiveUpReply" });
+    const gaveUp = apply(resent, S.unconfirmed(resent, at(800)));
     assert.deepEqual(run(gaveUp), { type: "Finalize" });
-    const done = apply(gaveUp, S.finalized(gaveUp, at(401), "results/x"));
+    const done = apply(gaveUp, S.finalized(gaveUp, at(801), "results/x"));
     assert.deepEqual(
       [findCondition(done.status?.conditions, "Succeeded")?.status, findCondition(done.status?.conditions, "Succeeded")?.reason],
       ["False", "ReplyUnconfirmed"],
@@ -301,17 +322,30 @@ describe("decide: the reply is sent at most once", () => {
     assert.equal(refused.status?.reply?.mediaId, "987654321");
     assert.deepEqual(run(refused), { type: "SendReply", kind: "Result" });
   });
+  test("a refused send is tried again only after WhatsApp's delay, though the refusal's own write wakes the controller at once", () => {
+    const refused = apply(sjAt("sending"), S.refused(sjAt("sending"), at(12), "token expired", 30_000));
+    assert.equal(refused.status?.reply?.notBefore, at(42).toISOString());
+    const early = run(refused, { now: at(13) });
+    assert.deepEqual(early, { type: "Wait", why: "WhatsApp refused the send: trying again later", requeueAfterMs: 29_000 });
+    assert.deepEqual(run(refused, { now: at(42) }), { type: "SendReply", kind: "Result" });
+  });
   test("an unreachable user (reply failed): finalize, no further send", () => {
     const failed = apply(sjAt("sending"), S.replyFailed(sjAt("sending"), at(12), "outside the 24-hour window"));
     assert.deepEqual(run(failed), { type: "Finalize" });
   });
-  test("whatever state the walk is in, no decision ever sends after Sending or Sent", () => {
-    const stages = ["sending", "sent", "finished"] as const;
-    for (const stage of stages) {
-      for (const now of [at(12), at(200), at(10_000)]) {
+  test("whatever state the walk is in, nothing is sent after Sent, nor within the window after Sending, nor after a receipt", () => {
+    const cases = [
+      ["sent", [at(12), at(200), at(10_000)]],
+      ["finished", [at(12), at(200), at(10_000)]],
+      ["sending", [at(12), at(200), at(10 + CONFIRM_MS / 1000)]],
+    ] as const;
+    for (const [stage, times] of cases) {
+      for (const now of times) {
         for (const j of [undefined, job({ conditions: complete }), job()]) {
-          const a = run(sjAt(stage), { now, ...(j ? { job: j } : {}) });
-          assert.notEqual(a.type, "SendReply", `${stage} at ${now.toISOString()}`);
+          for (const sj of [sjAt(stage), receipt(sjAt(stage), delivered)]) {
+            const a = run(sj, { now, ...(j ? { job: j } : {}) });
+            assert.notEqual(a.type, "SendReply", `${stage} at ${now.toISOString()}`);
+          }
         }
       }
     }
@@ -335,7 +369,10 @@ describe("decide: activeDeadlineSeconds counts the wait too", () => {
 
 describe("decide: every stage has a maximum age (P11: nothing kept by a stuck message)", () => {
   const failedSj = () => apply(sjAt("fetched"), S.failed(sjAt("fetched"), at(5), { class: "BadInput", message: "x" }));
-  const withReceipt = (sj: SeparationJob) => ({ ...sj, metadata: { ...sj.metadata, annotations: { "unmix.dev/reply-message-id": "wamid.fromreceipt" } } });
+  const withReceipt = (sj: SeparationJob) => ({
+    ...sj,
+    metadata: { ...sj.metadata, annotations: { [REPLY_RECEIPT_ANNOTATION]: formatReceipt({ status: "sent", at: at(12).toISOString() }) } },
+  });
   const running = { job: job(), pods: [pod({ scheduled: "True", running: true })] };
   const internal = (what: string, limit: string): Action => ({
     type: "RecordFailure",
@@ -355,7 +392,7 @@ describe("decide: every stage has a maximum age (P11: nothing kept by a stuck me
     ["replying with a failure", failedSj, {}, 6 * HOUR - 1, "SendReply"],
     ["replying with a failure", failedSj, {}, 6 * HOUR, abandon],
     ["a send of unknown outcome", () => sjAt("sending"), {}, 6 * HOUR, { type: "GiveUpReply" }],
-    ["a send with a receipt", () => withReceipt(sjAt("sending")), {}, 6 * HOUR, { type: "ConfirmReply", messageId: "wamid.fromreceipt" }],
+    ["a send with a receipt", () => withReceipt(sjAt("sending")), {}, 6 * HOUR, { type: "ConfirmReply" }],
     ["finalizing (the garbage collector's bound)", () => sjAt("sent"), {}, 100 * HOUR, { type: "Finalize" }],
   ];
   for (const [stage, sj, observed, age, expected] of table) {

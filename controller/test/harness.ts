@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { findCondition } from "@unmix/api/conditions";
-import { type OutputFormat, REPLY_RECEIPT_ANNOTATION, type SeparationJob, separationJobName } from "@unmix/api/separationjob";
+import { type OutputFormat, ReceiptStatus, type SeparationJob, separationJobName } from "@unmix/api/separationjob";
 import { AUDIT_STREAM, AUDIT_SUBJECTS, type AuditEntry, connectAuditLog } from "@unmix/core/audit";
 import { k8s, type NewSeparationJob, SeparationJobs } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
@@ -82,31 +82,15 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
   const sim = await startWhatsAppSimulator({ appSecret: APP_SECRET, accessToken: ACCESS_TOKEN, webhookUrl, statusReceipts: true });
 
   async function onWebhook(body: string) {
-    const statuses = JSON.parse(body).entry?.[0]?.changes?.[0]?.value?.statuses as { id: string; status: string }[] | undefined;
+    type Status = { id: string; status: string; timestamp: string; biz_opaque_callback_data?: string };
+    const statuses = JSON.parse(body).entry?.[0]?.changes?.[0]?.value?.statuses as Status[] | undefined;
     for (const s of statuses ?? []) {
-      if (s.status !== "sent") continue;
-      // Meta echoes biz_opaque_callback_data in the status; the simulator does not yet, so read
-      // what the bot posted for that message from the simulator's request log
-      const m = sim.sentMessages().find((x) => x.id === s.id);
-      if (!m || m.type === "reaction") continue;
-      type Post = {
-        type?: string;
-        context?: { message_id?: string };
-        audio?: { id?: string };
-        video?: { id?: string };
-        text?: { body?: string };
-        biz_opaque_callback_data?: string;
-      };
-      const post = sim.requests
-        .filter((r) => r.method === "POST" && r.path.endsWith("/messages"))
-        .map((r) => r.body as Post)
-        .find((b) => b?.type === m.type && b.context?.message_id === m.replyTo && (b.audio?.id ?? b.video?.id) === m.mediaId && b.text?.body === m.text);
-      const callback = post?.biz_opaque_callback_data;
-      if (!callback) continue;
-      for (const ns of namespaces) {
-        const sjs = sjsByNs?.(ns);
-        if (await sjs?.get(callback)) await sjs?.patchMetadata(callback, { annotations: { [REPLY_RECEIPT_ANNOTATION]: s.id } });
-      }
+      const status = ReceiptStatus.safeParse(s.status);
+      const callback = s.biz_opaque_callback_data;
+      if (!status.success || !callback) continue;
+      // the ingress's worker makes the same call (ingress/src/handler.ts confirmReply)
+      const receipt = { status: status.data, at: new Date(Number(s.timestamp) * 1000).toISOString() };
+      for (const ns of namespaces) await sjsByNs?.(ns)?.recordReplyReceipt(callback, receipt);
     }
   }
 

@@ -4,9 +4,13 @@
 import * as k8s from "@kubernetes/client-node";
 import {
   API_VERSION,
+  formatReceipt,
   GROUP,
   KIND,
   PLURAL,
+  parseReceipt,
+  REPLY_RECEIPT_ANNOTATION,
+  type ReplyReceipt,
   SENDER_SECRET_LABEL,
   Sender,
   SeparationJob,
@@ -222,6 +226,32 @@ export class SeparationJobs {
   async patchStatus(name: string, resourceVersion: string, status: SeparationJobStatus): Promise<SeparationJob> {
     const res = await this.api.patchNamespacedCustomObjectStatus({ ...this.named(name), body: { metadata: { resourceVersion }, status } }, MERGE_PATCH);
     return SeparationJob.parse(res);
+  }
+
+  /**
+   * Records a status-webhook receipt of the reply on the SeparationJob named in the reply's
+   * biz_opaque_callback_data, only while its reply is Sending (the one state whose outcome is open)
+   * and only the first: a receipt for a finished or recorded reply changes nothing and costs no write.
+   */
+  async recordReplyReceipt(name: string, receipt: ReplyReceipt): Promise<"recorded" | "unneeded" | "gone"> {
+    const sj = await this.get(name);
+    if (!sj) return "gone";
+    if (sj.status?.reply?.state !== "Sending" || parseReceipt(sj.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION])) return "unneeded";
+    try {
+      await this.api.patchNamespacedCustomObject(
+        // guarded by the resourceVersion read: a concurrent change (Sent written) is read again
+        {
+          ...this.named(name),
+          body: { metadata: { resourceVersion: sj.metadata.resourceVersion, annotations: { [REPLY_RECEIPT_ANNOTATION]: formatReceipt(receipt) } } },
+        },
+        MERGE_PATCH,
+      );
+    } catch (err) {
+      if (isNotFound(err)) return "gone";
+      if (apiReason(err) === "Conflict") return this.recordReplyReceipt(name, receipt);
+      throw err;
+    }
+    return "recorded";
   }
 
   /** Merge-patches metadata (finalizers, annotations). */

@@ -16,11 +16,32 @@ export const TRACEPARENT_ANNOTATION = "unmix.dev/traceparent";
 /** Label with the keyed hash of the sender, so `delete` and purges find a user's jobs without a phone number in a label. */
 export const USER_LABEL = "unmix.dev/user";
 /**
- * Annotation with the wamid of the reply, written by whoever receives WhatsApp's status webhooks
- * (the controller sends each reply with biz_opaque_callback_data = the SeparationJob's name). The
+ * Annotation with the receipt of the reply: that WhatsApp took it (a `sent`, `delivered`, `read` or
+ * `played` status webhook), which status came first and when; never the wamid (it embeds the user's
+ * number). The controller sends each reply with biz_opaque_callback_data = the SeparationJob's name;
+ * the ingress's worker writes this annotation from the status webhooks that echo it, and the
  * controller reads it to settle a reply whose outcome a crash left unknown (status.reply.state Sending).
  */
-export const REPLY_RECEIPT_ANNOTATION = "unmix.dev/reply-message-id";
+export const REPLY_RECEIPT_ANNOTATION = "unmix.dev/reply-receipt";
+
+/** The statuses that prove WhatsApp accepted a message (`failed` proves nothing went out). */
+export const ReceiptStatus = z.enum(["sent", "delivered", "read", "played"]);
+export const ReplyReceipt = z.object({ status: ReceiptStatus, at: z.string().datetime() }).strict();
+export type ReplyReceipt = z.infer<typeof ReplyReceipt>;
+
+/** The annotation's value for a receipt. */
+export const formatReceipt = (r: ReplyReceipt): string => JSON.stringify(ReplyReceipt.parse(r));
+
+/** The receipt an annotation value holds; undefined when absent or malformed (treated as no receipt). */
+export function parseReceipt(value: string | undefined): ReplyReceipt | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const r = ReplyReceipt.safeParse(JSON.parse(value));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Who sent the message and which message it was: what identifies a person, so it is kept out of the
@@ -166,6 +187,8 @@ export const SeparationJobStatus = z
           ),
         kind: z.enum(["Result", "Failure"]).optional().describe("The cleaned media, or the text saying why there is none"),
         attemptedAt: z.string().datetime().optional(),
+        resent: z.boolean().optional().describe("This send repeats one whose outcome a crash left unknown and that no status webhook confirmed (at most once)"),
+        notBefore: z.string().datetime().optional().describe("WhatsApp refused the send (rate limit, 5xx, our token): not tried again before this time"),
         mediaId: z.string().optional().describe("WhatsApp media id of the uploaded result"),
       })
       .strict()
@@ -212,6 +235,9 @@ export type SeparationJob = z.infer<typeof SeparationJob>;
 export function separationJobName(wamid: string): string {
   return `sj-${createHash("sha256").update(wamid).digest("hex").slice(0, 32)}`;
 }
+
+/** What separationJobName makes; the reply's callback data is checked against it. */
+export const SEPARATION_JOB_NAME = /^sj-[0-9a-f]{32}$/;
 
 /** Printer columns: `kubectl get sj` as a dashboard. No column shows a phone number. */
 const printerColumns = [

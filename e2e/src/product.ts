@@ -14,7 +14,7 @@ import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
 import { parse as parseYaml } from "yaml";
 import { type OtlpReceiver, startOtlpReceiver } from "./otlp-receiver.ts";
-import { type Stack, startStack } from "./stack/index.ts";
+import { type ImageMapping, type Stack, startStack } from "./stack/index.ts";
 import { freePort } from "./stack/ports.ts";
 import { type ManagedProcess, spawnManaged, waitUntil } from "./stack/processes.ts";
 import { startWhatsAppSimulator, type WhatsAppSimulator } from "./whatsapp-sim/index.ts";
@@ -30,7 +30,8 @@ export const USER_KEY_SECRET = "dev-user-key-secret-0123456789";
 export const INBOUND_SIGNING_KEY = "dev-inbound-signing-key-0123456789";
 export const ADMIN_TOKEN = "dev-admin-token-0123456789abcdef";
 
-export type ComponentName = "ingress" | "controller";
+/** `worker` runs only with `splitIngress` (the ingress then runs ROLE=webhook, the worker ROLE=worker). */
+export type ComponentName = "ingress" | "worker" | "controller";
 
 export interface ModelChoice {
   /** The separation model the job runs (MODEL_NAME). */
@@ -53,6 +54,12 @@ export interface ProductOptions {
   controllerEnv?: Record<string, string>;
   /** Keep the stack's folder (logs) after stop(). */
   keep?: boolean;
+  /** The webhook and the worker as two processes (ROLE=webhook, ROLE=worker), so each can be killed alone. */
+  splitIngress?: boolean;
+  /** What the node runs for the job image instead of the job-image venv's `unmix-job` (e.g. a stand-in). */
+  jobImage?: ImageMapping;
+  /** Extra environment for the worker (splitIngress). */
+  workerEnv?: Record<string, string>;
 }
 
 export interface Component {
@@ -69,6 +76,8 @@ export interface Product {
   otlp: OtlpReceiver;
   model: ModelChoice;
   ingress: Component;
+  /** The worker, with splitIngress; undefined otherwise (the ingress runs it). */
+  worker: Component | undefined;
   controller: Component;
   /** The ingress's admin listener (purge, broadcast, jobs), bearer ADMIN_TOKEN. */
   adminUrl: string;
@@ -136,14 +145,14 @@ export async function applyCrd(kc: k8s.KubeConfig): Promise<void> {
 }
 
 export async function startProduct(o: ProductOptions = {}): Promise<Product> {
-  const venv = jobVenv();
+  const venv = o.jobImage ? "" : jobVenv();
   const model = o.model ?? findModel();
   const stack = await startStack({
     components: ["kube", "nats", "s3"],
     gpus: o.gpus ?? 1,
     keep: o.keep ?? false,
     images: {
-      [JOB_IMAGE]: {
+      [JOB_IMAGE]: o.jobImage ?? {
         entrypoint: [join(venv, "bin", "unmix-job")],
         // what the image bakes in: its model folder; CPU here
         env: { ...(model.repo ? { MODEL_REPO: model.repo } : {}), DEVICE: "cpu", PATH: process.env.PATH ?? "/usr/bin:/bin" },
@@ -190,25 +199,26 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       OTEL_BSP_SCHEDULE_DELAY: "200",
       LOG_LEVEL: "info",
     };
-    const [ingressPort, adminPort, controllerPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    const [ingressPort, adminPort, controllerPort, workerPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     const clockOffsetFile = join(stack.dir, "controller-clock-offset-seconds");
+    const ingressCommon = {
+      ...common,
+      HOST: "127.0.0.1",
+      ADMIN_HOST: "127.0.0.1",
+      ADMIN_PORT: String(adminPort),
+      ADMIN_TOKEN,
+      USER_KEY_SECRET,
+      INBOUND_SIGNING_KEY,
+      WHATSAPP_APP_SECRET: APP_SECRET,
+      WHATSAPP_VERIFY_TOKEN: VERIFY_TOKEN,
+      KUBE_NAMESPACE: NAMESPACE,
+    };
     const envs: Record<ComponentName, Record<string, string>> = {
-      ingress: {
-        ...common,
-        ROLE: "all",
-        HOST: "127.0.0.1",
-        PORT: String(ingressPort),
-        ADMIN_HOST: "127.0.0.1",
-        ADMIN_PORT: String(adminPort),
-        ADMIN_TOKEN,
-        ...stack.nats?.env("ingress"),
-        USER_KEY_SECRET,
-        INBOUND_SIGNING_KEY,
-        WHATSAPP_APP_SECRET: APP_SECRET,
-        WHATSAPP_VERIFY_TOKEN: VERIFY_TOKEN,
-        KUBE_NAMESPACE: NAMESPACE,
-        ...o.ingressEnv,
-      },
+      // each role as its own NATS user, with that user's permissions
+      ingress: o.splitIngress
+        ? { ...ingressCommon, ...stack.nats?.env("webhook"), ROLE: "webhook", PORT: String(ingressPort), ...o.ingressEnv }
+        : { ...ingressCommon, ...stack.nats?.env("ingress"), ROLE: "all", PORT: String(ingressPort), ...o.ingressEnv },
+      worker: { ...ingressCommon, ...stack.nats?.env("worker"), ROLE: "worker", PORT: String(workerPort), ...o.workerEnv },
       controller: {
         ...common,
         ...stack.nats?.env("controller"),
@@ -231,9 +241,14 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
         ...o.controllerEnv,
       },
     };
-    const urls: Record<ComponentName, string> = { ingress: `http://127.0.0.1:${ingressPort}`, controller: `http://127.0.0.1:${controllerPort}` };
+    const urls: Record<ComponentName, string> = {
+      ingress: `http://127.0.0.1:${ingressPort}`,
+      worker: `http://127.0.0.1:${workerPort}`,
+      controller: `http://127.0.0.1:${controllerPort}`,
+    };
     // as the images run them: tracing starts from --import, before main loads what it instruments
-    const args = (name: ComponentName) => ["--import", join(ROOT, `${name}/src/telemetry.ts`), join(ROOT, `${name}/src/main.ts`)];
+    const program = (name: ComponentName) => (name === "worker" ? "ingress" : name);
+    const args = (name: ComponentName) => ["--import", join(ROOT, `${program(name)}/src/telemetry.ts`), join(ROOT, `${program(name)}/src/main.ts`)];
     let generation = 0;
 
     const start = async (name: ComponentName) => {
@@ -260,7 +275,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       } else await c.proc.stop(30_000);
     };
 
-    await Promise.all([start("ingress"), start("controller")]);
+    await Promise.all([start("ingress"), start("controller"), o.splitIngress ? start("worker") : undefined]);
     sim.setWebhookUrl(`${urls.ingress}/webhook`);
 
     const product: Product = {
@@ -270,6 +285,9 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       model,
       get ingress() {
         return running.get("ingress") as Component;
+      },
+      get worker() {
+        return running.get("worker");
       },
       get controller() {
         return running.get("controller") as Component;

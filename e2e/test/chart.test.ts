@@ -278,7 +278,7 @@ describe("chart, statically", () => {
     const roles = Object.fromEntries(objects.filter((o) => o.kind === "Role").map((o) => [o.metadata.name.replace(/^unmix-/, ""), o.rules ?? []]));
     for (const rules of Object.values(roles)) for (const r of rules) assert.ok(![...r.apiGroups, ...r.resources, ...r.verbs].includes("*"), JSON.stringify(r));
     const can = (role: string, resource: string) => new Set((roles[role] ?? []).filter((r) => r.resources.includes(resource)).flatMap((r) => r.verbs));
-    assert.deepEqual([...can("worker", "separationjobs")].sort(), ["create", "delete", "get", "list"]);
+    assert.deepEqual([...can("worker", "separationjobs")].sort(), ["create", "delete", "get", "list", "patch"]);
     assert.deepEqual([...can("controller", "separationjobs")].sort(), ["delete", "get", "list", "watch"]);
     assert.deepEqual([...can("controller", "separationjobs/status")], ["patch"]);
     assert.deepEqual([...can("controller", "separationjobs/finalizers")], []);
@@ -546,7 +546,7 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     // line per rule as `kubectl auth can-i --list` prints it, "resource [names] verbs" (verbs sorted).
     // Each is a call in the code: controller/src/framework/kube/api.ts and the informers (list+watch),
     // core/src/kube.ts SeparationJobs as the ingress uses it (create, list, delete; get on AlreadyExists; its sender Secrets: create, get).
-    const WORKER = ["secrets [] create get", "separationjobs.unmix.dev [] create delete get list"];
+    const WORKER = ["secrets [] create get", "separationjobs.unmix.dev [] create delete get list patch"];
     const CONTROLLER = [
       "events.events.k8s.io [] create",
       "jobs.batch [] create delete get list watch",

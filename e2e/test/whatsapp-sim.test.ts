@@ -504,6 +504,22 @@ describe("messages route", () => {
     assert.equal(err.code, 131053);
   });
 
+  test("every status webhook of a message echoes its biz_opaque_callback_data; a message sent without one has none", async () => {
+    const tagged = await wa.sendText(sim.phoneNumberId, user, "your result", { callbackData: "sj-0123abcd" });
+    const plain = await wa.sendText(sim.phoneNumberId, user, "help text");
+    await until(() => statusesReceived().filter((st) => st.id === tagged || st.id === plain).length === 4);
+    const of = (id: string) => statusesReceived().filter((st) => st.id === id);
+    assert.deepEqual(
+      of(tagged).map((st) => [st.status, st.biz_opaque_callback_data]),
+      [
+        ["sent", "sj-0123abcd"],
+        ["delivered", "sj-0123abcd"],
+      ],
+    );
+    assert.ok(of(plain).every((st) => !("biz_opaque_callback_data" in st)));
+    for (const r of received) MessageEnvelope.parse(payloadOf(r));
+  });
+
   test("outside the 24-hour window only a template is delivered; the rest fails with 131047 in a status webhook", async () => {
     now += 25 * 3600_000;
     const late = await wa.sendText(sim.phoneNumberId, user, "your result is ready");

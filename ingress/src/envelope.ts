@@ -3,6 +3,7 @@
 // business-scoped user id), the profile name, the type, the media reference, the message id and
 // timestamp, and the business phone_number_id. Text bodies are reduced to the command they name;
 // captions, locations, contacts, reactions, referrals and everything else are dropped here.
+import { ReceiptStatus, SEPARATION_JOB_NAME } from "@unmix/api/separationjob";
 import { messageRef } from "@unmix/core/audit";
 import { z } from "zod";
 
@@ -53,6 +54,7 @@ const Status = z
     status: z.string().min(1).max(32),
     timestamp: UnixSeconds,
     errors: z.array(ErrorEntry).max(100).optional(),
+    biz_opaque_callback_data: z.string().max(512).optional(),
   })
   .loose();
 
@@ -123,12 +125,18 @@ export const InboundMessage = z
   .strict();
 export type InboundMessage = z.infer<typeof InboundMessage>;
 
+/** What goes onto the inbound stream for a status webhook that confirms a reply: no wamid, no user. */
+export const ReceiptMessage = z.object({ v: z.literal(1), job: z.string().regex(SEPARATION_JOB_NAME), status: ReceiptStatus, timestamp: UnixSeconds }).strict();
+export type ReceiptMessage = z.infer<typeof ReceiptMessage>;
+
 export interface StatusReceipt {
   /** Hash of the wamid of our message (the wamid itself encodes the user's number). */
   ref: string;
   status: string;
   timestamp: string;
   errorCodes: number[];
+  /** The SeparationJob a reply was sent for: its biz_opaque_callback_data, when that names one. */
+  job?: string;
 }
 
 export interface Extracted {
@@ -178,8 +186,16 @@ export function extract(body: unknown): Extracted {
       if (!parsed.success) throw new EnvelopeError(issuesOf(parsed.error, ["entry", e, "changes", c, "value"]));
       const value = parsed.data;
       for (const err of value.errors ?? []) out.errors.push({ code: err.code, ...(err.title ? { title: err.title } : {}) });
-      for (const s of value.statuses ?? [])
-        out.statuses.push({ ref: messageRef(s.id), status: s.status, timestamp: s.timestamp, errorCodes: (s.errors ?? []).map((x) => x.code) });
+      for (const s of value.statuses ?? []) {
+        const job = s.biz_opaque_callback_data;
+        out.statuses.push({
+          ref: messageRef(s.id),
+          status: s.status,
+          timestamp: s.timestamp,
+          errorCodes: (s.errors ?? []).map((x) => x.code),
+          ...(job !== undefined && SEPARATION_JOB_NAME.test(job) ? { job } : {}),
+        });
+      }
       for (const [i, m] of (value.messages ?? []).entries()) {
         const sender = senderOf(m, value.contacts ?? []);
         if (!sender.waId && !sender.userId) throw new EnvelopeError([`entry.${e}.changes.${c}.value.messages.${i}: no from or from_user_id`]);

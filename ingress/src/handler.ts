@@ -13,7 +13,7 @@ import type { CacheHit, CacheKey, ResultCache } from "@unmix/core/result-cache";
 import { normalizeSha256 } from "@unmix/core/sha256";
 import { currentTraceparent } from "@unmix/core/spans";
 import { GraphApiError, type MediaInfo, type Recipient, type WhatsAppClient } from "@unmix/core/whatsapp";
-import type { InboundMessage } from "./envelope.ts";
+import type { InboundMessage, ReceiptMessage } from "./envelope.ts";
 import { type EraseDeps, eraseUser } from "./erase.ts";
 import { type AcceptedMedia, classifyMedia, OUTPUT_MIME_TYPES } from "./media.ts";
 import type { Metrics } from "./metrics.ts";
@@ -78,6 +78,11 @@ export class MessageHandler {
   private readonly d: HandlerDeps;
   constructor(d: HandlerDeps) {
     this.d = d;
+  }
+
+  /** A status webhook that proves a reply went out: recorded on its SeparationJob while the reply's outcome is open. */
+  confirmReply(r: ReceiptMessage): Promise<"recorded" | "unneeded" | "gone"> {
+    return this.d.jobs.recordReplyReceipt(r.job, { status: r.status, at: new Date(Number(r.timestamp) * 1000).toISOString() });
   }
 
   async handle(m: InboundMessage, ref: string): Promise<Outcome> {

@@ -9,8 +9,8 @@ import type { JsMsg, MsgHdrs } from "nats";
 
 const t = tracer("unmix-ingress-nats");
 
-/** unmix.inbound.u3f… → unmix.inbound.{user}; audit subjects name an event and stay as they are. */
-export const subjectTemplate = (subject: string) => subject.replace(/^(unmix\.(?:inbound|deadletter))\..+$/, "$1.{user}");
+/** unmix.inbound.u3f… → unmix.inbound.{user}; audit and receipt subjects name no user and stay as they are. */
+export const subjectTemplate = (subject: string) => subject.replace(/^(unmix\.(?:inbound|deadletter))\.(?!receipts$).+$/, "$1.{user}");
 
 const attributes = (subject: string, operation: "publish" | "process", bytes: number) => ({
   "messaging.system": "nats",

@@ -44,6 +44,8 @@ export const STREAMS = {
 /** Subjects carry the keyed hash of the user, so a user's pending entries can be purged by subject. */
 export const subjects = {
   inbound: (userKey: string) => `unmix.inbound.${userKey}`,
+  /** Status webhooks that confirm a reply, for the worker to record on the SeparationJob (no user in them). */
+  receipts: "unmix.inbound.receipts",
   deadLetter: (userKey: string) => `unmix.deadletter.${userKey}`,
 };
 

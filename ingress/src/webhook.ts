@@ -1,16 +1,18 @@
 // The WhatsApp webhook (Fastify plugin): GET /webhook answers Meta's verification handshake; POST
 // /webhook checks X-Hub-Signature-256 over the exact raw bytes, validates the envelope, publishes
-// every message to JetStream (Nats-Msg-Id = wamid, signed for the worker: signing.ts) and every status receipt and error to the audit
-// stream, and answers 200 only once JetStream acknowledged all of them: 503 otherwise, so Meta
+// every message to JetStream (Nats-Msg-Id = wamid, signed for the worker: signing.ts), every status
+// receipt and error to the audit stream and each reply's first confirming status to the worker
+// (signed too), and answers 200 only once JetStream acknowledged all of them: 503 otherwise, so Meta
 // delivers again. Nothing is touched before the signature matched.
 import { timingSafeEqual } from "node:crypto";
 import { context, trace } from "@opentelemetry/api";
+import { ReceiptStatus } from "@unmix/api/separationjob";
 import { auditable } from "@unmix/core/audit";
 import { userKey } from "@unmix/core/privacy";
 import { contextFromTraceparent, exemplar, inSpan, tracer } from "@unmix/core/spans";
 import { verifyWebhookSignature } from "@unmix/core/whatsapp";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { EnvelopeError, type Extracted, extract } from "./envelope.ts";
+import { EnvelopeError, type Extracted, extract, type ReceiptMessage } from "./envelope.ts";
 import { typeLabel } from "./metrics.ts";
 import { NatsUnavailableError, subjects } from "./nats.ts";
 import { SIGNATURE_HEADER, signInbound } from "./signing.ts";
@@ -170,12 +172,23 @@ export const webhookRoutes: FastifyPluginAsync<WebhookOptions> = async (app, o) 
       metrics.statuses.inc({ status: STATUSES.has(s.status) ? s.status : "other" });
       for (const code of s.errorCodes) metrics.webhookErrors.inc({ code: String(code) });
     });
+    // a status that proves a reply went out, for the worker to record on its SeparationJob: the
+    // first per job is enough (Nats-Msg-Id), so `delivered` after `sent` costs no second write
+    const confirmations = x.statuses.flatMap((s) => {
+      const status = ReceiptStatus.safeParse(s.status);
+      if (!s.job || !status.success) return [];
+      const receipt: ReceiptMessage = { v: 1, job: s.job, status: status.data, timestamp: s.timestamp };
+      const data = JSON.stringify(receipt);
+      const msgId = `receipt.${s.job}`;
+      const headers = { [SIGNATURE_HEADER]: signInbound(o.signingKey, subjects.receipts, msgId, data) };
+      return [timed(nats.publish(subjects.receipts, data, { msgId, headers, timeoutMs: o.publishTimeoutMs }))];
+    });
     const errors = x.errors.map(async (e) => {
       // Meta's title is free text: only the code goes into the trail
       await timed(nats.audit({ event: "webhook-error", code: e.code }, undefined, { timeoutMs: o.publishTimeoutMs }));
       metrics.webhookErrors.inc({ code: String(e.code) });
     });
-    const results = await Promise.allSettled([...published, ...receipts, ...errors]);
+    const results = await Promise.allSettled([...published, ...receipts, ...confirmations, ...errors]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
     req.log.debug({ messages: x.messages.length, statuses: x.statuses.length, errors: x.errors.length }, "webhook accepted");

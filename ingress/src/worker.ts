@@ -16,7 +16,7 @@ import { auditable } from "@unmix/core/audit";
 import type { Logger } from "@unmix/core/log";
 import { scrubText } from "@unmix/core/privacy";
 import { inSpan, tracer } from "@unmix/core/spans";
-import { InboundMessage, messageRef } from "./envelope.ts";
+import { InboundMessage, messageRef, ReceiptMessage } from "./envelope.ts";
 import type { MessageHandler, Outcome } from "./handler.ts";
 import { type Metrics, typeLabel } from "./metrics.ts";
 import { BUCKETS, HEADERS, type JsMsg, type KV, maxDeliveriesAdvisory, type Nats, STREAMS, type Subscription, subjects, WORKER_CONSUMER } from "./nats.ts";
@@ -148,6 +148,11 @@ export class Worker {
         msg.term();
         return;
       }
+      if (msg.subject === subjects.receipts) {
+        type = "receipt";
+        await this.confirmReply(msg);
+        return;
+      }
       let m: InboundMessage;
       try {
         m = InboundMessage.parse(JSON.parse(msg.string()));
@@ -204,6 +209,28 @@ export class Worker {
       clearInterval(keepAlive);
       metrics.inFlight.dec();
     }
+  }
+
+  /** A reply's receipt: recorded on its SeparationJob (failures are retried like any message's). */
+  private async confirmReply(msg: JsMsg): Promise<void> {
+    let body: unknown;
+    try {
+      body = JSON.parse(msg.string());
+    } catch {
+      body = undefined;
+    }
+    const r = ReceiptMessage.safeParse(body);
+    if (!r.success) {
+      // retrying cannot fix it
+      await this.deadLetter(msg, `malformed receipt: ${r.error.message}`, "malformed");
+      msg.term();
+      return;
+    }
+    const outcome = await this.d.handler.confirmReply(r.data);
+    await msg.ackAck();
+    this.d.metrics.handled.inc({ type: "receipt", outcome });
+    if (outcome === "recorded")
+      this.d.log.info({ job: r.data.job, status: r.data.status }, "reply receipt recorded: a reply whose outcome was open is confirmed");
   }
 
   private async deadLetter(msg: JsMsg, reason: string, kind: string): Promise<void> {

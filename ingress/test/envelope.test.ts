@@ -2,6 +2,7 @@
 // sends: batches, BSUID-only senders, every message type, statuses and errors.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { separationJobName } from "@unmix/api/separationjob";
 import { buildMessage, messagesEnvelope, statusEnvelope } from "@unmix/e2e/whatsapp-sim/webhooks";
 import { EnvelopeError, extract, InboundMessage, messageRef, parseCommand } from "../src/envelope.ts";
 
@@ -97,6 +98,22 @@ describe("what the parser keeps (P1)", () => {
         layout,
       );
     }
+  });
+
+  test("a status's biz_opaque_callback_data is kept only when it names a SeparationJob (the reply's receipt)", () => {
+    const name = separationJobName("wamid.USER");
+    const of = (callbackData?: string) =>
+      extract(
+        statusEnvelope(business, {
+          messageId: "wamid.OUT",
+          status: "delivered",
+          recipient: lena.waId,
+          timestampMs: T,
+          ...(callbackData ? { callbackData } : {}),
+        }),
+      ).statuses;
+    assert.deepEqual(of(name), [{ ref: messageRef("wamid.OUT"), status: "delivered", timestamp: String(T / 1000), errorCodes: [], job: name }]);
+    for (const other of [undefined, "campaign-42", `${name}x`, "sj-../../etc"]) assert.equal(of(other)[0]?.job, undefined, String(other));
   });
 
   test("status receipts become references (a hash of our wamid) with their error codes; value errors are kept by code", () => {

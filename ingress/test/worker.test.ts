@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { modelId } from "@unmix/api/models";
 import {
   API_VERSION,
@@ -12,6 +13,8 @@ import {
   KIND,
   MIME_TYPE_MAX_CHARS,
   PLURAL,
+  parseReceipt,
+  REPLY_RECEIPT_ANNOTATION,
   separationJobName,
   TRACEPARENT_ANNOTATION,
   USER_LABEL,
@@ -689,6 +692,49 @@ describe("redelivery and failures", () => {
     } finally {
       if (!restarted) await nats.start();
     }
+  });
+});
+
+describe("reply receipts (the controller's at-most-once window)", () => {
+  const receiptOf = async (name: string) => parseReceipt((await h.jobs.get(name))?.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION]);
+  async function jobFor(u: User): Promise<string> {
+    const sent = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(200 + seq), from: u });
+    assert.equal(await handled(sent.id), "job_created");
+    return separationJobName(sent.id);
+  }
+  const receipts = (outcome: string) => metric("unmix_worker_messages_total", `type="receipt",outcome="${outcome}"`);
+
+  test("P10: a sent/delivered status echoing a SeparationJob's name is recorded on it while its reply is Sending: the first, with no wamid", async () => {
+    const u = newUser();
+    const name = await jobFor(u);
+    const sj = await h.jobs.get(name);
+    await h.jobs.patchStatus(name, sj?.metadata.resourceVersion ?? "", { reply: { state: "Sending", kind: "Result", attemptedAt: new Date().toISOString() } });
+    const wamid = `wamid.HBgNNDkxNzYxMjAwMDA4ORUCABEYEj${seq}`;
+    await h.sim.sendReceipt({ messageId: wamid, status: "sent", recipient: u.waId as string, callbackData: name });
+    const receipt = await until("the receipt on the SeparationJob", () => receiptOf(name));
+    assert.equal(receipt.status, "sent");
+    const annotations = JSON.stringify((await h.jobs.get(name))?.metadata.annotations);
+    assert.ok(!annotations.includes(wamid) && !annotations.includes(u.waId as string), "no wamid, no number");
+    // `delivered` (and Meta's redelivery of `sent`) change nothing: the first receipt is the one kept
+    const unneededBefore = await receipts("unneeded");
+    await h.sim.sendReceipt({ messageId: wamid, status: "delivered", recipient: u.waId as string, callbackData: name });
+    await h.sim.sendReceipt({ messageId: wamid, status: "sent", recipient: u.waId as string, callbackData: name }, { duplicates: 1 });
+    await sleep(500);
+    assert.equal((await receiptOf(name))?.status, "sent");
+    assert.equal(await receipts("unneeded"), unneededBefore, "one job's later receipts are deduplicated before the worker");
+  });
+
+  test("a receipt for a reply not in Sending, for a job that is gone, or with foreign callback data writes nothing", async () => {
+    const u = newUser();
+    const name = await jobFor(u);
+    const [unneeded, gone] = [await receipts("unneeded"), await receipts("gone")];
+    await h.sim.sendReceipt({ messageId: "wamid.NOTSENDING", status: "delivered", recipient: u.waId as string, callbackData: name });
+    await h.sim.sendReceipt({ messageId: "wamid.GONE", status: "sent", recipient: u.waId as string, callbackData: separationJobName("wamid.NEVER") });
+    await h.sim.sendReceipt({ messageId: "wamid.FOREIGN", status: "sent", recipient: u.waId as string, callbackData: "campaign-42" });
+    await h.sim.sendReceipt({ messageId: "wamid.FAILED", status: "failed", recipient: u.waId as string, callbackData: name });
+    await until("both receipts handled", async () => ((await receipts("unneeded")) > unneeded && (await receipts("gone")) > gone ? true : undefined));
+    assert.equal(await receiptOf(name), undefined);
+    assert.equal((await h.jobs.get(name))?.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION], undefined);
   });
 });
 

@@ -1,7 +1,7 @@
 // The reconcile decision, as a pure function of what was observed: the SeparationJob, its Job and
 // pods, and the time. One step per pass; the reconciler acts on it once and requeues. Every step is
 // safe to repeat after a crash at any point, because each is decided from observed state only.
-import { API_VERSION, KIND, REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
+import { API_VERSION, KIND, parseReceipt, REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
 import { controllerOf, type JobView, jobFinished, type PodView } from "../framework/kube/objects.ts";
 import { type Classification, classifyJobFailure, explainWaiting, JOB_NAME_TAKEN } from "./classify.ts";
 import { MANAGED_BY, SJ_LABEL } from "./job-spec.ts";
@@ -52,11 +52,13 @@ export type Action =
   | { type: "RecordFailure"; failure: Classification }
   /** The Job completed (or vanished after completing): read the manifest. */
   | { type: "RecordSeparated"; jobMissing: boolean }
-  | { type: "SendReply"; kind: ReplyKind }
+  /** `resend`: the one repeat of a send whose outcome a crash left unknown and no receipt confirmed. */
+  | { type: "SendReply"; kind: ReplyKind; resend?: true }
   /** Nothing could be sent within the Replying stage's maximum age: stop trying. */
   | { type: "AbandonReply"; why: string }
   /** A reply left in Sending by a crash, confirmed by a status-webhook receipt. */
-  | { type: "ConfirmReply"; messageId: string }
+  | { type: "ConfirmReply" }
+  /** A repeated send whose outcome is unknown again, and no receipt: the user may have no reply. */
   | { type: "GiveUpReply" }
   /** Record the cache entry, delete the input and intermediates (and a still-running Job), mark done. */
   | { type: "Finalize" };
@@ -84,7 +86,7 @@ export function overdue(sj: SeparationJob, now: Date, maxAges: MaxAges): Action 
     if (age < maxAges.replyingMs) return undefined;
     const reply = sj.status?.reply;
     // a send may have happened: a receipt still settles it, and without one it is never sent again
-    if (reply?.state === "Sending") return sj.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION] ? undefined : { type: "GiveUpReply" };
+    if (reply?.state === "Sending") return parseReceipt(sj.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION]) ? undefined : { type: "GiveUpReply" };
     return { type: "AbandonReply", why: `no reply could be sent within ${hours(maxAges.replyingMs)} of the message` };
   }
   const limit = stage === "Fetching" ? maxAges.fetchingMs : maxAges.separatingMs;
@@ -131,13 +133,20 @@ export function decide(o: Observation): Action {
   const reply = status.reply;
   if (reply?.state === "Sent" || REPLY_SETTLED.has(reasonOf(sj, C.Replied) ?? "")) return { type: "Finalize" };
   if (reply?.state === "Sending") {
-    const receipt = sj.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION];
-    if (receipt) return { type: "ConfirmReply", messageId: receipt };
+    // A crash (or a send with no answer) between writing Sending and writing Sent: WhatsApp's
+    // status webhook, echoing the SeparationJob's name, says whether the message went out. None
+    // within the bound means it most likely never left (a status follows a send within seconds), so
+    // it is sent once more; a receipt delayed past the bound makes that a second reply (README).
+    if (parseReceipt(sj.metadata.annotations?.[REPLY_RECEIPT_ANNOTATION])) return { type: "ConfirmReply" };
     const since = now.getTime() - Date.parse(reply.attemptedAt ?? sj.metadata.creationTimestamp ?? now.toISOString());
     if (since < o.replyConfirmMs)
       return { type: "Wait", why: "a send may be in flight: waiting for its status-webhook receipt", requeueAfterMs: o.replyConfirmMs - since };
-    return { type: "GiveUpReply" };
+    if (reply.resent) return { type: "GiveUpReply" };
+    return { type: "SendReply", kind: reply.kind ?? (status.failure ? "Failure" : "Result"), resend: true };
   }
+  // a refused send waits out WhatsApp's delay: the write that recorded the refusal wakes us at once
+  const notBefore = reply?.state === "Uploaded" && reply.notBefore ? Date.parse(reply.notBefore) - now.getTime() : 0;
+  if (notBefore > 0) return { type: "Wait", why: "WhatsApp refused the send: trying again later", requeueAfterMs: notBefore };
   if (status.failure) return { type: "SendReply", kind: "Failure" };
   if (statusOf(sj, C.Separated) === "True") return { type: "SendReply", kind: "Result" };
 

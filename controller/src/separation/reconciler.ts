@@ -184,7 +184,9 @@ export class Reconciler {
         await recordSeparated(ctx, sj, job, a.jobMissing);
         return undefined;
       case "SendReply":
-        return sendReply(ctx, sj, a.kind);
+        if (a.resend)
+          ctx.log.warn({ attemptedAt: sj.status?.reply?.attemptedAt }, "the outcome of a send is unknown and no receipt came in time: sending it once more");
+        return sendReply(ctx, sj, a.kind, a.resend === true);
       case "ConfirmReply":
         await ctx.write(sj, S.sent(sj, now, "receipt"));
         ctx.log.info("reply confirmed by a status-webhook receipt");
@@ -194,7 +196,7 @@ export class Reconciler {
         await ctx.write(sj, S.replyFailed(sj, now, a.why));
         return undefined;
       case "GiveUpReply":
-        ctx.log.error({ attemptedAt: sj.status?.reply?.attemptedAt }, "the outcome of a send is unknown and no receipt came: not sending again");
+        ctx.log.error({ attemptedAt: sj.status?.reply?.attemptedAt }, "the outcome of the repeated send is unknown too and no receipt came: not sending again");
         await ctx.write(sj, S.unconfirmed(sj, now));
         return undefined;
       case "Finalize":

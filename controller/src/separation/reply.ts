@@ -47,7 +47,7 @@ export function afterUploadError(err: unknown): AfterError {
 }
 
 export type AfterSendError =
-  /** No answer: the message may or may not have gone out; treated like a crash mid-send (wait for a receipt, never send again). */
+  /** No answer: the message may or may not have gone out; treated like a crash mid-send (wait for a receipt). */
   | { outcome: "unknown" }
   /** WhatsApp answered and sent nothing (rate limit, 5xx, our token): send again later. */
   | { outcome: "refused"; why: string; retryAfterMs: number }
@@ -78,10 +78,10 @@ const recipient = (sender: Sender): Recipient => ({
  * The reply protocol. Nothing is sent unless this pass first wrote reply.state=Sending guarded by the
  * resourceVersion it decided on, so two passes (two replicas in a split brain, or a retry racing a
  * stale cache) cannot both send. Sent and the wamid are written after WhatsApp answers. A crash
- * between the two leaves Sending without a wamid: decide() then waits for a status-webhook receipt
- * and otherwise gives up; it never sends again. Resolves with when to look again, if not at once.
+ * between the two leaves Sending: decide() then waits for a status-webhook receipt, and without one
+ * sends once more (`resend`), never a third time. Resolves with when to look again, if not at once.
  */
-export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.ReplyKind): Promise<number | undefined> {
+export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.ReplyKind, resend = false): Promise<number | undefined> {
   const name = sj.metadata.name;
   const pn = sj.spec.message.phoneNumberId;
   const sender = await readSender(ctx, sj);
@@ -108,7 +108,7 @@ export async function sendReply(ctx: StepContext, sj: SeparationJob, kind: S.Rep
   }
 
   // commit the intent: from here on this SeparationJob may have a reply
-  const committed = await ctx.write(sj, S.sending(sj, ctx.clock(), kind, mediaId));
+  const committed = await ctx.write(sj, S.sending(sj, ctx.clock(), kind, mediaId, resend));
   ctx.failpoint("reply:sending");
 
   const replyTo = sender.messageId;
@@ -157,10 +157,12 @@ async function onSendError(ctx: StepContext, committed: SeparationJob, kind: S.R
     return ctx.config.flow.replyConfirmMs;
   }
   const e = err as GraphApiError;
-  ctx.log.warn({ kind: e.kind, code: e.code, status: e.status }, after.why);
+  // our own token refused: nobody gets a reply until someone renews it (the alert's log line)
+  if (ourToken(e)) ctx.log.error({ kind: e.kind, code: e.code, status: e.status }, `${after.why}: the access token was refused; renew it`);
+  else ctx.log.warn({ kind: e.kind, code: e.code, status: e.status }, after.why);
   switch (after.outcome) {
     case "refused":
-      await ctx.write(committed, S.refused(committed, now, after.why));
+      await ctx.write(committed, S.refused(committed, now, after.why, after.retryAfterMs));
       throw new RetryAfter(after.retryAfterMs, after.why);
     case "resultRejected": {
       const refused = S.refused(committed, now, after.why);

@@ -164,9 +164,9 @@ export function separated(sj: SeparationJob, now: Date, result: Result, separate
 }
 
 /** Written, guarded by resourceVersion, before the Graph API call that sends the reply. */
-export function sending(sj: SeparationJob, now: Date, kind: ReplyKind, mediaId: string | undefined): StatusPatch {
+export function sending(sj: SeparationJob, now: Date, kind: ReplyKind, mediaId: string | undefined, resend = false): StatusPatch {
   return {
-    reply: { state: "Sending", kind, attemptedAt: now.toISOString(), ...(mediaId ? { mediaId } : {}) },
+    reply: { state: "Sending", kind, attemptedAt: now.toISOString(), ...(mediaId ? { mediaId } : {}), ...(resend ? { resent: true } : {}) },
     conditions: conditionsWith(sj, now, cond(C.Replied, "Unknown", "Sending", `sending the ${kind === "Result" ? "result" : "failure notice"}`)),
   };
 }
@@ -182,8 +182,11 @@ export function sent(sj: SeparationJob, now: Date, how: "response" | "receipt"):
   };
 }
 
-/** WhatsApp refused the send (an HTTP answer, so nothing went out): the reply may be tried again. */
-export function refused(sj: SeparationJob, now: Date, why: string): StatusPatch {
+/**
+ * WhatsApp refused the send (an HTTP answer, so nothing went out): the reply may be tried again,
+ * not before `retryAfterMs` (this write wakes the controller at once; decide() holds it back).
+ */
+export function refused(sj: SeparationJob, now: Date, why: string, retryAfterMs = 0): StatusPatch {
   const reply = sj.status?.reply;
   return {
     reply: {
@@ -191,6 +194,7 @@ export function refused(sj: SeparationJob, now: Date, why: string): StatusPatch 
       ...(reply?.kind ? { kind: reply.kind } : {}),
       ...(reply?.mediaId ? { mediaId: reply.mediaId } : {}),
       ...(reply?.attemptedAt ? { attemptedAt: reply.attemptedAt } : {}),
+      ...(retryAfterMs > 0 ? { notBefore: new Date(now.getTime() + retryAfterMs).toISOString() } : {}),
     },
     conditions: conditionsWith(sj, now, cond(C.Replied, "Unknown", "Refused", why)),
   };
@@ -205,7 +209,7 @@ export function replyFailed(sj: SeparationJob, now: Date, why: string): StatusPa
   };
 }
 
-/** A send whose outcome a crash left unknown, and no receipt came: never send again. */
+/** A resent reply whose outcome was again left unknown, and no receipt came: never a third send. */
 export function unconfirmed(sj: SeparationJob, now: Date): StatusPatch {
   return {
     conditions: conditionsWith(
@@ -215,7 +219,7 @@ export function unconfirmed(sj: SeparationJob, now: Date): StatusPatch {
         C.Replied,
         "Unknown",
         "ReplyUnconfirmed",
-        "the controller stopped during the send and no status webhook confirmed it; not sent again, so the user gets at most one reply",
+        "the outcome of the send and of its one repeat is unknown and no status webhook confirmed either; not sent a third time",
       ),
     ),
   };

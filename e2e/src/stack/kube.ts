@@ -17,6 +17,8 @@ export interface ControlPlane {
   kubeconfigPath: string;
   /** Stops and starts kube-apiserver alone (etcd keeps the data), as an API server crash would. */
   restartApiServer(): Promise<void>;
+  /** The same with SIGKILL: no graceful shutdown, open watches and requests cut mid-way. */
+  crashApiServer(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -199,6 +201,11 @@ export async function startControlPlane(dir: string): Promise<ControlPlane> {
     kubeconfigPath,
     async restartApiServer() {
       await apiserver?.stop();
+      await startApiServer();
+    },
+    async crashApiServer() {
+      apiserver?.kill("SIGKILL");
+      await apiserver?.exited;
       await startApiServer();
     },
     async stop() {

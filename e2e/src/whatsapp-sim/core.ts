@@ -146,7 +146,18 @@ export class SimCore {
 
   private async sendReceipts(sent: SentMessage): Promise<void> {
     const receipt = (status: Receipt["status"], error?: Receipt["error"]) =>
-      this.deliver(metaJson(statusEnvelope(this.business, { messageId: sent.id, status, recipient: sent.to, timestampMs: this.clock(), error })));
+      this.deliver(
+        metaJson(
+          statusEnvelope(this.business, {
+            messageId: sent.id,
+            status,
+            recipient: sent.to,
+            timestampMs: this.clock(),
+            error,
+            ...(sent.callbackData !== undefined ? { callbackData: sent.callbackData } : {}),
+          }),
+        ),
+      );
     if (sent.status === "failed") {
       await receipt("failed", {
         code: 131047,

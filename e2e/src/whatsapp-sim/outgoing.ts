@@ -108,6 +108,8 @@ export interface SentMessage {
   reaction?: { messageId: string; emoji: string };
   template?: { name: string; languageCode: string; components?: unknown[] };
   time: number;
+  /** biz_opaque_callback_data: echoed in the message's status webhooks, as Meta does. */
+  callbackData?: string;
   /** `failed`: accepted by the API but not delivered (e.g. 131047, outside the 24-hour window). */
   status: "accepted" | "failed";
   errorCode?: number;
@@ -115,7 +117,16 @@ export interface SentMessage {
 
 export function summarize(id: string, phoneNumberId: string, m: OutgoingMessage, time: number): SentMessage {
   const to = m.to !== undefined ? m.to.replace(/^\+/, "") : (m.recipient as string);
-  const base = { id, phoneNumberId, to, addressedBy: m.to !== undefined ? "to" : "recipient", type: m.type, time, status: "accepted" } as const;
+  const base = {
+    id,
+    phoneNumberId,
+    to,
+    addressedBy: m.to !== undefined ? "to" : "recipient",
+    type: m.type,
+    time,
+    status: "accepted",
+    ...(m.biz_opaque_callback_data !== undefined ? { callbackData: m.biz_opaque_callback_data } : {}),
+  } as const;
   const replyTo = m.context?.message_id;
   switch (m.type) {
     case "text":

@@ -182,6 +182,8 @@ export interface Receipt {
   recipient: string;
   timestampMs: number;
   error?: { code: number; title: string; details?: string };
+  /** The biz_opaque_callback_data the message was sent with: Meta echoes it in every status. */
+  callbackData?: string;
 }
 
 export function statusEnvelope(b: Business, r: Receipt) {
@@ -191,6 +193,7 @@ export function statusEnvelope(b: Business, r: Receipt) {
     status: r.status,
     timestamp: String(Math.floor(r.timestampMs / 1000)),
     ...(isBsuid ? { recipient_user_id: r.recipient } : { recipient_id: r.recipient }),
+    ...(r.callbackData !== undefined ? { biz_opaque_callback_data: r.callbackData } : {}),
     ...(r.status === "sent" || r.status === "delivered"
       ? { pricing: { billable: false, pricing_model: "PMP", type: "free_customer_service", category: "service" } }
       : {}),

@@ -87,7 +87,8 @@ export async function renewLease(coord: k8s.CoordinationV1Api, nodeName: string)
     spec: { holderIdentity: nodeName, leaseDurationSeconds: 40, renewTime },
   };
   try {
-    await coord.replaceNamespacedLease({ name: nodeName, namespace: "kube-node-lease", body: lease });
+    // a merge patch needs no resourceVersion (a replace without one is refused: 422)
+    await coord.patchNamespacedLease({ name: nodeName, namespace: "kube-node-lease", body: { spec: lease.spec } }, MERGE);
   } catch (err) {
     if (!isNotFound(err)) throw err;
     await coord.createNamespacedLease({ namespace: "kube-node-lease", body: lease }).catch(() => {});

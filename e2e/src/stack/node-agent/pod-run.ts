@@ -31,9 +31,21 @@ export interface PodRun {
 }
 
 export function writeStatus(core: k8s.CoreV1Api, pod: k8s.V1Pod, run: PodRun): Promise<void> {
-  // one write at a time per pod, each with the latest state
-  run.writes = run.writes.then(() => patchStatus(core, pod, run)).catch(() => {});
+  // one write at a time per pod, each with the latest state; a failed one (the API server away) is
+  // tried again for a while, as the kubelet's status manager does: else a pod that finished while
+  // the API server restarted would stay Running for good
+  run.writes = run.writes.then(() => retried(() => patchStatus(core, pod, run)));
   return run.writes;
+}
+
+async function retried(write: () => Promise<void>): Promise<void> {
+  for (let attempt = 0; attempt < 60; attempt++) {
+    try {
+      return await write();
+    } catch {
+      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2000)));
+    }
+  }
 }
 
 async function patchStatus(core: k8s.CoreV1Api, pod: k8s.V1Pod, run: PodRun): Promise<void> {

@@ -25,6 +25,7 @@ export class PodSync {
   }
 
   async start(): Promise<void> {
+    this.stopped = false; // started again after a stop (the agent restarted)
     await this.watch();
     // level-triggered safety net: a missed watch event is repaired within seconds
     this.resync = setInterval(() => void this.relist().catch(() => {}), 5_000);
