@@ -6,34 +6,20 @@
 // BENCH_TRACING=1 runs the controller with tracing on (its --import entry, every SeparationJob's
 // trace sampled), exporting to a local OTLP receiver.
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findCondition } from "@unmix/api/conditions";
 import { startOtlpReceiver } from "@unmix/e2e/otlp-receiver";
 import { freePort } from "@unmix/e2e/stack/ports";
 import { ROOT, repliesTo, spawnController, startHarness, until } from "../test/harness.ts";
+import { standInJobOutput } from "./stand-in-job.ts";
 
 const N = Number(process.argv[2] ?? 1000);
 const CONCURRENCY = Number(process.argv[3] ?? 8);
 const CREATE_PARALLELISM = 50;
 
-const dir = mkdtempSync(join(tmpdir(), "unmix-bench-"));
-writeFileSync(join(dir, "output.ogg"), Buffer.concat([Buffer.from("OggS\u0000\u0002OpusHead\u0001\u0002"), Buffer.alloc(2048, 1)]));
-writeFileSync(
-  join(dir, "manifest.json"),
-  JSON.stringify({
-    schemaVersion: 1,
-    model: "htdemucs",
-    device: "cpu",
-    mediaSeconds: 4,
-    mimeType: "audio/ogg",
-    sizeBytes: 2064,
-    separateSeconds: 0.01,
-    realTimeFactor: 0.0025,
-  }),
-);
+const dir = standInJobOutput({ prefix: "unmix-bench-", sizeBytes: 2064, fill: 1, mediaSeconds: 4, separateSeconds: 0.01 });
 
 const log = (...a: unknown[]) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 const status = (pid: number) => readFileSync(`/proc/${pid}/status`, "utf8");

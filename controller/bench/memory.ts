@@ -13,8 +13,7 @@
 // the default is this one.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createWriteStream, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createWriteStream, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findCondition } from "@unmix/api/conditions";
@@ -25,6 +24,7 @@ import { parse } from "yaml";
 import { createKubeClient } from "../src/framework/kube/client.ts";
 import { kubeconfigConnection } from "../src/framework/kube/connection.ts";
 import { ROOT, repliesTo, startHarness, until } from "../test/harness.ts";
+import { standInJobOutput } from "./stand-in-job.ts";
 
 const FINISHED = Number(process.argv[2] ?? 50_000);
 const MEDIA = Number(process.argv[3] ?? 8);
@@ -45,21 +45,7 @@ const limitMiB = Number(/^(\d+)Mi$/.exec(limit)?.[1]);
 assert.ok(limitMiB > 0, `the chart's controller memory limit (${limit}) in Mi`);
 
 // what the job writes: a 15 MiB result (under WhatsApp's 16 MB) and its manifest
-const dir = mkdtempSync(join(tmpdir(), "unmix-bench-memory-"));
-const output = Buffer.concat([Buffer.from("OggS\u0000\u0002OpusHead\u0001\u0002"), Buffer.alloc(15 * MiB - 18, 3)]);
-writeFileSync(join(dir, "output.ogg"), output);
-writeFileSync(
-  join(dir, "manifest.json"),
-  JSON.stringify({
-    schemaVersion: 1,
-    model: "htdemucs",
-    device: "cpu",
-    mediaSeconds: 900,
-    mimeType: "audio/ogg",
-    sizeBytes: output.length,
-    separateSeconds: 1,
-  }),
-);
+const dir = standInJobOutput({ prefix: "unmix-bench-memory-", sizeBytes: 15 * MiB, fill: 3, mediaSeconds: 900, separateSeconds: 1 });
 
 log(`starting the stack (${MEDIA} GPUs)`);
 const h = await startHarness({
