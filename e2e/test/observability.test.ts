@@ -69,6 +69,13 @@ describe("the metrics catalogue, against the running product", { timeout: 600_00
     });
     p.sim.failNext("messages", "token-expired", 1);
     sentIds.push((await p.sim.sendUserMessage({ type: "text", body: "help" })).id);
+    await seen("ingress", "unmix_whatsapp_api_errors_total", { kind: "auth" });
+    // and one of the controller's: WhatsApp refuses the upload of the next result (131053)
+    p.sim.failNext("media-upload", "media-rejected", 1);
+    const refused = makeMedia("voice", 3, 8);
+    const second = await p.sim.sendUserMessage({ type: "audio", bytes: refused.bytes, mimeType: refused.mimeType, voice: true });
+    sentIds.push(second.id);
+    await p.sim.waitForMessage((m) => m.replyTo === second.id && m.type === "text", 180_000);
     // signed as the webhook would (an unsigned one is dead-lettered as such, before parsing)
     const nc = await connect(p.stack.nats?.connectOptions("operator"));
     const junk = { subject: "unmix.inbound.observability-test", data: "not a message", id: "observability-test" };
@@ -78,7 +85,7 @@ describe("the metrics catalogue, against the running product", { timeout: 600_00
     await nc.close();
     await seen("ingress", "unmix_webhook_requests_total", { outcome: "unauthorized" });
     await seen("ingress", "unmix_webhook_errors_total", { code: "131026" });
-    await seen("ingress", "unmix_whatsapp_api_errors_total", { kind: "auth" });
+    await seen("controller", "unmix_whatsapp_api_errors_total", { call: "upload_media" });
     await seen("ingress", "unmix_worker_dead_letters_total", { reason: "malformed" });
     await seen("controller", "unmix_controller_gc_deleted_total");
     await seen("controller", "unmix_controller_watch_restarts_total");
