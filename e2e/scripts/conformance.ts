@@ -1,5 +1,6 @@
 // `make conformance`: runs the tests named after a data-policy promise (node's runner with a name
-// pattern, over the files that hold such tests; pytest on the job image's test_P… functions), each
+// pattern, over the files that hold such tests, or the whole file for a story (STORIES); pytest on
+// the job image's test_P… functions), each
 // runner writing its own JUnit report, then writes docs/privacy-conformance.md from the reports and
 // docs/privacy-promises.json. Exits 1 when a promise has a failing, unrun or no test.
 //
@@ -15,6 +16,11 @@ import { cacheDir, jobVenv, ROOT } from "../src/product.ts";
 
 const reports = join(cacheDir(), "conformance");
 const nodeReport = join(reports, "node.xml");
+const storyReport = join(reports, "node-stories.xml");
+// Files that tell one story: their promise tests read what the tests before them sent (the journey's
+// voice note, its cached result, the SeparationJobs it left), so they run whole; only their tests
+// named after a promise go into the table.
+const STORIES = new Set(["e2e/test/journey.test.ts"]);
 const pytestReport = join(reports, "pytest.xml");
 const read = (file: string) => readFileSync(join(ROOT, file), "utf8");
 
@@ -51,18 +57,31 @@ if (!process.argv.includes("--no-run")) {
     console.log(`== ${what}`);
     spawnSync(cmd, args, { cwd: ROOT, stdio: "inherit" });
   };
-  if (withNode.length)
-    run("node --test, the tests named P<n>: …", process.execPath, [
+  const nodeRun = (what: string, report: string, files: string[], pattern: string[]) =>
+    files.length &&
+    run(what, process.execPath, [
       "--test",
       "--test-concurrency=1",
       "--test-timeout=900000",
-      `--test-name-pattern=${NODE_PATTERN}`,
+      ...pattern,
       "--test-reporter=spec",
       "--test-reporter-destination=stdout",
       "--test-reporter=junit",
-      `--test-reporter-destination=${nodeReport}`,
-      ...withNode,
+      `--test-reporter-destination=${report}`,
+      ...files,
     ]);
+  nodeRun(
+    "node --test, the tests named P<n>: …",
+    nodeReport,
+    withNode.filter((f) => !STORIES.has(f)),
+    [`--test-name-pattern=${NODE_PATTERN}`],
+  );
+  nodeRun(
+    "node --test, whole stories",
+    storyReport,
+    withNode.filter((f) => STORIES.has(f)),
+    [],
+  );
   if (withPy.length) {
     const venv = jobVenv();
     const ids = withPy.map((d) => `${relative("job-image", d.file)}::${d.name}`);
@@ -78,7 +97,7 @@ if (!process.argv.includes("--no-run")) {
 }
 
 const results = [
-  ...(existsSync(nodeReport) ? junitCases(readFileSync(nodeReport, "utf8"), (c) => relative(ROOT, c.file ?? "")) : []),
+  ...[nodeReport, storyReport].flatMap((r) => (existsSync(r) ? junitCases(readFileSync(r, "utf8"), (c) => relative(ROOT, c.file ?? "")) : [])),
   // pytest's classname is the module path from job-image/ ("tests.test_egress")
   ...(existsSync(pytestReport) ? junitCases(readFileSync(pytestReport, "utf8"), (c) => `job-image/${(c.classname ?? "").replaceAll(".", "/")}.py`) : []),
 ];

@@ -2,7 +2,7 @@
 // what a promise shows when its test failed, did not run, or does not exist yet.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { conformance, junitCases, nodeTestsIn, promisesOf, pytestTestsIn, renderTable } from "../src/conformance.ts";
+import { conformance, junitCases, nodeTestsIn, promisesOf, pytestTestsIn, renderTable, sameTest, type TestResult } from "../src/conformance.ts";
 
 const promises = [
   { id: "P1", promise: "only P1's fields", code: [{ file: "ingress/src/envelope.ts", name: "extract" }] },
@@ -52,6 +52,18 @@ describe("privacy conformance", () => {
       "P15: broadcast",
     ]);
     assert.deepEqual(pytestTestsIn("def test_P9_mp3(run_job) -> None:\ndef test_mp3():\nasync def test_P8_x():"), ["test_P9_mp3", "test_P8_x"]);
+  });
+
+  test("a test named by a template literal (made in a loop) is run when any of its names ran", () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the name as the test's source writes it, placeholder and all
+    const declared = [{ file: "core/test/whatsapp-client.test.ts", name: "P10: ${what}: refused, and no request goes there" }];
+    const ran = (name: string): TestResult[] => [{ file: "core/test/whatsapp-client.test.ts", name, outcome: "passed" }];
+    const p10 = (results: TestResult[]) => conformance(promises, declared, results).find((r) => r.promise.id === "P10");
+    assert.equal(p10(ran("P10: another HTTPS host: refused, and no request goes there"))?.outcome, "passed");
+    assert.equal(p10(ran("P10: another HTTPS host: accepted"))?.outcome, "not run", "the fixed parts must match");
+    assert.equal(sameTest("P4: a (b) [c]: x", "P4: a (b) [c]: x"), true);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: as above
+    assert.equal(sameTest("P4: ${x}.y", "P4: abcy"), false, "a dot is a dot");
   });
 
   test("each promise gets its tests and their result; one failure fails it, no test is missing", () => {
