@@ -66,6 +66,8 @@ export class GarbageCollector {
 
     // a result expires for every message it was made for whose SeparationJob is still kept
     const expired = await this.d.cache.expire(async (keys) => {
+      // nothing expired (most runs): no second walk through every SeparationJob
+      if (!keys.length) return;
       const gone = new Set(keys);
       for await (const page of this.d.sjs.pages(pageSize))
         for (const sj of page) {
