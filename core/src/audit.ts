@@ -39,6 +39,15 @@ const Slug = z
   .regex(/^[a-z][a-z0-9_-]{0,63}$/i, "a short word")
   .refine((s) => !/\d{6}/.test(s), "no long runs of digits");
 
+/**
+ * An operator: a Kubernetes user name (system:serviceaccount:<ns>:<name>, an OIDC user or e-mail
+ * address) or the shared token's name; no spaces (no free text) and no long runs of digits.
+ */
+const OperatorName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9:._@+-]{0,252}$/i, "a Kubernetes user name")
+  .refine((s) => !/\d{6}/.test(s), "no long runs of digits");
+
 const UNIX_SECONDS = /^\d{9,11}$/;
 
 /**
@@ -76,7 +85,7 @@ export const AuditEntry = z
     code: z.number().int().optional(),
     /** Admin actions: which one, who did it, and how many things it touched. */
     action: Slug.optional(),
-    operator: Slug.optional(),
+    operator: OperatorName.optional(),
     counts: z.record(Slug, z.number().int().min(0)).optional(),
   })
   .strict();

@@ -1,7 +1,8 @@
 // `make dev`: the whole product on the real local stack (control plane with a GPU node, NATS, MinIO,
 // the WhatsApp simulator, the ingress, the controller, the job image on CPU), with the URLs printed.
 // Ctrl-C (or SIGTERM) stops everything and removes the stack's folder.
-import { htdemucsWeightsDir, startProduct } from "./product.ts";
+import { OPERATORS_NAMESPACE } from "./operators.ts";
+import { htdemucsWeightsDir, OPERATOR, startProduct } from "./product.ts";
 
 const simPort = Number(process.env.WHATSAPP_SIM_PORT ?? 8090);
 process.stdout.write("starting the local stack (etcd, kube-apiserver, controller-manager, scheduler, node agent, NATS, MinIO)…\n");
@@ -28,7 +29,8 @@ process.stdout.write(
     modelLine,
     "",
     `  webhook:      ${p.ingress.url}/webhook   (ingress, ROLE=all; metrics ${p.ingress.url}/metrics)`,
-    `  admin:        ${p.adminUrl}   (Authorization: Bearer ${"$"}ADMIN_TOKEN, see e2e/src/product.ts)`,
+    `  admin:        ${p.adminUrl}   (operators are Kubernetes users; with KUBECONFIG below:`,
+    `                kubectl unmix --admin-url ${p.adminUrl} --service-account ${OPERATORS_NAMESPACE}/${OPERATOR} jobs)`,
     `  controller:   ${p.controller.url}/metrics`,
     `  kubernetes:   export KUBECONFIG=${kubeconfig}`,
     `                kubectl get sj -n ${p.namespace}   ·   kubectl get jobs,pods -n ${p.namespace}`,

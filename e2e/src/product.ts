@@ -9,10 +9,12 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { MODELS, type ModelName } from "@unmix/api/models";
+import { SUPPORT_VERBS } from "@unmix/api/support";
 import { k8s, SeparationJobs } from "@unmix/core/kube";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
 import { parse as parseYaml } from "yaml";
+import { makeOperator } from "./operators.ts";
 import { type OtlpReceiver, startOtlpReceiver } from "./otlp-receiver.ts";
 import { type ImageMapping, type Stack, startStack } from "./stack/index.ts";
 import { freePort } from "./stack/ports.ts";
@@ -28,7 +30,8 @@ export const VERIFY_TOKEN = "dev-verify-token";
 export const ACCESS_TOKEN = "EAAG-dev-access-token";
 export const USER_KEY_SECRET = "dev-user-key-secret-0123456789";
 export const INBOUND_SIGNING_KEY = "dev-inbound-signing-key-0123456789";
-export const ADMIN_TOKEN = "dev-admin-token-0123456789abcdef";
+/** The operator ServiceAccount (OPERATORS_NAMESPACE/OPERATOR) that may do everything on the admin listener. */
+export const OPERATOR = "support";
 
 /** `worker` runs only with `splitIngress` (the ingress then runs ROLE=webhook, the worker ROLE=worker). */
 export type ComponentName = "ingress" | "worker" | "controller";
@@ -79,7 +82,7 @@ export interface Product {
   /** The worker, with splitIngress; undefined otherwise (the ingress runs it). */
   worker: Component | undefined;
   controller: Component;
-  /** The ingress's admin listener (purge, broadcast, jobs), bearer ADMIN_TOKEN. */
+  /** The ingress's admin listener (purge, broadcast, jobs): a bearer token of an operator, e.g. OPERATOR's. */
   adminUrl: string;
   namespace: string;
   bucket: string;
@@ -179,6 +182,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       startOtlpReceiver(),
       applyCrd(kube.kc),
       core.createNamespace({ body: { metadata: { name: NAMESPACE } } }),
+      makeOperator(kube.kc, OPERATOR, [...SUPPORT_VERBS]),
     ]);
     sim = simulator;
     otlp = receiver;
@@ -206,7 +210,6 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       HOST: "127.0.0.1",
       ADMIN_HOST: "127.0.0.1",
       ADMIN_PORT: String(adminPort),
-      ADMIN_TOKEN,
       USER_KEY_SECRET,
       INBOUND_SIGNING_KEY,
       WHATSAPP_APP_SECRET: APP_SECRET,

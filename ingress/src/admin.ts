@@ -1,14 +1,17 @@
 // Support and admin endpoints, on their own listener (ADMIN_HOST:ADMIN_PORT), never on the public
-// webhook one, each request authenticated with the bearer token ADMIN_TOKEN:
-//   POST /admin/purge      {phone} or {userId}: erase a user's data (policy P14: a child's data),
-//                          exactly as their own `delete` would, without messaging them
-//   POST /admin/broadcast  {text} and/or {template}: a policy-change notice (P15) to recently active
-//                          users; inside the 24-hour window as text, outside it only as a template
-//   GET  /admin/jobs       recent SeparationJobs with the sender's profile name (P2: shown here only),
-//                          and how many could not be read (`invalid`: refused by our schema, skipped)
+// webhook one; each request names its operator and each route the verb it needs on unmix.dev/support
+// (admin-auth.ts: Kubernetes TokenReview and SubjectAccessReview, or a shared static token):
+//   POST /admin/purge      (purge) {phone} or {userId}: erase a user's data (policy P14: a child's
+//                          data), exactly as their own `delete` would, without messaging them
+//   POST /admin/broadcast  (broadcast) {text} and/or {template}: a policy-change notice (P15) to
+//                          recently active users; inside the 24-hour window as text, outside it only
+//                          as a template
+//   GET  /admin/jobs       (list) recent SeparationJobs with the sender's profile name (P2: shown
+//                          here only), and how many could not be read (`invalid`: refused by our
+//                          schema, skipped)
 // Every action is audited (P5) with the operator's identity and its counts: an entry before it acts
 // and one with the counts after; without the first, nothing is done or shown (503).
-import { randomUUID, timingSafeEqual } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { findCondition } from "@unmix/api/conditions";
 import { type SeparationJob, USER_LABEL } from "@unmix/api/separationjob";
 import type { SeparationJobs } from "@unmix/core/kube";
@@ -18,19 +21,11 @@ import { type EraseDeps, eraseUser } from "./erase.ts";
 import type { UserState } from "./users.ts";
 
 export interface AdminOptions extends EraseDeps {
-  token: string;
   users: UserState;
   jobs: SeparationJobs;
   whatsapp: WhatsAppClient;
   now?: () => number;
-  /**
-   * Who made the request, for the audit trail. One shared ADMIN_TOKEN today, recorded as such; the
-   * support console's per-operator authentication will return the operator here.
-   */
-  operatorOf?: (req: FastifyRequest) => string;
 }
-
-export const SHARED_TOKEN_OPERATOR = "shared-admin-token";
 
 const WINDOW_MS = 24 * 3600_000;
 /** Leave a margin: a text sent as the window closes fails with 131047. */
@@ -73,19 +68,12 @@ interface BroadcastRequest {
   template?: { name: string; languageCode: string; bodyParameters?: string[] };
 }
 
-function bearerMatches(req: FastifyRequest, token: string): boolean {
-  const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "");
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
 export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
   const now = o.now ?? Date.now;
-  const operatorOf = o.operatorOf ?? (() => SHARED_TOKEN_OPERATOR);
   /** Writes the "started" entry (throws AuditUnavailable) and returns the one for the counts. */
   const audited = async (req: FastifyRequest, action: string) => {
     const id = randomUUID();
-    const entry = { event: "admin", action, operator: operatorOf(req) } as const;
+    const entry = { event: "admin", action, operator: req.operator.username } as const;
     await o.nats.audit({ ...entry, outcome: "started" }, `${id}.started`).catch((err) => {
       throw new AuditUnavailable(err);
     });
@@ -97,14 +85,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
     return reply.code(503).send({ error: "the audit trail is unavailable: nothing was done" });
   });
 
-  app.addHook("onRequest", async (req, reply) => {
-    if (!bearerMatches(req, o.token)) {
-      req.log.warn({ path: req.routeOptions.url }, "admin request refused: bad or missing bearer token");
-      return reply.code(401).header("www-authenticate", 'Bearer realm="unmix-admin"').send({ error: "unauthorized" });
-    }
-  });
-
-  app.post<{ Body: { phone?: string; userId?: string } }>("/admin/purge", { schema: { body: PurgeBody } }, async (req) => {
+  app.post<{ Body: { phone?: string; userId?: string } }>("/admin/purge", { schema: { body: PurgeBody }, config: { permission: "purge" } }, async (req) => {
     const ids = req.body.phone ? { waId: req.body.phone.replace(/\D/g, "") } : { userId: req.body.userId as string };
     const done = await audited(req, "purge");
     const erased = await eraseUser(ids, o);
@@ -113,7 +94,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
     return erased;
   });
 
-  app.post<{ Body: BroadcastRequest }>("/admin/broadcast", { schema: { body: BroadcastBody } }, async (req) => {
+  app.post<{ Body: BroadcastRequest }>("/admin/broadcast", { schema: { body: BroadcastBody }, config: { permission: "broadcast" } }, async (req) => {
     const { text, template } = req.body;
     const done = await audited(req, "broadcast");
     const counts = { sent: 0, skipped: 0, failed: 0, asText: 0, asTemplate: 0 };
@@ -149,7 +130,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
     return counts;
   });
 
-  app.get<{ Querystring: { limit: number } }>("/admin/jobs", { schema: { querystring: JobsQuery } }, async (req) => {
+  app.get<{ Querystring: { limit: number } }>("/admin/jobs", { schema: { querystring: JobsQuery }, config: { permission: "list" } }, async (req) => {
     const done = await audited(req, "list-jobs");
     // page by page, keeping only the newest `limit`; an invalid item is counted (and logged by the client), not fatal
     let jobs: SeparationJob[] = [];

@@ -2,6 +2,7 @@
 // use it does not require (the webhook alone needs no WhatsApp token, kubeconfig or object store).
 
 import { MODEL_NAMES } from "@unmix/api/models";
+import { ADMIN_AUDIENCE } from "@unmix/api/support";
 import { env, parseConfig } from "@unmix/core/config";
 import { NatsConfig } from "@unmix/core/nats-config";
 import { ObjectStoreConfig } from "@unmix/core/object-store";
@@ -11,6 +12,7 @@ import { z } from "zod";
 import { MediaConfig } from "./media.ts";
 
 export const Role = z.enum(["webhook", "worker", "all"]);
+export const AdminAuth = z.enum(["kubernetes", "static-token", "off"]);
 export type Role = z.infer<typeof Role>;
 
 const DAY = 24 * 3600;
@@ -35,10 +37,25 @@ const Base = z
     /** The Helm chart binds to the pod IP. */
     HOST: z.string().min(1).default("0.0.0.0"),
     PORT: env.port(8080),
-    /** Admin endpoints (purge, broadcast, jobs) listen here, never on the public listener; off without ADMIN_TOKEN. */
+    /** Admin endpoints (purge, broadcast, jobs) listen here, never on the public listener: localhost unless exposed on purpose. */
     ADMIN_HOST: z.string().min(1).default("127.0.0.1"),
     ADMIN_PORT: env.port(8081),
+    /** How operators are checked (admin-auth.ts): Kubernetes token and access reviews, one shared ADMIN_TOKEN, or no admin listener. */
+    ADMIN_AUTH: AdminAuth.default("kubernetes"),
     ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+    /** The audiences an operator's token must be meant for; empty: the API server's own (replayable against it). */
+    ADMIN_TOKEN_AUDIENCES: z
+      .string()
+      .default(ADMIN_AUDIENCE)
+      .transform((v) =>
+        v
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
+    /** How long a token or access review's answer is kept, and how many at most. */
+    ADMIN_AUTH_CACHE_SECONDS: env.seconds(10),
+    ADMIN_AUTH_CACHE_ENTRIES: env.int(1024, 1),
     /** HMAC key for user keys (the hash of a phone number or BSUID used in labels, KV keys and subjects). */
     USER_KEY_SECRET: env.secret(),
     /** HMAC key the webhook signs inbound messages with and the worker checks them with (signing.ts). */
@@ -92,7 +109,19 @@ export function parseIngressConfig(e: Record<string, string | undefined> = proce
   let schema = Base;
   if (servesWebhook(role)) schema = schema.extend(Webhook.shape) as unknown as typeof Base;
   if (runsWorker(role)) schema = schema.extend(Worker.shape) as unknown as typeof Base;
-  return parseConfig(schema, e) as IngressConfig;
+  return parseConfig(
+    schema.superRefine((c, ctx) => {
+      if (c.ADMIN_AUTH === "static-token" && !c.ADMIN_TOKEN)
+        ctx.addIssue({ code: "custom", path: ["ADMIN_TOKEN"], message: "ADMIN_AUTH=static-token needs it" });
+      if (c.ADMIN_AUTH !== "static-token" && c.ADMIN_TOKEN)
+        ctx.addIssue({
+          code: "custom",
+          path: ["ADMIN_TOKEN"],
+          message: `is set but ADMIN_AUTH is ${c.ADMIN_AUTH}: set ADMIN_AUTH=static-token to use it, or unset it`,
+        });
+    }),
+    e,
+  ) as IngressConfig;
 }
 
 export const requireWebhook = (c: IngressConfig) => c as IngressConfig & WebhookConfig;

@@ -8,10 +8,12 @@ import { modelId } from "@unmix/api/models";
 import { k8s, kubeConfig, SeparationJobs } from "@unmix/core/kube";
 import { createLogger, type Logger } from "@unmix/core/log";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
+import { OperatorAccess } from "@unmix/core/operator-access";
 import { ResultCache, whatsappMediaDeleter } from "@unmix/core/result-cache";
 import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp";
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { adminRoutes } from "./admin.ts";
+import { adminAuth } from "./admin-auth.ts";
 import { type IngressConfig, requireWebhook, requireWorker, runsWorker, servesWebhook } from "./config.ts";
 import { MessageHandler } from "./handler.ts";
 import { healthRoutes } from "./health.ts";
@@ -173,9 +175,23 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
     );
     const version = kc.makeApiClient(k8s.VersionApi);
     checks.kubernetes = async () => !!(await version.getCode());
-    if (c.ADMIN_TOKEN) {
+    if (c.ADMIN_AUTH !== "off") {
       admin = fastify(log, nats, metrics, lifecycle);
-      await admin.register(adminRoutes, { token: c.ADMIN_TOKEN, users, cache, jobs, nats, whatsapp, ...(deps.now ? { now: deps.now } : {}) });
+      await admin.register(
+        adminAuth,
+        c.ADMIN_AUTH === "static-token"
+          ? { mode: "static-token", token: c.ADMIN_TOKEN as string }
+          : {
+              mode: "kubernetes",
+              namespace: w.KUBE_NAMESPACE,
+              access: new OperatorAccess(kc, {
+                audiences: c.ADMIN_TOKEN_AUDIENCES,
+                cacheSeconds: c.ADMIN_AUTH_CACHE_SECONDS,
+                cacheEntries: c.ADMIN_AUTH_CACHE_ENTRIES,
+              }),
+            },
+      );
+      await admin.register(adminRoutes, { users, cache, jobs, nats, whatsapp, ...(deps.now ? { now: deps.now } : {}) });
     }
   }
 

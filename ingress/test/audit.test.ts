@@ -8,10 +8,9 @@ import { userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
 import type { NatsUserName } from "@unmix/e2e/stack/nats";
 import { connect, DiscardPolicy, Events, type NatsConnection } from "nats";
-import { SHARED_TOKEN_OPERATOR } from "../src/admin.ts";
 import { messageRef } from "../src/envelope.ts";
 import { BUCKETS, STREAMS, subjects } from "../src/nats.ts";
-import { ADMIN_TOKEN, asWebhook, type Harness, startHarness, streamMessages, USER_KEY_SECRET, until } from "./harness.ts";
+import { asWebhook, type Harness, startHarness, streamMessages, USER_KEY_SECRET, until } from "./harness.ts";
 
 let h: Harness;
 before(async () => {
@@ -66,7 +65,7 @@ async function refuseAuditWrites(): Promise<() => Promise<void>> {
 }
 
 const admin = (path: string, init: RequestInit = {}) =>
-  fetch(`${h.ingress.adminUrl}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json", ...init.headers } });
+  fetch(`${h.ingress.adminUrl}${path}`, { ...init, headers: { authorization: `Bearer ${h.adminToken}`, "content-type": "application/json", ...init.headers } });
 
 describe("P5: the audit trail", () => {
   test("P5: a handled message leaves exactly its received and handled entries, by ref, with no number, name or wamid", async () => {
@@ -134,8 +133,8 @@ describe("P5: the audit trail", () => {
     assert.deepEqual(
       purges.slice(-2).map((e) => [e.outcome, e.operator]),
       [
-        ["started", SHARED_TOKEN_OPERATOR],
-        ["done", SHARED_TOKEN_OPERATOR],
+        ["started", h.adminUser],
+        ["done", h.adminUser],
       ],
     );
     assert.deepEqual(purges.at(-1)?.counts, { ...erased, optedOut: erased.optedOut ? 1 : 0 }, "the counts, the opt-out kept as 0/1");

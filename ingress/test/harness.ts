@@ -9,6 +9,7 @@ import { k8s, SeparationJobs } from "@unmix/core/kube";
 import { createLogger } from "@unmix/core/log";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
 import { ResultCache } from "@unmix/core/result-cache";
+import { makeOperator } from "@unmix/e2e/operators";
 import { type Component, type Stack, startStack } from "@unmix/e2e/stack";
 import { startWhatsAppSimulator, type WhatsAppSimulator } from "@unmix/e2e/whatsapp-sim";
 import { parse as parseYaml } from "yaml";
@@ -22,7 +23,6 @@ export const VERIFY_TOKEN = "test-verify-token";
 export const ACCESS_TOKEN = "EAAG-test-access-token";
 export const USER_KEY_SECRET = "test-user-key-secret";
 export const SIGNING_KEY = "test-inbound-signing-key";
-export const ADMIN_TOKEN = "test-admin-token-0123456789";
 export const NAMESPACE = "unmix";
 export const BUCKET = "unmix-test";
 export const MODEL = "htdemucs";
@@ -58,6 +58,10 @@ export interface Harness {
   store: ObjectStore;
   cache: ResultCache;
   jobs: SeparationJobs;
+  /** A bearer token for the admin listener: an operator ServiceAccount that may list, get, purge and broadcast (with kube). */
+  adminToken: string;
+  /** That operator's user name, as the audit trail records it. */
+  adminUser: string;
   /** Stops and starts the ingress on the same stack (e.g. with other settings). */
   restart(env?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
@@ -111,7 +115,6 @@ export async function startHarness(o: { components?: Component[]; env?: Record<s
       PORT: "0",
       ADMIN_HOST: "127.0.0.1",
       ADMIN_PORT: "0",
-      ADMIN_TOKEN,
       USER_KEY_SECRET,
       INBOUND_SIGNING_KEY: SIGNING_KEY,
       WHATSAPP_APP_SECRET: APP_SECRET,
@@ -137,6 +140,7 @@ export async function startHarness(o: { components?: Component[]; env?: Record<s
     };
     let current = env;
     ingress = await start(env);
+    const adminOperator = kc ? await makeOperator(kc, "support-admin", ["list", "get", "purge", "broadcast"]) : { token: "", username: "" };
     const operator = stack.nats?.users.operator;
     nats = await connectNats({ url: env.NATS_URL as string, name: "test-observer", NATS_USER: operator?.user, NATS_PASSWORD: operator?.password });
     const h: Harness = {
@@ -149,6 +153,8 @@ export async function startHarness(o: { components?: Component[]; env?: Record<s
       store,
       cache: new ResultCache(store, 24 * 3600_000),
       jobs: kc ? new SeparationJobs(kc, NAMESPACE) : (undefined as unknown as SeparationJobs),
+      adminToken: adminOperator.token,
+      adminUser: adminOperator.username,
       async restart(extra = {}) {
         await h.ingress.stop();
         current = { ...current, ...extra };

@@ -39,7 +39,6 @@ import { UserState } from "../src/users.ts";
 import { Worker } from "../src/worker.ts";
 import {
   ACCESS_TOKEN,
-  ADMIN_TOKEN,
   APP_SECRET,
   asWebhook,
   type Harness,
@@ -739,14 +738,14 @@ describe("reply receipts (the controller's at-most-once window)", () => {
 });
 
 describe("admin endpoints (separate listener, bearer token)", () => {
-  const admin = (path: string, init: RequestInit = {}, token = ADMIN_TOKEN) =>
+  const admin = (path: string, init: RequestInit = {}, token = h.adminToken) =>
     fetch(`${h.ingress.adminUrl}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...init.headers } });
 
   test("they are not on the public listener, and refuse a missing or wrong token", async () => {
     assert.notEqual(h.ingress.adminUrl, h.ingress.url);
     assert.equal((await fetch(`${h.ingress.url}/admin/jobs`)).status, 404);
     assert.equal((await fetch(`${h.ingress.adminUrl}/admin/jobs`)).status, 401);
-    assert.equal((await admin("/admin/jobs", {}, `${ADMIN_TOKEN}x`)).status, 401);
+    assert.equal((await admin("/admin/jobs", {}, `${h.adminToken}x`)).status, 401);
     assert.equal((await admin("/admin/purge", { method: "POST", body: JSON.stringify({ phone: "+49 176 0000" }) }, "wrong")).status, 401);
   });
 
