@@ -69,8 +69,7 @@ const plugin: FastifyPluginAsync<AdminAuthOptions> = async (app, o) => {
   app.decorateRequest("may", async () => false);
 
   app.addHook("onRoute", (route) => {
-    if (route.config?.permission === undefined && !route.url?.startsWith("*"))
-      throw new Error(`admin route ${route.method} ${route.url} declares no permission (config.permission)`);
+    if (route.config?.permission === undefined) throw new Error(`admin route ${route.method} ${route.url} declares no permission (config.permission)`);
   });
 
   app.addHook("onRequest", async (req, reply) => {

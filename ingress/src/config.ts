@@ -42,7 +42,8 @@ const Base = z
     ADMIN_PORT: env.port(8081),
     /** How operators are checked (admin-auth.ts): Kubernetes token and access reviews, one shared ADMIN_TOKEN, or no admin listener. */
     ADMIN_AUTH: AdminAuth.default("kubernetes"),
-    ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+    // empty is unset (a chart that renders the variable without a value)
+    ADMIN_TOKEN: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16, "must be at least 16 characters").optional()),
     /** The audiences an operator's token must be meant for; empty: the API server's own (replayable against it). */
     ADMIN_TOKEN_AUDIENCES: z
       .string()
