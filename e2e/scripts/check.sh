@@ -18,6 +18,7 @@ UNIT_TESTS=(
   core/test/telemetry-privacy.test.ts
   ingress/test/envelope.test.ts
   ingress/test/webhook-fuzz.test.ts
+  ingress/test/admin-seam.test.ts
   controller/test/decide.test.ts
   controller/test/events.test.ts
   controller/test/fetch.test.ts

@@ -272,9 +272,28 @@ describe("chart, statically", () => {
     assert.equal(ingress?.spec.template.spec.containers[0].image, `ghcr.io/unmix/ingress:1.2.3@sha256:${"a".repeat(64)}`);
   });
 
-  test("RBAC is namespaced and least-privilege: no cluster roles, no wildcards, the expected verbs", async () => {
+  test("RBAC is namespaced and least-privilege but for operator access: no wildcards, the expected verbs", async () => {
     const { objects } = await render(EVERYTHING);
-    assert.ok(!objects.some((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding"));
+    // cluster-wide only what operator access needs: the worker creates token and access reviews, and two roles to bind operators to
+    const clusterRoles = Object.fromEntries(objects.filter((o) => o.kind === "ClusterRole").map((o) => [o.metadata.name, o.rules]));
+    assert.deepEqual(clusterRoles, {
+      "unmix-unmix-admin-reviews": [
+        { apiGroups: ["authentication.k8s.io"], resources: ["tokenreviews"], verbs: ["create"] },
+        { apiGroups: ["authorization.k8s.io"], resources: ["subjectaccessreviews"], verbs: ["create"] },
+      ],
+      "unmix-unmix-support-viewer": [{ apiGroups: ["unmix.dev"], resources: ["support"], verbs: ["list", "get"] }],
+      "unmix-unmix-support-operator": [{ apiGroups: ["unmix.dev"], resources: ["support"], verbs: ["list", "get", "purge", "broadcast"] }],
+    });
+    const bindings = objects.filter((o) => o.kind === "ClusterRoleBinding") as Loose[];
+    assert.deepEqual(
+      bindings.map((b) => [b.roleRef.name, b.subjects]),
+      [["unmix-unmix-admin-reviews", [{ kind: "ServiceAccount", namespace: "unmix", name: "unmix-worker" }]]],
+    );
+    for (const o of objects.filter((o) => o.kind === "ClusterRole"))
+      assert.ok(!o.metadata.labels?.["rbac.authorization.k8s.io/aggregate-to-view"], "the support roles are not aggregated into view (profile names)");
+    // the shared static token needs no review: nothing cluster-wide then
+    const { objects: staticToken } = await render({ ...EVERYTHING, admin: { auth: "static-token" } });
+    assert.ok(!staticToken.some((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding"));
     const roles = Object.fromEntries(objects.filter((o) => o.kind === "Role").map((o) => [o.metadata.name.replace(/^unmix-/, ""), o.rules ?? []]));
     for (const rules of Object.values(roles)) for (const r of rules) assert.ok(![...r.apiGroups, ...r.resources, ...r.verbs].includes("*"), JSON.stringify(r));
     const can = (role: string, resource: string) => new Set((roles[role] ?? []).filter((r) => r.resources.includes(resource)).flatMap((r) => r.verbs));
@@ -290,6 +309,40 @@ describe("chart, statically", () => {
     const leaseUpdate = roles.controller?.find((r) => r.resources.includes("leases") && r.verbs.includes("update"));
     assert.deepEqual(leaseUpdate?.resourceNames, ["unmix-controller"], "the controller may update only its own Lease");
     assert.ok(!can("worker", "jobs").size && !can("worker", "pods").size, "the worker touches no Jobs or Pods");
+  });
+
+  test("the admin listener is on 127.0.0.1 unless exposed, and exposing it needs a NetworkPolicy naming who may reach it", async () => {
+    const envOf = (objects: Obj[], name: string) =>
+      (objects.find((o) => o.kind === "Deployment" && o.metadata.name === name)?.spec.template.spec.containers[0].env ?? []) as {
+        name: string;
+        value?: string;
+      }[];
+    const ingressRules = (objects: Obj[], name: string) => objects.find((o) => o.kind === "NetworkPolicy" && o.metadata.name === name)?.spec.ingress as Loose[];
+    const { objects } = await render(REQUIRED);
+    assert.ok(!envOf(objects, "unmix-worker").some((e) => e.name === "ADMIN_HOST"), "ADMIN_HOST unset: the ingress's default, 127.0.0.1");
+    assert.ok(!envOf(objects, "unmix-worker").some((e) => e.name === "ADMIN_TOKEN"), "no shared token with admin.auth=kubernetes");
+    assert.ok(!ingressRules(objects, "unmix-worker").some((r) => r.ports?.some((p: { port: string }) => p.port === "admin")), "no rule opens the admin port");
+    for (const [values, message] of [
+      [{ admin: { expose: { enabled: true } } }, /admin.expose.enabled needs admin.expose.from/],
+      [
+        { admin: { expose: { enabled: true, from: [{ podSelector: {} }] } }, networkPolicy: { enabled: false } },
+        /admin.expose.enabled needs networkPolicy.enabled/,
+      ],
+    ] as const) {
+      const r = await run(helm, ["template", "unmix", CHART, "--kube-version", KUBE_VERSION, "-f", valuesFile("expose", { ...REQUIRED, ...values })]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, message);
+    }
+    const from = [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "sre" } }, podSelector: { matchLabels: { app: "console-proxy" } } }];
+    for (const [values, component] of [
+      [{}, "worker"],
+      [{ worker: { enabled: false } }, "ingress"],
+    ] as const) {
+      const exposed = (await render({ ...REQUIRED, ...values, admin: { expose: { enabled: true, from } } })).objects;
+      assert.equal(envOf(exposed, `unmix-${component}`).find((e) => e.name === "ADMIN_HOST")?.value, "0.0.0.0");
+      const admin = ingressRules(exposed, `unmix-${component}`).filter((r) => r.ports?.some((p: { port: string }) => p.port === "admin"));
+      assert.deepEqual(admin, [{ ports: [{ port: "admin", protocol: "TCP" }], from }], component);
+    }
   });
 
   test("the CPU-only profile (values-cpu.yaml): DeepFilterNet3 jobs with no GPU request and no GPU toleration, run as the controller builds them", async () => {
@@ -501,6 +554,8 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     worker: { replicaCount: 1 },
     controller: { replicaCount: 2 },
     networkPolicy: { objectStore: { to: [{ ipBlock: { cidr: "127.0.0.1/32" } }] } },
+    // every pod shares this machine's 127.0.0.1: two workers (the upgrade) could not both listen there
+    admin: { expose: { enabled: true, from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "sre" } } }] } },
     ...extra,
   });
 
@@ -546,7 +601,13 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     // line per rule as `kubectl auth can-i --list` prints it, "resource [names] verbs" (verbs sorted).
     // Each is a call in the code: controller/src/framework/kube/api.ts and the informers (list+watch),
     // core/src/kube.ts SeparationJobs as the ingress uses it (create, list, delete; get on AlreadyExists; its sender Secrets: create, get).
-    const WORKER = ["secrets [] create get", "separationjobs.unmix.dev [] create delete get list patch"];
+    // and the reviews the admin listener asks for (ingress/src/admin-auth.ts via core/src/operator-access.ts)
+    const WORKER = [
+      "secrets [] create get",
+      "separationjobs.unmix.dev [] create delete get list patch",
+      "subjectaccessreviews.authorization.k8s.io [] create",
+      "tokenreviews.authentication.k8s.io [] create",
+    ];
     const CONTROLLER = [
       "events.events.k8s.io [] create",
       "jobs.batch [] create delete get list watch",
@@ -595,7 +656,7 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     ] as const) {
       ok(await k(["create", "namespace", ns]), `create namespace ${ns}`);
       const { objects } = await render({ ...REQUIRED, ...values }, [], "unmix", ns);
-      const rbac = objects.filter((o) => ["ServiceAccount", "Role", "RoleBinding"].includes(o.kind));
+      const rbac = objects.filter((o) => ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"].includes(o.kind));
       assert.ok(rbac.some((o) => o.kind === "Role"));
       ok(await k(["apply", "-f", "-"], { input: rbac.map((o) => stringify(o)).join("---\n") }), `apply the rendered RBAC (${ns})`);
       const everyone = new Set(await rulesOf(ns, "an-account-with-no-role"));
@@ -603,6 +664,17 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
       for (const [sa, expected] of Object.entries(accounts)) {
         const granted = (await rulesOf(ns, sa)).filter((line) => !everyone.has(line));
         assert.deepEqual(granted, [...expected].sort(), `${sa} in ${ns}`);
+      }
+      // the operator roles, bound in the release's namespace: a viewer may list, not purge; an operator may both
+      for (const [role, may] of [
+        ["support-viewer", { list: "yes", get: "yes", purge: "no", broadcast: "no" }],
+        ["support-operator", { list: "yes", get: "yes", purge: "yes", broadcast: "yes" }],
+      ] as const) {
+        ok(await k(["create", "rolebinding", role, "-n", ns, `--clusterrole=${ns}-unmix-${role}`, `--serviceaccount=${ns}:${role}`]), `bind ${role}`);
+        for (const [verb, answer] of Object.entries(may)) {
+          const r = await k(["auth", "can-i", verb, "support.unmix.dev", "-n", ns, `--as=system:serviceaccount:${ns}:${role}`]);
+          assert.equal(r.stdout.trim(), answer, `${role} ${verb} support.unmix.dev`);
+        }
       }
     }
   });
@@ -657,6 +729,24 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     );
     const cm = await core.readNamespacedConfigMap({ name: "unmix-common", namespace: NS });
     assert.equal(cm.data?.KUBE_NAMESPACE, NS);
+  });
+
+  test("operators reach the admin listener as themselves: a viewer lists and is refused a purge, with the worker's own review rights", {
+    skip: blocked,
+  }, async () => {
+    ok(await k(["create", "namespace", "sre"]), "create namespace sre");
+    ok(await k(["create", "serviceaccount", "alice", "-n", "sre"]), "create alice");
+    ok(await k(["create", "rolebinding", "alice", "-n", NS, `--clusterrole=${NS}-unmix-support-viewer`, "--serviceaccount=sre:alice"]), "bind alice");
+    const token = (await k(["create", "token", "alice", "-n", "sre", "--audience", "unmix-admin"])).stdout.trim();
+    const [worker] = (await core.listNamespacedPod({ namespace: NS, labelSelector: "app.kubernetes.io/component=worker" })).items;
+    const url = `http://${worker?.status?.podIP}:${worker?.spec?.containers[0]?.ports?.find((x) => x.name === "admin")?.containerPort}`;
+    const admin = (path: string, init: RequestInit = {}) =>
+      fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" } });
+    assert.equal((await admin("/admin/jobs")).status, 200);
+    const refused = await admin("/admin/purge", { method: "POST", body: JSON.stringify({ phone: "+49 176 00000000" }) });
+    assert.equal(refused.status, 403);
+    assert.match(((await refused.json()) as { message: string }).message, /system:serviceaccount:sre:alice may not purge unmix.dev\/support/);
+    assert.equal((await fetch(`${url}/admin/jobs`)).status, 401);
   });
 
   test("helm test: each service answers /readyz through its Service, and the worker's account may create a SeparationJob (dry run)", {

@@ -58,6 +58,9 @@ SHUTDOWN_TIMEOUT_SECONDS: {{ sub .Values.ingress.terminationGracePeriodSeconds (
 {{- define "unmix.env.workerOnly" -}}
 {{- $w := .Values.worker }}
 ADMIN_PORT: {{ .Values.ingress.ports.admin | int64 | quote }}
+ADMIN_AUTH: {{ .Values.admin.auth | quote }}
+ADMIN_TOKEN_AUDIENCES: {{ join "," .Values.admin.tokenAudiences | quote }}
+ADMIN_AUTH_CACHE_SECONDS: {{ .Values.admin.cacheSeconds | int64 | quote }}
 RESULT_CACHE_TTL_SECONDS: {{ .Values.limits.cacheTtlSeconds | int64 | quote }}
 RATE_LIMIT_PER_HOUR: {{ .Values.limits.userJobsPerHour | int64 | quote }}
 WORKER_CONCURRENCY: {{ $w.concurrency | int64 | quote }}
