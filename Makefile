@@ -7,7 +7,7 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check resilience setup setup-stack setup-promtool setup-node setup-python typecheck lint format bench bench-controller help conformance fuzz fuzz-webhook fuzz-media bench-webhook
+.PHONY: dev test check resilience setup setup-stack setup-promtool setup-node setup-python setup-kubectl-unmix typecheck lint format bench bench-controller help conformance fuzz fuzz-webhook fuzz-media bench-webhook
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
@@ -49,7 +49,15 @@ bench-webhook: setup-stack setup-node
 resilience: setup-stack setup-node
 	UNMIX_RESILIENCE=all node --test --test-timeout=1800000 e2e/test/resilience.test.ts
 
-setup: setup-stack setup-node setup-python
+setup: setup-stack setup-node setup-python setup-kubectl-unmix
+
+# `kubectl unmix` (ingress/src/kubectl-unmix.ts, ingress/README.md): kubectl runs any kubectl-<name>
+# on PATH; this one is a wrapper that runs the script with the cached Node 24, rewritten only when
+# it would change. Put $(CACHE)/bin on PATH to use it.
+setup-kubectl-unmix:
+	@mkdir -p $(CACHE)/bin; f=$(CACHE)/bin/kubectl-unmix; \
+	want=$$(printf '#!/bin/sh\nexec "%s" "%s" "$$@"' "$(CACHE)/node/bin/node" "$(CURDIR)/ingress/src/kubectl-unmix.ts"); \
+	if [[ "$$(cat $$f 2>/dev/null)" != "$$want" ]]; then printf '%s\n' "$$want" > $$f.tmp && chmod 755 $$f.tmp && mv $$f.tmp $$f; echo "installed $$f"; fi
 
 # The controller's memory under real sizes (controller/README.md, Memory under real sizes): 50,000
 # finished SeparationJobs, 16 MiB media, tracing on; fails past the chart's memory limit. About 15

@@ -2,7 +2,7 @@
 // RBAC (no API serves it), checked by the ingress's admin listener with a SubjectAccessReview,
 // granted by the chart's ClusterRoles, and the audience an operator's token must be minted for.
 
-/** The virtual resource: `kubectl auth can-i purge support.unmix.dev`. */
+/** The virtual resource (RBAC rules: apiGroups [unmix.dev], resources [support]). */
 export const SUPPORT_RESOURCE = { group: "unmix.dev", resource: "support" } as const;
 
 /** list: recent messages and users; get: one of them; purge: erase a user's data; broadcast: policy notices. */
