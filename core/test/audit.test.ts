@@ -50,6 +50,19 @@ describe("P5: audit entries", () => {
     assert.deepEqual(published, [], "nothing written");
   });
 
+  test("P5: an admin entry names the operator as Kubernetes does, and never a number in its place", async () => {
+    const { log, published } = recorder();
+    for (const operator of ["system:serviceaccount:sre:alice", "alice@example.com", "shared-admin-token"])
+      await log.write({ event: "admin", action: "purge", operator, outcome: "started" }, operator);
+    assert.deepEqual(
+      published.map((p) => JSON.parse(p.data).operator),
+      ["system:serviceaccount:sre:alice", "alice@example.com", "shared-admin-token"],
+    );
+    for (const operator of ["+4917612345678", "system:serviceaccount:sre:4917612345678", "alice\nbob", ""])
+      await assert.rejects(log.write({ event: "admin", action: "purge", operator }, "x"), Error, operator);
+    assert.equal(published.length, 3);
+  });
+
   test("P5: Meta's odd timestamps and long error lists never make an entry the schema refuses", async () => {
     const { log, published } = recorder();
     for (const [timestamp, codes] of [
