@@ -12,7 +12,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { SUPPORT_RESOURCE, type SupportVerb } from "@unmix/api/support";
 import type { Operator, OperatorAccess, VirtualResource } from "@unmix/core/operator-access";
-import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest, RouteOptions } from "fastify";
 
 export const SHARED_TOKEN_OPERATOR = "shared-admin-token";
 
@@ -68,8 +68,15 @@ const plugin: FastifyPluginAsync<AdminAuthOptions> = async (app, o) => {
   app.decorateRequest("operator", null as unknown as Operator);
   app.decorateRequest("may", async () => false);
 
+  // checked once every onRoute hook has run (a plugin whose routes cannot take config, e.g. static
+  // files, may set it from its own onRoute hook)
+  const routes: RouteOptions[] = [];
   app.addHook("onRoute", (route) => {
-    if (route.config?.permission === undefined) throw new Error(`admin route ${route.method} ${route.url} declares no permission (config.permission)`);
+    routes.push(route);
+  });
+  app.addHook("onReady", async () => {
+    const undeclared = routes.filter((r) => r.config?.permission === undefined).map((r) => `${r.method} ${r.url}`);
+    if (undeclared.length) throw new Error(`admin routes declare no permission (config.permission): ${undeclared.join(", ")}`);
   });
 
   app.addHook("onRequest", async (req, reply) => {

@@ -46,10 +46,22 @@ async function app(access: OperatorAccess) {
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 describe("the admin listener's seam", () => {
-  test("a route that declares no permission stops the start-up", async () => {
+  test("a route that declares no permission stops the start-up; one a plugin's own onRoute hook declares is served", async () => {
     const a = Fastify();
     await a.register(adminAuth, { mode: "static-token", token: "x".repeat(16) });
-    assert.throws(() => a.get("/admin/open", async () => "oops"), /admin route GET \/admin\/open declares no permission/);
+    a.get("/admin/open", async () => "oops");
+    await assert.rejects(async () => a.ready(), /admin routes declare no permission \(config.permission\): GET \/admin\/open, HEAD \/admin\/open/);
+
+    const b = Fastify();
+    await b.register(adminAuth, { mode: "static-token", token: "x".repeat(16) });
+    await b.register(async (files) => {
+      files.addHook("onRoute", (r) => {
+        r.config = { ...r.config, permission: "list" };
+      });
+      files.get("/admin/console/app.js", async () => "console.log(1)"); // as a static-files plugin would, without config
+    });
+    await b.ready();
+    assert.equal((await b.inject({ url: "/admin/console/app.js", headers: bearer("x".repeat(16)) })).body, "console.log(1)");
   });
 
   test("the handler sees the operator and may ask about another verb", async () => {
