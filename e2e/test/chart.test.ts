@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
-import { SUPPORT_RESOURCE } from "@unmix/api/support";
+import { SUPPORT_RESOURCE, SUPPORT_VERBS } from "@unmix/api/support";
 import { loadControllerConfig } from "@unmix/controller/src/config.ts";
 import { buildJob } from "@unmix/controller/src/separation/job-spec.ts";
 import { newSj } from "@unmix/controller/test/fixtures.ts";
@@ -284,7 +284,8 @@ describe("chart, statically", () => {
         { apiGroups: ["authorization.k8s.io"], resources: ["subjectaccessreviews"], verbs: ["create"] },
       ],
       "unmix-unmix-support-viewer": [{ apiGroups: ["unmix.dev"], resources: ["support"], verbs: ["list", "get"] }],
-      "unmix-unmix-support-operator": [{ apiGroups: ["unmix.dev"], resources: ["support"], verbs: ["list", "get", "purge", "broadcast"] }],
+      // every verb the admin listener asks about (crds/src/support.ts)
+      "unmix-unmix-support-operator": [{ apiGroups: [SUPPORT_RESOURCE.group], resources: [SUPPORT_RESOURCE.resource], verbs: [...SUPPORT_VERBS] }],
     });
     const bindings = objects.filter((o) => o.kind === "ClusterRoleBinding") as Loose[];
     assert.deepEqual(
