@@ -30,7 +30,7 @@ import { replies } from "@unmix/core/replies";
 import { parseAllDocuments } from "yaml";
 import { type Product, ROOT, startProduct, until } from "../src/product.ts";
 import { KUEUE_API_VERSION, KUEUE_GROUP, kueueBuilt } from "../src/stack/kueue.ts";
-import { bin } from "../src/stack/versions.ts";
+import { bin, versions } from "../src/stack/versions.ts";
 import type { SentMessage } from "../src/whatsapp-sim/index.ts";
 
 const QUEUE = "unmix-gpu";
@@ -228,7 +228,11 @@ describe("Kueue holds separation Jobs to the ClusterQueue's GPU quota", { skip, 
     const admitted = await workloadOf(firstJob);
     assert.equal(wlCondition(admitted, "Admitted")?.status, "True", "the first Job's Workload is admitted");
     assert.equal(admitted.spec?.queueName, QUEUE);
-    assert.equal(admitted.spec?.priorityClassName, UNMIX_PRIORITY, "the WorkloadPriorityClass the controller's label names");
+    assert.deepEqual(
+      [admitted.spec?.priorityClassRef?.kind, admitted.spec?.priorityClassRef?.name, admitted.spec?.priority],
+      ["WorkloadPriorityClass", UNMIX_PRIORITY, 10],
+      "the WorkloadPriorityClass the controller's label names",
+    );
 
     const second = await send("second");
     const secondJob = await jobOf(second);
@@ -366,7 +370,10 @@ describe("the chart's Kueue values against this Kueue", { skip, timeout: 300_000
   test("helm template + server-side dry run; the Job built from the rendered config is Kueue's to admit; the controller may list Workloads", async () => {
     const valuesFile = join(p.stack.dir, "chart-kueue-values.json");
     writeFileSync(valuesFile, JSON.stringify(values));
-    const helm = [bin("helm"), ["template", "unmix", join(ROOT, "charts/unmix"), "--namespace", NS, "-f", valuesFile]] as const;
+    const helm = [
+      bin("helm"),
+      ["template", "unmix", join(ROOT, "charts/unmix"), "--namespace", NS, "--kube-version", versions.KUBERNETES_VERSION as string, "-f", valuesFile],
+    ] as const;
     const { stdout: text } = await promisify(execFile)(...helm, { maxBuffer: 16 << 20 });
     const objects = parseAllDocuments(text)
       .map((d) => d.toJS() as Loose)

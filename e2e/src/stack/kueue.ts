@@ -7,7 +7,7 @@
 // config/components/webhook/manifests.yaml) with a URL on 127.0.0.1 and that certificate as caBundle.
 // Kueue manages batch/v1 Jobs that carry kueue.x-k8s.io/queue-name, and no others.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
@@ -42,32 +42,17 @@ export function installKueue(): { binary: string; sourceDir: string } {
   return { binary: bin("kueue"), sourceDir: info.Dir };
 }
 
-/** Kueue's CRDs (ClusterQueue, LocalQueue, Workload, ResourceFlavor, WorkloadPriorityClass, …), applied and established. */
-export async function applyKueueCrds(kc: k8s.KubeConfig, sourceDir: string): Promise<void> {
-  const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
+/**
+ * Kueue's CRDs (ClusterQueue, LocalQueue, Workload, ResourceFlavor, WorkloadPriorityClass, …), created
+ * and established. With kubectl, as Kueue's docs do: client-node's typed models would drop the
+ * `x-kubernetes-*` schema extensions these CRDs rely on, and a client-side apply's annotation would
+ * not fit.
+ */
+export function applyKueueCrds(kubeconfigPath: string, sourceDir: string): void {
   const dir = join(sourceDir, "config/components/crd/bases");
-  const crds = readdirSync(dir)
-    .filter((f) => f.endsWith(".yaml"))
-    .flatMap((f) => parseAllDocuments(readFileSync(join(dir, f), "utf8")).map((d) => d.toJS() as k8s.V1CustomResourceDefinition))
-    .filter((c) => c?.kind === "CustomResourceDefinition");
-  for (const body of crds) {
-    try {
-      await ext.createCustomResourceDefinition({ body });
-    } catch (err) {
-      if ((err as { code?: number }).code !== 409) throw err;
-    }
-  }
-  await waitUntil(
-    "Kueue's CRDs established",
-    async () => {
-      for (const c of crds) {
-        const got = await ext.readCustomResourceDefinition({ name: c.metadata?.name as string });
-        if (!got.status?.conditions?.some((x) => x.type === "Established" && x.status === "True")) return false;
-      }
-      return true;
-    },
-    { timeoutMs: 60_000 },
-  );
+  const kubectl = (...args: string[]) => execFileSync(bin("kubectl"), ["--kubeconfig", kubeconfigPath, ...args], { stdio: ["ignore", "ignore", "inherit"] });
+  kubectl("apply", "--server-side", "-f", dir);
+  kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", dir);
 }
 
 /** A self-signed serving certificate for 127.0.0.1, named as controller-runtime's webhook server expects. */
@@ -80,6 +65,7 @@ function selfSignedCert(certDir: string): string {
 }
 
 type Webhook = { name: string; clientConfig: { service?: { path?: string }; url?: string; caBundle?: string }; rules?: { apiGroups?: string[] }[] };
+type WebhookConfiguration = { apiVersion: string; kind: string; metadata: { name: string }; webhooks: Webhook[] };
 
 /**
  * The module's webhook configurations for what this stack runs (batch/v1 Jobs and Kueue's own
@@ -87,14 +73,9 @@ type Webhook = { name: string; clientConfig: { service?: { path?: string }; url?
  * their integrations are off, so Kueue does not serve their paths, and the pod webhook
  * (failurePolicy Fail) would refuse every pod.
  */
-export function webhookConfigurations(
-  sourceDir: string,
-  port: number,
-  caPem: string,
-): (k8s.V1MutatingWebhookConfiguration | k8s.V1ValidatingWebhookConfiguration)[] {
-  const docs = parseAllDocuments(readFileSync(join(sourceDir, "config/components/webhook/manifests.yaml"), "utf8")).map(
-    (d) => d.toJS() as { kind: string; metadata: { name: string }; webhooks: Webhook[] },
-  );
+export function webhookConfigurations(sourceDir: string, port: number, caPem: string): WebhookConfiguration[] {
+  const file = join(sourceDir, "config/components/webhook/manifests.yaml");
+  const docs = parseAllDocuments(readFileSync(file, "utf8")).map((d) => d.toJS() as WebhookConfiguration);
   const caBundle = Buffer.from(caPem).toString("base64");
   return docs.map((d) => ({
     apiVersion: "admissionregistration.k8s.io/v1",
@@ -103,12 +84,12 @@ export function webhookConfigurations(
     webhooks: d.webhooks
       .filter((w) => w.rules?.every((r) => r.apiGroups?.every((g) => g === "batch" || g === KUEUE_GROUP)))
       .map((w) => ({ ...w, clientConfig: { url: `https://127.0.0.1:${port}${w.clientConfig.service?.path ?? ""}`, caBundle } })),
-  })) as (k8s.V1MutatingWebhookConfiguration | k8s.V1ValidatingWebhookConfiguration)[];
+  }));
 }
 
 export async function startKueue(dir: string, kubeconfigPath: string, kc: k8s.KubeConfig): Promise<KueueServer> {
   const { binary, sourceDir } = installKueue();
-  await applyKueueCrds(kc, sourceDir);
+  applyKueueCrds(kubeconfigPath, sourceDir);
   const home = join(dir, "kueue");
   const caPem = selfSignedCert(join(home, "certs"));
   const [webhookPort, healthPort] = await Promise.all([freePort(), freePort()]);
@@ -125,21 +106,32 @@ export async function startKueue(dir: string, kubeconfigPath: string, kc: k8s.Ku
     integrations: { frameworks: ["batch/job"] },
   };
   writeFileSync(join(home, "config.yaml"), JSON.stringify(config));
+  // Without internal certificate management, Kueue 0.17 reads its metrics server's certificate from
+  // the fixed path /etc/kueue/metrics/certs (cmd/kueue/main.go) and exits if it is missing, even with
+  // metrics off. Rather than write to the machine's /etc, Kueue runs in its own mount namespace where
+  // /etc is the real one with that folder laid over it (read-only overlay), holding the same
+  // self-signed certificate (never served: metrics are off).
+  const etc = join(home, "etc");
+  mkdirSync(join(etc, "kueue/metrics"), { recursive: true });
+  cpSync(join(home, "certs"), join(etc, "kueue/metrics/certs"), { recursive: true });
+  // the visibility API server would need an APIService and the API server's front-proxy CA
+  const args = [`--config=${join(home, "config.yaml")}`, "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=2"];
   const proc = spawnManaged({
     name: "kueue",
-    command: binary,
-    // the visibility API server would need an APIService and the API server's front-proxy CA
-    args: [`--config=${join(home, "config.yaml")}`, "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=2"],
+    command: "unshare",
+    args: ["--mount", "--propagation", "private", "sh", "-c", `mount -t overlay overlay -o lowerdir=${etc}:/etc /etc && exec "$0" "$@"`, binary, ...args],
     dir,
     env: { KUBECONFIG: kubeconfigPath },
   });
   try {
     await waitUntil("kueue ready", async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok, { process: proc, timeoutMs: 120_000 });
-    const admission = kc.makeApiClient(k8s.AdmissionregistrationV1Api);
-    for (const c of webhookConfigurations(sourceDir, webhookPort, caPem)) {
-      if (c.kind === "MutatingWebhookConfiguration") await admission.createMutatingWebhookConfiguration({ body: c as k8s.V1MutatingWebhookConfiguration });
-      else await admission.createValidatingWebhookConfiguration({ body: c as k8s.V1ValidatingWebhookConfiguration });
-    }
+    // kubectl for the same reason as the CRDs: the manifests as they are, not through typed models
+    execFileSync(bin("kubectl"), ["--kubeconfig", kubeconfigPath, "create", "-f", "-"], {
+      input: webhookConfigurations(sourceDir, webhookPort, caPem)
+        .map((c) => JSON.stringify(c))
+        .join("\n"),
+      stdio: ["pipe", "ignore", "inherit"],
+    });
     // the API server picks new webhook configurations up a moment later: until then a labelled Job
     // would run at once instead of waiting for Kueue
     const batch = kc.makeApiClient(k8s.BatchV1Api);
