@@ -177,9 +177,23 @@ describe("decide: waiting for a GPU", () => {
           message: "Preempted to accommodate a workload (UID: 1, JobUID: 2) due to prioritization in the ClusterQueue",
         },
       );
-      const a = queued(run(ran, { job: job({ suspend: true }), workload: evicted, now: at(2 + PENDING_MS / 1000 + 5) }));
+      const preemptedAt = 2 + PENDING_MS / 1000 + 5;
+      const a = queued(run(ran, { job: job({ suspend: true }), workload: evicted, now: at(preemptedAt) }));
       assert.match(findCondition(a.patch.conditions, "Scheduled")?.message ?? "", /^Kueue: Preempted: Preempted to accommodate a workload/);
-      assert.equal(a.requeueAfterMs, undefined, "the Job's readmission wakes us");
+      assert.equal(a.requeueAfterMs, undefined, "the deadline counts from the Queued condition, written by this step");
+      // back in the queue: the pending deadline counts again, from the preemption
+      const requeued = apply(ran, a.patch);
+      const waiting = run(requeued, { job: job({ suspend: true }), workload: evicted, now: at(preemptedAt + 60) });
+      assert.deepEqual([waiting.type, "requeueAfterMs" in waiting && waiting.requeueAfterMs], ["Wait", PENDING_MS - 60_000 + 100]);
+      const late = run(requeued, { job: job({ suspend: true }), workload: evicted, now: at(preemptedAt + PENDING_MS / 1000) });
+      assert.equal(late.type, "RecordFailure");
+      if (late.type === "RecordFailure") {
+        assert.equal(late.failure.class, "Busy");
+        assert.match(late.failure.message, /of going back to the queue: Queued: Kueue: Preempted/);
+      }
+      // readmitted and running: no deadline
+      const running = run(requeued, { job: job(), pods: [pod({ scheduled: "True", running: true })], now: at(preemptedAt + PENDING_MS / 1000) });
+      assert.equal(running.type, "UpdateProgress");
     });
   });
   test("a scheduled pod that cannot pull its image says so", () => {

@@ -80,6 +80,13 @@ function kueueRecheck(sj: SeparationJob, now: Date, w: ReturnType<typeof explain
   return now.getTime() - since < KUEUE_VERDICT_WAIT_MS ? KUEUE_RECHECK_MS : undefined;
 }
 
+/** When a Job that had run went back to Kueue's queue: the Queued condition's transition, once written. */
+function requeuedAt(sj: SeparationJob, w: ReturnType<typeof explainWaiting>): number | undefined {
+  if (w.reason !== "Queued") return undefined;
+  const queued = findCondition(sj.status?.conditions, C.Scheduled);
+  return queued?.reason === "Queued" && queued.status === "False" ? Date.parse(queued.lastTransitionTime ?? "") : undefined;
+}
+
 const minDefined = (...ms: (number | undefined)[]) => {
   const defined = ms.filter((m) => m !== undefined);
   return defined.length ? Math.min(...defined) : undefined;
@@ -194,14 +201,20 @@ export function decide(o: Observation): Action {
   const waiting = explainWaiting(job, o.pods, o.workload);
   const everScheduled = waiting.scheduled === "True" || !!status.steps?.scheduledAt;
   const createdAt = Date.parse(status.steps?.jobCreatedAt ?? job.metadata.creationTimestamp ?? now.toISOString());
-  const waited = now.getTime() - createdAt;
-  if (!everScheduled && waited >= o.pendingDeadlineMs) {
+  // the wait for a GPU: from the Job's creation, or, for a Job that ran and went back to Kueue's
+  // queue (preempted), from then: either way the user waits for a GPU, so the same deadline applies
+  const waitingSince = everScheduled ? requeuedAt(sj, waiting) : createdAt;
+  const waited = waitingSince === undefined ? undefined : now.getTime() - waitingSince;
+  if (waited !== undefined && waited >= o.pendingDeadlineMs) {
     return {
       type: "RecordFailure",
-      failure: { class: "Busy", message: `no GPU within ${Math.round(o.pendingDeadlineMs / 1000)} s: ${waiting.reason}: ${waiting.message}` },
+      failure: {
+        class: "Busy",
+        message: `no GPU within ${Math.round(o.pendingDeadlineMs / 1000)} s${everScheduled ? " of going back to the queue" : ""}: ${waiting.reason}: ${waiting.message}`,
+      },
     };
   }
-  const requeueAfterMs = minDefined(everScheduled ? undefined : o.pendingDeadlineMs - waited + 100, kueueRecheck(sj, now, waiting));
+  const requeueAfterMs = minDefined(waited === undefined ? undefined : o.pendingDeadlineMs - waited + 100, kueueRecheck(sj, now, waiting));
   const patch = progress(sj, now, waiting);
   if (patch) return { type: "UpdateProgress", patch, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
   return {
