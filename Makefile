@@ -72,7 +72,7 @@ setup-promtool:
 	bash e2e/stack/install.sh promtool
 
 # Kueue's controller-manager, for the Kueue tests only: built from its Go module (sigs.k8s.io/kueue),
-# KUEUE_BUILD_MINUTES on 2 cores, so not part of setup-stack
+# about 20 minutes on 2 busy cores (6 min of CPU), so not part of setup-stack
 setup-kueue:
 	bash e2e/stack/install.sh kueue
 

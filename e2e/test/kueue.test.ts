@@ -41,7 +41,7 @@ const URGENT_PRIORITY = "team-urgent";
 const TEAM_NS = "team";
 const TEAM_IMAGE = "example.com/team/train";
 /** Short, so the deadline test waits seconds; the Job that holds the GPU sleeps longer than this. */
-const PENDING_DEADLINE_S = 20;
+const PENDING_DEADLINE_S = 30;
 
 const skip = process.env.UNMIX_KUEUE === "1" || kueueBuilt() ? false : "Kueue is not built: `make kueue` builds it (minutes) and runs this file";
 
