@@ -219,7 +219,7 @@ async function kubectl(args: string[], input?: string): Promise<string> {
 }
 
 describe("Kueue holds separation Jobs to the ClusterQueue's GPU quota", { skip, timeout: 600_000 }, () => {
-  test("one Job admitted at a time: the next waits suspended as Queued with Kueue's reason in `kubectl describe sj`, then runs; one reply each", async () => {
+  test("one Job admitted at a time: the next waits suspended as Queued with Kueue's reason in `kubectl describe sj`, then runs; one reply each", async (t) => {
     const first = await send("first", "SLEEP=8");
     const firstJob = await until("the first Job to be admitted", async () => {
       const j = await jobOf(first);
@@ -255,6 +255,8 @@ describe("Kueue holds separation Jobs to the ClusterQueue's GPU quota", { skip, 
       return /Warning\s+Queued\s.*insufficient unused quota for nvidia\.com\/gpu/.test(out) ? out : undefined;
     });
     assert.match(described, /Reason:\s+Queued/);
+    // what the SRE reads, in the test's output
+    for (const line of described.split("\n").filter((l) => /Kueue: /.test(l))) t.diagnostic(line.trim());
     assert.equal((await jobOf(second)).status?.active ?? 0, 0, "no pod while Kueue holds the Job");
 
     // the first Job finishes and frees the quota: Kueue admits the second, which runs and replies
