@@ -220,7 +220,7 @@ async function kubectl(args: string[], input?: string): Promise<string> {
 
 describe("Kueue holds separation Jobs to the ClusterQueue's GPU quota", { skip, timeout: 600_000 }, () => {
   test("one Job admitted at a time: the next waits suspended as Queued with Kueue's reason in `kubectl describe sj`, then runs; one reply each", async (t) => {
-    const first = await send("first", "SLEEP=8");
+    const first = await send("first", "SLEEP=15");
     const firstJob = await until("the first Job to be admitted", async () => {
       const j = await jobOf(first);
       return j.spec?.suspend === false ? j : undefined;
@@ -295,7 +295,7 @@ describe("Kueue holds separation Jobs to the ClusterQueue's GPU quota", { skip, 
   });
 
   test("preemption by another team's higher-priority Job: the separation is suspended, runs again once the GPU is free, and replies once", async () => {
-    const victim = await send("victim", "SLEEP=10");
+    const victim = await send("victim", "SLEEP=15");
     const victimJob = await until("the separation to run", async () => {
       const j = await jobOf(victim);
       return j.spec?.suspend === false && (j.status?.active ?? 0) > 0 ? j : undefined;

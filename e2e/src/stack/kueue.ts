@@ -36,9 +36,7 @@ export function installKueue(): { binary: string; sourceDir: string } {
   execFileSync("bash", [join(REPO_ROOT, "e2e/stack/install.sh"), "kueue"], { stdio: "inherit" });
   const mod = `sigs.k8s.io/kueue@v${versions.KUEUE_VERSION}`;
   // already in the module cache after the install; `go mod download` says where (and fetches it if the cache was cleaned)
-  const info = JSON.parse(execFileSync("go", ["mod", "download", "-json", mod], { encoding: "utf8", env: { ...process.env, GOFLAGS: "-mod=mod" } })) as {
-    Dir: string;
-  };
+  const info = JSON.parse(execFileSync("go", ["mod", "download", "-json", mod], { encoding: "utf8" })) as { Dir: string };
   return { binary: bin("kueue"), sourceDir: info.Dir };
 }
 
