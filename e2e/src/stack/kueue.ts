@@ -20,8 +20,6 @@ export const KUEUE_API_VERSION = "v1beta2";
 
 export interface KueueServer {
   proc: ManagedProcess;
-  /** The module's source in the Go module cache (CRDs, webhook manifests). */
-  sourceDir: string;
   stop(): Promise<void>;
 }
 
@@ -32,7 +30,7 @@ export function kueueBuilt(): boolean {
 }
 
 /** Builds the controller-manager if the cache lacks this version (once: ~minutes), then finds the module's source. */
-export function installKueue(): { binary: string; sourceDir: string } {
+function installKueue(): { binary: string; sourceDir: string } {
   execFileSync("bash", [join(REPO_ROOT, "e2e/stack/install.sh"), "kueue"], { stdio: "inherit" });
   const mod = `sigs.k8s.io/kueue@v${versions.KUEUE_VERSION}`;
   // already in the module cache after the install; `go mod download` says where (and fetches it if the cache was cleaned)
@@ -46,7 +44,7 @@ export function installKueue(): { binary: string; sourceDir: string } {
  * `x-kubernetes-*` schema extensions these CRDs rely on, and a client-side apply's annotation would
  * not fit.
  */
-export function applyKueueCrds(kubeconfigPath: string, sourceDir: string): void {
+function applyKueueCrds(kubeconfigPath: string, sourceDir: string): void {
   const dir = join(sourceDir, "config/components/crd/bases");
   const kubectl = (...args: string[]) => execFileSync(bin("kubectl"), ["--kubeconfig", kubeconfigPath, ...args], { stdio: ["ignore", "ignore", "inherit"] });
   kubectl("apply", "--server-side", "-f", dir);
@@ -71,7 +69,7 @@ type WebhookConfiguration = { apiVersion: string; kind: string; metadata: { name
  * their integrations are off, so Kueue does not serve their paths, and the pod webhook
  * (failurePolicy Fail) would refuse every pod.
  */
-export function webhookConfigurations(sourceDir: string, port: number, caPem: string): WebhookConfiguration[] {
+function webhookConfigurations(sourceDir: string, port: number, caPem: string): WebhookConfiguration[] {
   const file = join(sourceDir, "config/components/webhook/manifests.yaml");
   const docs = parseAllDocuments(readFileSync(file, "utf8")).map((d) => d.toJS() as WebhookConfiguration);
   const caBundle = Buffer.from(caPem).toString("base64");
@@ -149,5 +147,5 @@ export async function startKueue(dir: string, kubeconfigPath: string, kc: k8s.Ku
     await proc.stop();
     throw err;
   }
-  return { proc, sourceDir, stop: () => proc.stop() };
+  return { proc, stop: () => proc.stop() };
 }
