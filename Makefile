@@ -7,7 +7,7 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check resilience setup setup-stack setup-promtool setup-node setup-python setup-kubectl-unmix typecheck lint format bench bench-controller help conformance fuzz fuzz-webhook fuzz-media bench-webhook
+.PHONY: dev test check resilience kueue setup setup-stack setup-promtool setup-kueue setup-node setup-python setup-kubectl-unmix typecheck lint format bench bench-controller help conformance fuzz fuzz-webhook fuzz-media bench-webhook
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
@@ -16,6 +16,7 @@ help:
 	@echo "extras: make conformance (the data-policy tests, docs/privacy-conformance.md),"
 	@echo "        make resilience (the whole fault matrix, docs/resilience.md),"
 	@echo "        make fuzz (both fuzzing campaigns: fuzz-webhook, fuzz-media), make bench-webhook (10,000-webhook burst)"
+	@echo "        make kueue (the product with a real Kueue: quota, pending deadline, preemption, the chart's Kueue values)"
 
 dev: setup
 	node e2e/src/dev.ts
@@ -49,6 +50,11 @@ bench-webhook: setup-stack setup-node
 resilience: setup-stack setup-node
 	UNMIX_RESILIENCE=all node --test --test-timeout=1800000 e2e/test/resilience.test.ts
 
+# The product with a real Kueue on the local stack (e2e/test/kueue.test.ts). Kueue's build is not
+# part of setup-stack (see setup-kueue); make test runs the file only once that build is cached.
+kueue: setup-stack setup-node setup-kueue
+	UNMIX_KUEUE=1 node --test --test-timeout=1800000 e2e/test/kueue.test.ts
+
 setup: setup-stack setup-node setup-python setup-kubectl-unmix
 
 # `kubectl unmix` (ingress/src/kubectl-unmix.ts, ingress/README.md): kubectl runs any kubectl-<name>
@@ -72,6 +78,11 @@ setup-stack:
 # not part of setup-stack; e2e/test/observability.test.ts runs the same install on first use
 setup-promtool:
 	bash e2e/stack/install.sh promtool
+
+# Kueue's controller-manager, for the Kueue tests only: built from its Go module (sigs.k8s.io/kueue),
+# about 20 minutes on 2 busy cores (6 min of CPU), so not part of setup-stack
+setup-kueue:
+	bash e2e/stack/install.sh kueue
 
 # Node 24 alone (not the rest of the stack, so `make check` builds nothing with Go), then npm ci only
 # when package-lock.json changed since the last install

@@ -81,6 +81,8 @@ const ControllerEnv = z.object({
   JOB_PENDING_DEADLINE_SECONDS: positiveSeconds(600),
   /** Kueue LocalQueue name; the Job gets kueue.x-k8s.io/queue-name and Kueue manages suspend. */
   KUEUE_QUEUE_NAME: z.string().optional(),
+  /** Kueue WorkloadPriorityClass of the Jobs (label kueue.x-k8s.io/priority-class): their rank in the queue and for preemption. */
+  KUEUE_PRIORITY_CLASS: z.string().optional(),
   /** Extra environment for the job container (DEMUCS_SEGMENT, MODEL_REPO, …) as a JSON object. */
   JOB_EXTRA_ENV: json(z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()), {}),
   JOB_DEVICE: z.enum(["auto", "cpu", "cuda"]).default("auto"),
@@ -208,6 +210,7 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
     activeDeadlineSeconds: c.JOB_ACTIVE_DEADLINE_SECONDS,
     ttlSecondsAfterFinished: c.JOB_TTL_SECONDS_AFTER_FINISHED,
     kueueQueueName: c.KUEUE_QUEUE_NAME,
+    kueuePriorityClass: c.KUEUE_PRIORITY_CLASS,
     extraEnv: c.JOB_EXTRA_ENV,
     device: c.JOB_DEVICE,
     modelName: c.MODEL_NAME,

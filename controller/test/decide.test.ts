@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { findCondition } from "@unmix/api/conditions";
 import { formatReceipt, REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
-import type { JobView, PodView } from "../src/framework/kube/objects.ts";
+import type { JobView, PodView, WorkloadView } from "../src/framework/kube/objects.ts";
 import { classifyJobFailure, explainWaiting } from "../src/separation/classify.ts";
-import { type Action, decide, type MaxAges, type Observation, stageOf } from "../src/separation/decide.ts";
+import { type Action, decide, KUEUE_RECHECK_MS, KUEUE_VERDICT_WAIT_MS, type MaxAges, type Observation, stageOf } from "../src/separation/decide.ts";
 import * as S from "../src/separation/status.ts";
 import { apply, at, job, newSj, pod, sjAt } from "./fixtures.ts";
 
@@ -14,11 +14,12 @@ const CONFIRM_MS = 300_000;
 const HOUR = 3600;
 const MAX_AGES: MaxAges = { fetchingMs: 0.5 * HOUR * 1000, separatingMs: HOUR * 1000, replyingMs: 6 * HOUR * 1000 };
 
-function run(sj: SeparationJob, o: { job?: JobView; pods?: PodView[]; now?: Date } = {}): Action {
+function run(sj: SeparationJob, o: { job?: JobView; pods?: PodView[]; now?: Date; workload?: WorkloadView } = {}): Action {
   const obs: Observation = {
     sj,
     job: o.job,
     pods: o.pods ?? [],
+    ...(o.workload ? { workload: o.workload } : {}),
     now: o.now ?? at(20),
     pendingDeadlineMs: PENDING_MS,
     replyConfirmMs: CONFIRM_MS,
@@ -113,6 +114,87 @@ describe("decide: waiting for a GPU", () => {
     assert.equal(findCondition(a.patch.conditions, "Scheduled")?.reason, "Queued");
     assert.equal(findCondition(a.patch.conditions, "Succeeded")?.reason, "Queued");
     assert.equal(run(sjAt("jobCreated"), { job: job({ suspend: true }), now: at(2 + PENDING_MS / 1000) }).type, "RecordFailure");
+  });
+  describe("Kueue's own words for why it holds the Job", () => {
+    const NO_QUOTA = "couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu in flavor gpu, 1 more needed";
+    const workload = (...conditions: { type: string; status: string; reason?: string; message?: string }[]): WorkloadView => ({
+      metadata: { name: "job-sj-0123-abcde", uid: "wl-uid" },
+      status: { conditions },
+    });
+    const queued = (a: Action) => {
+      assert.equal(a.type, "UpdateProgress");
+      return a.type === "UpdateProgress" ? a : assert.fail();
+    };
+    test("the Workload's QuotaReserved=False message is the Queued condition's, and the Busy failure names it", () => {
+      const wl = workload({ type: "QuotaReserved", status: "False", reason: "Pending", message: NO_QUOTA });
+      const a = queued(run(sjAt("jobCreated"), { job: job({ suspend: true }), workload: wl, now: at(30) }));
+      assert.equal(findCondition(a.patch.conditions, "Scheduled")?.reason, "Queued");
+      assert.equal(findCondition(a.patch.conditions, "Scheduled")?.message, `Kueue: Pending: ${NO_QUOTA}`);
+      assert.equal(a.requeueAfterMs, PENDING_MS - 28_000 + 100, "Kueue has said why: only the deadline is left to watch");
+      const late = run(sjAt("jobCreated"), { job: job({ suspend: true }), workload: wl, now: at(2 + PENDING_MS / 1000) });
+      assert.equal(late.type, "RecordFailure");
+      if (late.type === "RecordFailure") {
+        assert.equal(late.failure.class, "Busy");
+        assert.match(late.failure.message, /insufficient unused quota for nvidia\.com\/gpu/);
+      }
+    });
+    test("until Kueue has said why, it looks again every second, for a bounded while", () => {
+      const first = queued(run(sjAt("jobCreated"), { job: job({ suspend: true }), now: at(3) }));
+      assert.equal(first.requeueAfterMs, KUEUE_RECHECK_MS);
+      const placeholder = apply(sjAt("jobCreated"), first.patch);
+      const again = run(placeholder, { job: job({ suspend: true }), now: at(4) });
+      assert.deepEqual([again.type, "requeueAfterMs" in again && again.requeueAfterMs], ["Wait", KUEUE_RECHECK_MS]);
+      const giveUp = run(placeholder, { job: job({ suspend: true }), now: at(3 + KUEUE_VERDICT_WAIT_MS / 1000) });
+      assert.deepEqual([giveUp.type, "requeueAfterMs" in giveUp && giveUp.requeueAfterMs], ["Wait", PENDING_MS - (1000 + KUEUE_VERDICT_WAIT_MS) + 100]);
+      // the verdict replaces the placeholder: a write (and an Event), though the reason stays Queued
+      const verdict = queued(
+        run(placeholder, {
+          job: job({ suspend: true }),
+          now: at(5),
+          workload: workload({ type: "QuotaReserved", status: "False", reason: "Pending", message: NO_QUOTA }),
+        }),
+      );
+      assert.match(findCondition(verdict.patch.conditions, "Scheduled")?.message ?? "", /^Kueue: Pending: couldn't assign flavors/);
+      // and the same verdict again is no write
+      const told = apply(placeholder, verdict.patch);
+      assert.equal(
+        run(told, {
+          job: job({ suspend: true }),
+          now: at(6),
+          workload: workload({ type: "QuotaReserved", status: "False", reason: "Pending", message: NO_QUOTA }),
+        }).type,
+        "Wait",
+      );
+    });
+    test("a Job preempted after it ran is Queued with Kueue's reason, and the pending deadline no longer applies", () => {
+      const ran = apply(sjAt("jobCreated"), queued(run(sjAt("jobCreated"), { job: job(), pods: [pod({ scheduled: "True", running: true })] })).patch);
+      const evicted = workload(
+        { type: "QuotaReserved", status: "True", reason: "QuotaReserved", message: "Quota reserved in ClusterQueue gpu" },
+        {
+          type: "Evicted",
+          status: "True",
+          reason: "Preempted",
+          message: "Preempted to accommodate a workload (UID: 1, JobUID: 2) due to prioritization in the ClusterQueue",
+        },
+      );
+      const preemptedAt = 2 + PENDING_MS / 1000 + 5;
+      const a = queued(run(ran, { job: job({ suspend: true }), workload: evicted, now: at(preemptedAt) }));
+      assert.match(findCondition(a.patch.conditions, "Scheduled")?.message ?? "", /^Kueue: Preempted: Preempted to accommodate a workload/);
+      assert.equal(a.requeueAfterMs, undefined, "the deadline counts from the Queued condition, written by this step");
+      // back in the queue: the pending deadline counts again, from the preemption
+      const requeued = apply(ran, a.patch);
+      const waiting = run(requeued, { job: job({ suspend: true }), workload: evicted, now: at(preemptedAt + 60) });
+      assert.deepEqual([waiting.type, "requeueAfterMs" in waiting && waiting.requeueAfterMs], ["Wait", PENDING_MS - 60_000 + 100]);
+      const late = run(requeued, { job: job({ suspend: true }), workload: evicted, now: at(preemptedAt + PENDING_MS / 1000) });
+      assert.equal(late.type, "RecordFailure");
+      if (late.type === "RecordFailure") {
+        assert.equal(late.failure.class, "Busy");
+        assert.match(late.failure.message, /of going back to the queue: Queued: Kueue: Preempted/);
+      }
+      // readmitted and running: no deadline
+      const running = run(requeued, { job: job(), pods: [pod({ scheduled: "True", running: true })], now: at(preemptedAt + PENDING_MS / 1000) });
+      assert.equal(running.type, "UpdateProgress");
+    });
   });
   test("a scheduled pod that cannot pull its image says so", () => {
     const a = run(sjAt("jobCreated"), {

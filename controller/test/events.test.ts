@@ -40,4 +40,20 @@ describe("transitionEvents", () => {
     const reworded = S.progress(once, at(6), waiting("Unschedulable", "0/2 nodes"));
     assert.deepEqual(transitionEvents(once, apply(once, reworded ?? { conditions: once.status?.conditions })), []);
   });
+  test("Kueue's verdict replacing the Queued placeholder is a new Event, with Kueue's words", () => {
+    const placeholder = apply(jobCreated, S.progress(jobCreated, at(3), explainWaiting(job({ suspend: true }), [])) ?? {});
+    const wl = {
+      metadata: { name: "job-sj-0123-abcde" },
+      status: { conditions: [{ type: "QuotaReserved", status: "False", reason: "Pending", message: "insufficient unused quota for nvidia.com/gpu" }] },
+    };
+    const told = S.progress(placeholder, at(4), explainWaiting(job({ suspend: true }), [], wl));
+    const after = apply(placeholder, told ?? {});
+    assert.deepEqual(
+      transitionEvents(placeholder, after).map((e) => `${e.type} ${e.condition.type} ${e.condition.reason}: ${e.condition.message}`),
+      [
+        "Warning Scheduled Queued: Kueue: Pending: insufficient unused quota for nvidia.com/gpu",
+        "Warning Succeeded Queued: Kueue: Pending: insufficient unused quota for nvidia.com/gpu",
+      ],
+    );
+  });
 });

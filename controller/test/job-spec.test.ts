@@ -65,6 +65,7 @@ describe("the separation Job", () => {
     JOB_PRIORITY_CLASS: "unmix-interactive",
     JOB_NODE_SELECTOR: '{"nvidia.com/gpu.product":"NVIDIA-L4"}',
     KUEUE_QUEUE_NAME: "gpu-queue",
+    KUEUE_PRIORITY_CLASS: "interactive",
     JOB_EXTRA_ENV: '{"DEMUCS_SEGMENT":"7.8"}',
   });
   const sj = newSj();
@@ -123,9 +124,17 @@ describe("the separation Job", () => {
     assert.equal(j.spec.ttlSecondsAfterFinished, 3600);
     assert.equal(j.spec.podReplacementPolicy, "Failed");
   });
-  test("the Kueue queue label, and suspend left to Kueue", () => {
+  test("the Kueue queue and WorkloadPriorityClass labels, and suspend left to Kueue", () => {
     assert.equal(j.metadata.labels["kueue.x-k8s.io/queue-name"], "gpu-queue");
+    assert.equal(j.metadata.labels["kueue.x-k8s.io/priority-class"], "interactive");
     assert.equal("suspend" in j.spec, false);
+  });
+  test("no Kueue labels without a Kueue queue (a priority class alone would mean nothing)", () => {
+    const plain: Json = buildJob(sj, loadControllerConfig({ ...baseEnv, KUEUE_PRIORITY_CLASS: "interactive" }).job, undefined);
+    assert.deepEqual(
+      Object.keys(plain.metadata.labels).filter((l) => l.startsWith("kueue.x-k8s.io/")),
+      [],
+    );
   });
   test("the job parameters and the message's traceparent", () => {
     assert.equal(env.TRACEPARENT, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");

@@ -63,6 +63,10 @@ export interface ProductOptions {
   jobImage?: ImageMapping;
   /** Extra environment for the worker (splitIngress). */
   workerEnv?: Record<string, string>;
+  /** Kueue on the stack (StackOptions.kueue); the controller's KUEUE_QUEUE_NAME is the test's to set. */
+  kueue?: boolean;
+  /** More images the node runs (e.g. another team's GPU Job), besides the job image. */
+  images?: Record<string, ImageMapping>;
 }
 
 export interface Component {
@@ -154,7 +158,9 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
     components: ["kube", "nats", "s3"],
     gpus: o.gpus ?? 1,
     keep: o.keep ?? false,
+    kueue: o.kueue ?? false,
     images: {
+      ...o.images,
       [JOB_IMAGE]: o.jobImage ?? {
         entrypoint: [join(venv, "bin", "unmix-job")],
         // what the image bakes in: its model folder; CPU here

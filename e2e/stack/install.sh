@@ -2,9 +2,10 @@
 # Builds or downloads every binary of the local stack, once per pinned version, into $UNMIX_CACHE/bin.
 # Idempotent: a binary that exists for its version is not rebuilt. Go's own module and build caches
 # (in $HOME) make a rebuild after a clean clone mostly a link step.
-#   usage: install.sh [node|k8s|etcd|nats|minio|helm|kube-score|promtool|all]...
+#   usage: install.sh [node|k8s|etcd|nats|minio|helm|kube-score|promtool|kueue|all]...
 # promtool is not part of `all`: only the chart's alert tests need it, and it takes ~4 min to build
 # on 2 cores (`make setup-promtool`; e2e/test/observability.test.ts installs it on first use).
+# kueue is not part of `all` either: only the Kueue tests start it (`make kueue` installs it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -108,6 +109,17 @@ install_promtool() {
   mark promtool "$PROMETHEUS_VERSION"
 }
 
+# Kueue's controller-manager, for the opt-in Kueue tests (e2e/test/kueue.test.ts). Its module has no
+# replace directives, so it installs straight from the proxy; its CRDs are read from the same module's
+# source in the Go module cache (config/components/crd/bases) by the harness.
+install_kueue() {
+  have kueue "$KUEUE_VERSION" && return
+  log "kueue $KUEUE_VERSION"
+  GOBIN=$bin go install -ldflags "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=v$KUEUE_VERSION" \
+    "sigs.k8s.io/kueue/cmd/kueue@v$KUEUE_VERSION"
+  mark kueue "$KUEUE_VERSION"
+}
+
 # Debian's chromium (for the browser test, driven by playwright-core) and an emoji font for the chat
 # page's ⏳/✅ reactions in screenshots; from apt, only when missing.
 install_chromium() {
@@ -130,6 +142,7 @@ for what in "$@"; do
     helm) install_helm ;;
     kube-score) install_kube_score ;;
     promtool) install_promtool ;;
+    kueue) install_kueue ;;
     chromium) install_chromium ;;
     all) install_node; install_nats; install_etcd; install_k8s; install_minio; install_helm; install_kube_score ;;
     *) echo "install.sh: unknown target $what" >&2; exit 2 ;;

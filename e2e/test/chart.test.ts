@@ -305,6 +305,8 @@ describe("chart, statically", () => {
     assert.deepEqual([...can("controller", "separationjobs/status")], ["patch"]);
     assert.deepEqual([...can("controller", "separationjobs/finalizers")], []);
     assert.deepEqual([...can("controller", "pods")].sort(), ["list", "watch"]);
+    // with a Kueue queue (EVERYTHING names one): list Kueue's Workloads, to say why Kueue holds a Job
+    assert.deepEqual([...can("controller", "workloads")], ["list"]);
     // the sender Secrets (worker: written with the SeparationJob, read for the admin list) and the Jobs' URL Secrets
     assert.deepEqual([...can("worker", "secrets")].sort(), ["create", "get"]);
     assert.deepEqual([...can("controller", "secrets")].sort(), ["create", "delete", "get", "update"]);

@@ -114,6 +114,9 @@ JOB_PRIORITY_CLASS: {{ . | quote }}
 {{- with $j.kueue.queueName }}
 KUEUE_QUEUE_NAME: {{ . | quote }}
 {{- end }}
+{{- with $j.kueue.priorityClass }}
+KUEUE_PRIORITY_CLASS: {{ . | quote }}
+{{- end }}
 JOB_NODE_SELECTOR: {{ $j.nodeSelector | toJson | quote }}
 JOB_TOLERATIONS: {{ $j.tolerations | toJson | quote }}
 JOB_CPU_REQUEST: {{ $j.resources.requests.cpu | quote }}

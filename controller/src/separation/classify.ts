@@ -3,7 +3,7 @@
 import { failureClassOfExitCode } from "@unmix/api/exit-codes";
 import type { FailureClass } from "@unmix/api/separationjob";
 import { scrubText } from "@unmix/core/privacy";
-import { type JobView, jobCondition, type PodView } from "../framework/kube/objects.ts";
+import { type JobView, jobCondition, type PodView, type WorkloadView } from "../framework/kube/objects.ts";
 import { CONTAINER } from "./job-spec.ts";
 
 /** The condition reason when a Job not ours holds our Job's name (the user is told as for Internal). */
@@ -74,6 +74,8 @@ export interface Waiting {
   /** A scheduled pod whose container cannot start (ErrImagePull, …). */
   containerProblem?: { reason: string; message: string };
   running: boolean;
+  /** Kueue holds the Job and has not said why yet (its Workload has no verdict): worth another look soon. */
+  awaitingKueue?: boolean;
 }
 
 const CONTAINER_PROBLEMS = new Set([
@@ -85,9 +87,31 @@ const CONTAINER_PROBLEMS = new Set([
   "RunContainerError",
 ]);
 
-export function explainWaiting(job: JobView, pods: PodView[]): Waiting {
+/**
+ * Kueue's own words for why it holds a Job, from its Workload: QuotaReserved=False says why it has no
+ * quota (e.g. `couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu
+ * in flavor gpu, 1 more needed`), and after a preemption why it lost it; Evicted=True covers the
+ * moment before the quota is released; Admitted=False, admission checks after the quota.
+ */
+function kueueVerdict(w: WorkloadView | undefined): string | undefined {
+  const conditions = w?.status?.conditions ?? [];
+  const find = (type: string, status: string) => conditions.find((c) => c.type === type && c.status === status && c.message);
+  const c = find("QuotaReserved", "False") ?? find("Evicted", "True") ?? find("Admitted", "False");
+  return c ? oneLine(`Kueue: ${c.reason ? `${c.reason}: ` : ""}${c.message}`) : undefined;
+}
+
+/** `workload`: Kueue's Workload of a suspended Job, when the controller runs with a Kueue queue. */
+export function explainWaiting(job: JobView, pods: PodView[], workload?: WorkloadView): Waiting {
   if (job.spec?.suspend) {
-    return { scheduled: "False", reason: "Queued", message: "the Job is suspended, waiting for admission by its queue (Kueue)", running: false };
+    const verdict = kueueVerdict(workload);
+    if (verdict) return { scheduled: "False", reason: "Queued", message: verdict, running: false };
+    return {
+      scheduled: "False",
+      reason: "Queued",
+      message: "the Job is suspended, waiting for admission by its queue (Kueue)",
+      running: false,
+      awaitingKueue: true,
+    };
   }
   const live = newestFirst(pods.filter((p) => !p.metadata.deletionTimestamp));
   const pod = live[0];

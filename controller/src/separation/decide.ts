@@ -1,8 +1,9 @@
 // The reconcile decision, as a pure function of what was observed: the SeparationJob, its Job and
 // pods, and the time. One step per pass; the reconciler acts on it once and requeues. Every step is
 // safe to repeat after a crash at any point, because each is decided from observed state only.
+import { findCondition } from "@unmix/api/conditions";
 import { API_VERSION, KIND, parseReceipt, REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
-import { controllerOf, type JobView, jobFinished, type PodView } from "../framework/kube/objects.ts";
+import { controllerOf, type JobView, jobFinished, type PodView, type WorkloadView } from "../framework/kube/objects.ts";
 import { type Classification, classifyJobFailure, explainWaiting, JOB_NAME_TAKEN } from "./classify.ts";
 import { MANAGED_BY, SJ_LABEL } from "./job-spec.ts";
 import { C, isFinished, progress, type ReplyKind, reasonOf, type StatusPatch, statusOf } from "./status.ts";
@@ -13,6 +14,8 @@ export interface Observation {
   job: JobView | undefined;
   /** That Job's pods. */
   pods: PodView[];
+  /** Kueue's Workload of that Job, read only while Kueue holds it suspended (and the controller uses a Kueue queue). */
+  workload?: WorkloadView;
   now: Date;
   pendingDeadlineMs: number;
   replyConfirmMs: number;
@@ -62,6 +65,32 @@ export type Action =
   | { type: "GiveUpReply" }
   /** Record the cache entry, delete the input and intermediates (and a still-running Job), mark done. */
   | { type: "Finalize" };
+
+/**
+ * Kueue writes why it holds a Job on the Workload a moment after the Job (the controller watches no
+ * Workloads): look again every second until it has, for a bounded while after the Job went Queued.
+ */
+export const KUEUE_RECHECK_MS = 1000;
+export const KUEUE_VERDICT_WAIT_MS = 30_000;
+
+function kueueRecheck(sj: SeparationJob, now: Date, w: ReturnType<typeof explainWaiting>): number | undefined {
+  if (!w.awaitingKueue) return undefined;
+  const queued = findCondition(sj.status?.conditions, C.Scheduled);
+  const since = queued?.reason === "Queued" ? Date.parse(queued.lastTransitionTime ?? "") : now.getTime();
+  return now.getTime() - since < KUEUE_VERDICT_WAIT_MS ? KUEUE_RECHECK_MS : undefined;
+}
+
+/** When a Job that had run went back to Kueue's queue: the Queued condition's transition, once written. */
+function requeuedAt(sj: SeparationJob, w: ReturnType<typeof explainWaiting>): number | undefined {
+  if (w.reason !== "Queued") return undefined;
+  const queued = findCondition(sj.status?.conditions, C.Scheduled);
+  return queued?.reason === "Queued" && queued.status === "False" ? Date.parse(queued.lastTransitionTime ?? "") : undefined;
+}
+
+const minDefined = (...ms: (number | undefined)[]) => {
+  const defined = ms.filter((m) => m !== undefined);
+  return defined.length ? Math.min(...defined) : undefined;
+};
 
 /** Reply conditions after which nothing more will be sent. */
 const REPLY_SETTLED = new Set(["ReplyUnconfirmed", "ReplyFailed"]);
@@ -169,17 +198,23 @@ export function decide(o: Observation): Action {
   if (finished === "Failed") return { type: "RecordFailure", failure: classifyJobFailure(job, o.pods, !!status.steps?.scheduledAt) };
 
   // ── the Job waits or runs ──
-  const waiting = explainWaiting(job, o.pods);
+  const waiting = explainWaiting(job, o.pods, o.workload);
   const everScheduled = waiting.scheduled === "True" || !!status.steps?.scheduledAt;
   const createdAt = Date.parse(status.steps?.jobCreatedAt ?? job.metadata.creationTimestamp ?? now.toISOString());
-  const waited = now.getTime() - createdAt;
-  if (!everScheduled && waited >= o.pendingDeadlineMs) {
+  // the wait for a GPU: from the Job's creation, or, for a Job that ran and went back to Kueue's
+  // queue (preempted), from then: either way the user waits for a GPU, so the same deadline applies
+  const waitingSince = everScheduled ? requeuedAt(sj, waiting) : createdAt;
+  const waited = waitingSince === undefined ? undefined : now.getTime() - waitingSince;
+  if (waited !== undefined && waited >= o.pendingDeadlineMs) {
     return {
       type: "RecordFailure",
-      failure: { class: "Busy", message: `no GPU within ${Math.round(o.pendingDeadlineMs / 1000)} s: ${waiting.reason}: ${waiting.message}` },
+      failure: {
+        class: "Busy",
+        message: `no GPU within ${Math.round(o.pendingDeadlineMs / 1000)} s${everScheduled ? " of going back to the queue" : ""}: ${waiting.reason}: ${waiting.message}`,
+      },
     };
   }
-  const requeueAfterMs = everScheduled ? undefined : o.pendingDeadlineMs - waited + 100;
+  const requeueAfterMs = minDefined(waited === undefined ? undefined : o.pendingDeadlineMs - waited + 100, kueueRecheck(sj, now, waiting));
   const patch = progress(sj, now, waiting);
   if (patch) return { type: "UpdateProgress", patch, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
   return {

@@ -8,6 +8,7 @@ import type { Logger } from "@unmix/core/log";
 import { scrubText } from "@unmix/core/privacy";
 import type { KubeApi } from "../framework/kube/api.ts";
 import { microTime } from "../framework/kube/objects.ts";
+import { saysSomethingNew } from "./status.ts";
 
 export interface TransitionEvent {
   type: "Normal" | "Warning";
@@ -28,12 +29,12 @@ const WARNING_REASONS = new Set([
   "ReplyUnconfirmed",
 ]);
 
-/** The Events a status write deserves: a condition that settled (True/False) or went wrong, once per change of status or reason. */
+/** The Events a status write deserves: a condition that settled (True/False) or went wrong, once per change of status or reason (or of Kueue's verdict). */
 export function transitionEvents(before: SeparationJob, after: SeparationJob): TransitionEvent[] {
   const events: TransitionEvent[] = [];
   for (const c of after.status?.conditions ?? []) {
     const old = findCondition(before.status?.conditions, c.type);
-    if (old && old.status === c.status && old.reason === c.reason) continue;
+    if (!saysSomethingNew(old, c)) continue;
     const warn = c.status === "False" || WARNING_REASONS.has(c.reason);
     if (c.status === "Unknown" && !warn) continue;
     events.push({ type: warn ? "Warning" : "Normal", condition: c });

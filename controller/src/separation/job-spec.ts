@@ -14,6 +14,7 @@ export const MANAGED_BY = "unmix-controller";
 export const CONTAINER = "separate";
 export const WORK_DIR = "/work";
 const KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name";
+const KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class";
 
 /** Where the job writes, under the bucket: deleted once the reply is out. */
 export const workPrefix = (sjName: string) => `work/${sjName}/`;
@@ -75,7 +76,11 @@ export function buildJob(sj: SeparationJob, s: JobSettings, traceparent: string 
     kind: "Job",
     metadata: {
       name,
-      labels: { ...labels, ...(s.kueueQueueName ? { [KUEUE_QUEUE_LABEL]: s.kueueQueueName } : {}) },
+      labels: {
+        ...labels,
+        ...(s.kueueQueueName ? { [KUEUE_QUEUE_LABEL]: s.kueueQueueName } : {}),
+        ...(s.kueueQueueName && s.kueuePriorityClass ? { [KUEUE_PRIORITY_LABEL]: s.kueuePriorityClass } : {}),
+      },
       annotations: traceparent ? { "unmix.dev/traceparent": traceparent } : {},
       ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name, uid: sj.metadata.uid ?? "", controller: true }],
     },

@@ -100,10 +100,12 @@ export class Reconciler {
     const traceId = traceIdOf(traceparent);
     const log = this.d.log.child({ sj: name, ...(traceId ? { trace_id: traceId } : {}) });
     const job = await this.observeJob(current);
+    const workload = await this.observeWorkload(job);
     const action = decide({
       sj: current,
       job,
       pods: job ? this.d.lookup.pods(name) : [],
+      ...(workload ? { workload } : {}),
       now: this.d.clock(),
       pendingDeadlineMs: this.d.config.flow.pendingDeadlineMs,
       replyConfirmMs: this.d.config.flow.replyConfirmMs,
@@ -136,6 +138,12 @@ export class Reconciler {
     if (cached) return cached;
     const shouldExist = S.statusOf(sj, S.C.JobCreated) === "True" && !S.isFinished(sj);
     return shouldExist ? this.d.kube.jobs.get(sj.metadata.name) : undefined;
+  }
+
+  /** Kueue's Workload, only while Kueue holds the Job (suspended) and only when the Jobs go to a Kueue queue: one GET, no watch. */
+  private async observeWorkload(job: JobView | undefined) {
+    if (!job?.spec?.suspend || !this.d.config.job.kueueQueueName || !job.metadata.uid || jobFinished(job)) return undefined;
+    return this.d.kube.workloads.ofJob(job.metadata.uid);
   }
 
   private stepContext(log: Logger): StepContext {

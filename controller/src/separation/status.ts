@@ -45,6 +45,17 @@ export function isWaitingForGpu(sj: WithConditions): boolean {
   return succeeded?.status === "Unknown" && (succeeded.reason === "WaitingForGPU" || succeeded.reason === "Queued");
 }
 
+/**
+ * A new message alone (the scheduler rewording why it waits) is not worth a write and an Event, but
+ * a Queued one is: Kueue's verdict replaces our placeholder, and a preemption says why the quota went.
+ */
+export function saysSomethingNew(
+  old: Pick<Condition, "status" | "reason" | "message"> | undefined,
+  c: Pick<Condition, "status" | "reason" | "message">,
+): boolean {
+  return !old || old.status !== c.status || old.reason !== c.reason || (c.reason === "Queued" && old.message !== c.message);
+}
+
 const generation = (sj: SeparationJob) => (sj.metadata.generation !== undefined ? { observedGeneration: sj.metadata.generation } : {});
 
 export function initialize(sj: SeparationJob, now: Date): StatusPatch {
@@ -110,11 +121,12 @@ export function progress(sj: SeparationJob, now: Date, w: Waiting): StatusPatch 
   }
   const conditions = conditionsWith(sj, now, ...inputs);
   const scheduledAt = w.scheduled === "True" && !sj.status?.steps?.scheduledAt ? (w.scheduledAt ?? now.toISOString()) : undefined;
-  // a new message alone (the scheduler rewording why it waits) is not worth a write and an Event
-  const changed = inputs.some((i) => {
-    const old = sj.status?.conditions?.find((c) => c.type === i.type);
-    return !old || old.status !== i.status || old.reason !== i.reason;
-  });
+  const changed = inputs.some((i) =>
+    saysSomethingNew(
+      sj.status?.conditions?.find((c) => c.type === i.type),
+      i,
+    ),
+  );
   if (!changed && !scheduledAt) return undefined;
   return { ...generation(sj), conditions, ...(scheduledAt ? { steps: { scheduledAt } } : {}) };
 }

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { type ControlPlane, startControlPlane } from "./kube.ts";
+import { type KueueServer, startKueue } from "./kueue.ts";
 import { type NatsServer, startNats } from "./nats.ts";
 import { type ImageMapping, NodeAgent } from "./node-agent/index.ts";
 import { type S3Server, startS3 } from "./s3.ts";
@@ -22,6 +23,8 @@ export interface StackOptions {
   images?: Record<string, ImageMapping>;
   nodeLabels?: Record<string, string>;
   nodeTaints?: k8s.V1Taint[];
+  /** Kueue's controller-manager, CRDs and webhooks too (kueue.ts; built on first use, minutes). */
+  kueue?: boolean;
   /** Keep the folder after stop(), for debugging. */
   keep?: boolean;
 }
@@ -29,6 +32,7 @@ export interface StackOptions {
 export interface Stack {
   dir: string;
   kube?: ControlPlane & { kc: k8s.KubeConfig; node: NodeAgent };
+  kueue?: KueueServer;
   nats?: NatsServer;
   s3?: S3Server;
   /** Environment variables for the product's processes to reach this stack. */
@@ -87,6 +91,10 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
           await node.start();
           stack.kube = { ...cp, kc, node };
           await waitForDefaultServiceAccount(kc);
+          if (o.kueue) {
+            stack.kueue = await startKueue(dir, cp.kubeconfigPath, kc);
+            started.push(stack.kueue);
+          }
         }),
     ]);
   } catch (err) {

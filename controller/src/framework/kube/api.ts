@@ -3,7 +3,7 @@
 // SeparationJobs, over this package's own client instead of client-node (connection.ts says why).
 import { GROUP, PLURAL, SeparationJob, type SeparationJobStatus, VERSION } from "@unmix/api/separationjob";
 import { isNotFound, type KubeClient, statusCode } from "./client.ts";
-import type { EventManifest, JobManifest, JobView, Lease, SecretManifest } from "./objects.ts";
+import type { EventManifest, JobManifest, JobView, Lease, SecretManifest, WorkloadView } from "./objects.ts";
 
 /** What the reconciler and the garbage collector do to SeparationJobs. */
 export interface SeparationJobApi {
@@ -43,6 +43,12 @@ export interface LeaseApi {
   update(name: string, resourceVersion: string | undefined, spec: NonNullable<Lease["spec"]>): Promise<Lease>;
 }
 
+/** Kueue's Workloads (kueue.x-k8s.io/v1beta2), read only, to say why Kueue holds a Job. */
+export interface WorkloadApi {
+  /** The Workload Kueue made for the Job with this uid; undefined when there is none (yet), or no Kueue. */
+  ofJob(jobUid: string): Promise<WorkloadView | undefined>;
+}
+
 export interface KubeApi {
   /** The one namespace of the SeparationJobs, their Jobs, Events and the Lease. */
   namespace: string;
@@ -50,6 +56,7 @@ export interface KubeApi {
   collections: { separationJobs: string; jobs: string; pods: string };
   separationJobs: SeparationJobApi;
   jobs: JobApi;
+  workloads: WorkloadApi;
   secrets: SecretApi;
   events: { create(event: EventManifest): Promise<void> };
   leases: LeaseApi;
@@ -66,6 +73,7 @@ export function kubeApi(client: KubeClient, namespace: string): KubeApi {
   };
   const leases = `/apis/coordination.k8s.io/v1/${ns}/leases`;
   const secrets = `/api/v1/${ns}/secrets`;
+  const workloads = `/apis/kueue.x-k8s.io/v1beta2/${ns}/workloads`;
 
   /** undefined when there is none. */
   const getIfAny = async <T>(path: string): Promise<T | undefined> => {
@@ -147,6 +155,13 @@ export function kubeApi(client: KubeClient, namespace: string): KubeApi {
       },
       async delete(name) {
         await remove(`${collections.jobs}/${name}`);
+      },
+    },
+    workloads: {
+      async ofJob(jobUid) {
+        // Kueue labels each Workload with its Job's uid; the collection is missing (404) without Kueue's CRDs
+        const list = await getIfAny<{ items: WorkloadView[] }>(`${workloads}?labelSelector=${encodeURIComponent(`kueue.x-k8s.io/job-uid=${jobUid}`)}`);
+        return list?.items[0];
       },
     },
     secrets: {

@@ -53,6 +53,12 @@ export interface PodView {
   };
 }
 
+/** Kueue's Workload of a Job: only its conditions are read (why Kueue holds the Job). */
+export interface WorkloadView {
+  metadata: Meta;
+  status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] };
+}
+
 export function jobCondition(job: JobView | undefined, type: string): JobCondition | undefined {
   return job?.status?.conditions?.find((c) => c.type === type && c.status === "True");
 }
