@@ -10,13 +10,13 @@
 // while a component dies. `make resilience` (UNMIX_RESILIENCE=all) runs every scenario and writes
 // the table to docs/resilience.md; `make test` runs the rows marked quick (one per component).
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findCondition } from "@unmix/api/conditions";
 import { separationJobName } from "@unmix/api/separationjob";
-import { type Product, ROOT, startProduct, until } from "../src/product.ts";
+import { cacheDir, type Product, ROOT, startProduct, until } from "../src/product.ts";
 import type { SentMessage } from "../src/whatsapp-sim/index.ts";
 
 const FULL = process.env.UNMIX_RESILIENCE === "all";
@@ -60,8 +60,16 @@ before(async () => {
 });
 after(async () => {
   if (OUT && rows.length) writeFileSync(OUT, table());
+  if (p && rows.some((r) => !clean(r))) keepLogs(p.stack.dir);
   await p?.stop();
 });
+
+/** The stack's folder goes at the end: a row that was not clean keeps its processes' and pods' logs for reading. */
+function keepLogs(dir: string): void {
+  const dest = join(cacheDir(), "test-logs", `resilience-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+  cpSync(dir, dest, { recursive: true, filter: (src) => !/\/(etcd|jetstream|s3-data|pki)(\/|$)/.test(src.slice(dir.length)) });
+  console.log(`# a row was not clean: the logs of every process and pod are kept in ${dest}`);
+}
 
 // ── what a scenario does and what it is measured by ──────────────────────────────────────────
 
@@ -173,8 +181,32 @@ async function measure(scenario: string, fault: string, run: () => Promise<strin
     seconds: Math.round((Date.now() - started) / 1000),
   };
   rows.push(row);
+  for (const [i, id] of ids.entries()) if (counts[i] === 0) console.log(`# no reply: ${await whereItStands(id)}`);
   return row;
 }
+
+/** Where an unanswered message stands: its SeparationJob's conditions, its Job's, its pods' and their containers' states. */
+async function whereItStands(id: string): Promise<string> {
+  const name = separationJobName(id);
+  const sj = await jobOf(id);
+  const conditions = sj?.status?.conditions?.map((c) => `${c.type}=${c.status}${c.reason ? `(${c.reason})` : ""}`).join(" ");
+  const job = (await p.batch.listNamespacedJob({ namespace: p.namespace })).items.find((j) => j.metadata?.name === name);
+  const pods = await p.core.listNamespacedPod({ namespace: p.namespace, labelSelector: `unmix.dev/separationjob=${name}` });
+  return JSON.stringify({
+    separationJob: name,
+    conditions: conditions ?? "gone",
+    job: job ? { status: job.status, finalizers: job.metadata?.finalizers } : "gone",
+    pods: pods.items.map((x) => ({
+      name: x.metadata?.name,
+      phase: x.status?.phase,
+      containers: x.status?.containerStatuses?.map((c) => c.state),
+      finalizers: x.metadata?.finalizers,
+      deleting: !!x.metadata?.deletionTimestamp,
+    })),
+  });
+}
+
+const clean = (r: Row) => r.duplicates + r.lost + r.objects + r.jobs + r.secrets === 0 && r.replies === r.sent;
 
 function expectClean(row: Row): void {
   assert.deepEqual(
@@ -212,17 +244,9 @@ function table(): string {
   ].join("\n");
 }
 
-/**
- * A quick row runs in `make test`; the rest only in `make resilience`. `knownDefect` marks a row
- * that has failed and whose cause is open: it still runs and reports, as a TODO, without failing
- * the run.
- */
-const scenario = (name: string, quick: boolean, fn: () => Promise<void>, knownDefect?: string) =>
-  test(
-    `P11: ${name}: one reply each, nothing left`,
-    { skip: !FULL && !quick ? "make resilience only" : false, ...(knownDefect ? { todo: knownDefect } : {}) },
-    fn,
-  );
+/** A quick row runs in `make test`; the rest only in `make resilience`. */
+const scenario = (name: string, quick: boolean, fn: () => Promise<void>) =>
+  test(`P11: ${name}: one reply each, nothing left`, { skip: !FULL && !quick ? "make resilience only" : false }, fn);
 
 // ── the scenarios ───────────────────────────────────────────────────────────────────────────
 
@@ -310,26 +334,21 @@ describe("processes killed mid-flow", () => {
     expectClean(row);
   });
 
-  scenario(
-    "API server SIGKILL",
-    true,
-    async () => {
-      const row = await measure(
-        "API server SIGKILL",
-        "kube-apiserver killed (SIGKILL) and started again while a job runs and another message arrives",
-        async () => {
-          const a = await send("apiserver-a", "SLEEP=3");
-          await jobStarted(a.id);
-          const restarting = p.stack.kube?.crashApiServer();
-          const b = await send("apiserver-b");
-          await restarting;
-          return [a.id, b.id];
-        },
-      );
-      expectClean(row);
-    },
-    "open defect: 1 run in 4 left the running message unanswered for over 3 minutes after the API server came back (its Job, input and Secrets still there); cause not found yet",
-  );
+  scenario("API server SIGKILL", true, async () => {
+    const row = await measure(
+      "API server SIGKILL",
+      "kube-apiserver killed (SIGKILL) and started again while a job runs and another message arrives",
+      async () => {
+        const a = await send("apiserver-a", "SLEEP=3");
+        await jobStarted(a.id);
+        const restarting = p.stack.kube?.crashApiServer();
+        const b = await send("apiserver-b");
+        await restarting;
+        return [a.id, b.id];
+      },
+    );
+    expectClean(row);
+  });
 
   scenario("node agent crash", true, async () => {
     const row = await measure(

@@ -117,6 +117,23 @@ describe("kubernetes", () => {
     assert.ok(first.status?.completionTime && new Date(first.status.completionTime) <= new Date(second.status?.completionTime as Date));
   });
 
+  test("a container whose Secret cannot be read waits as CreateContainerConfigError and starts once it can, as a kubelet retries it", async () => {
+    // the same path as a pod started while the API server restarts: its envFrom read fails, and the
+    // pod must still run once the read succeeds
+    const ns = await namespace();
+    const body = job("late-secret", 'test "$GREETING" = hello');
+    const container = body.spec?.template.spec?.containers[0] as k8s.V1Container;
+    container.envFrom = [{ secretRef: { name: "late" } }];
+    await batch.createNamespacedJob({ namespace: ns, body });
+    await until("the container to wait for its Secret", async () => {
+      const p = await core.listNamespacedPod({ namespace: ns, labelSelector: "job-name=late-secret" });
+      return p.items[0]?.status?.containerStatuses?.[0]?.state?.waiting?.reason === "CreateContainerConfigError" ? true : undefined;
+    });
+    await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: "late" }, stringData: { GREETING: "hello" } } });
+    const j = await finished(ns, "late-secret");
+    assert.equal(j.status?.succeeded, 1, "the container started with the Secret's value and exited 0");
+  });
+
   test("deleting an owner removes the Jobs it owns (garbage collector)", async () => {
     const ns = await namespace();
     const owner = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: "owner" } } });

@@ -11,6 +11,9 @@ import { type PodRun, type RunningContainer, writeStatus } from "./pod-run.ts";
 import { startProbes } from "./probes.ts";
 import { rewritePath } from "./volumes.ts";
 
+/** The kubelet's back-off for a pod whose sync failed (10 s), reached by doubling from 1 s. */
+const CONFIG_RETRY_MAX_MS = 10_000;
+
 export async function startContainer(
   ctx: AgentContext,
   pod: k8s.V1Pod,
@@ -29,9 +32,22 @@ export async function startContainer(
   try {
     env = await resolveEnv(ctx, pod, run, spec, mounts);
   } catch (err) {
+    // as the kubelet: the container waits as CreateContainerConfigError and is tried again, since a
+    // Secret may come later or the API server be back (one restarting while the pod started left the
+    // pod waiting for good, and its message unanswered)
     c.state = { waiting: { reason: "CreateContainerConfigError", message: (err as Error).message } };
+    const backoff = Math.min(1000 * 2 ** c.configRetries++, CONFIG_RETRY_MAX_MS);
+    run.timers.push(
+      setTimeout(() => {
+        if (run.terminating || run.done) return;
+        const was = c.state.waiting?.message;
+        // a status write only when something changed, as a kubelet writes
+        void startContainer(ctx, pod, run, spec, c, mounts).then(() => (c.state.waiting?.message === was ? undefined : writeStatus(ctx.core, pod, run)));
+      }, backoff),
+    );
     return;
   }
+  c.configRetries = 0;
   const rewrite = (v: string) => rewritePath(v, mounts);
   const command = spec.command?.length
     ? (mapping.commands?.[spec.command[0] as string] ?? [spec.command[0] as string]).concat(spec.command.slice(1).map(rewrite))

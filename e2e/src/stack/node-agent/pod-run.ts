@@ -14,6 +14,8 @@ export interface RunningContainer {
   terminationFile: string;
   logFile: string;
   probeFailures: number;
+  /** Consecutive failures to build the container's config (its env), for the retry's back-off. */
+  configRetries: number;
 }
 
 export interface PodRun {

@@ -116,6 +116,7 @@ export class PodSync {
         terminationFile: join(dir, `${c.name}.termination-log`),
         logFile: join(dir, `${c.name}.log`),
         probeFailures: 0,
+        configRetries: 0,
       })),
       startedAt: new Date().toISOString(),
       terminating: false,
