@@ -12,8 +12,8 @@
 //   controller builds from the rendered config is taken and suspended by Kueue's webhook, and the
 //   controller's account may list Workloads.
 // The job pod is controller/test/standin-job.sh ("SLEEP=<s>" holds the GPU that long). Kueue is
-// built from its Go module on first use (e2e/stack/install.sh kueue, minutes); `make kueue` runs
-// this file alone (UNMIX_KUEUE=1); `make test` runs it only once that build is cached.
+// built from its Go module on first use (e2e/stack/install.sh kueue: about 6 CPU minutes, cached
+// under .cache/bin), as promtool is for the observability tests; `make kueue` runs this file alone.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readdirSync, writeFileSync } from "node:fs";
@@ -29,7 +29,7 @@ import { newSj } from "@unmix/controller/test/fixtures.ts";
 import { replies } from "@unmix/core/replies";
 import { parseAllDocuments } from "yaml";
 import { type Product, ROOT, startProduct, until } from "../src/product.ts";
-import { KUEUE_API_VERSION, KUEUE_GROUP, kueueBuilt } from "../src/stack/kueue.ts";
+import { KUEUE_API_VERSION, KUEUE_GROUP } from "../src/stack/kueue.ts";
 import { bin, versions } from "../src/stack/versions.ts";
 import type { SentMessage } from "../src/whatsapp-sim/index.ts";
 
@@ -43,7 +43,6 @@ const TEAM_IMAGE = "example.com/team/train";
 /** Short, so the deadline test waits seconds; the Job that holds the GPU sleeps longer than this. */
 const PENDING_DEADLINE_S = 30;
 
-const skip = process.env.UNMIX_KUEUE === "1" || kueueBuilt() ? false : "Kueue is not built: `make kueue` builds it (minutes) and runs this file";
 
 let p: Product;
 let custom: k8s.CustomObjectsApi;
@@ -61,7 +60,6 @@ const kind = (k: string, name: string, spec: Record<string, unknown>, namespace?
 
 before(
   async () => {
-    if (skip) return;
     p = await startProduct({
       gpus: 2,
       kueue: true,
@@ -218,7 +216,7 @@ async function kubectl(args: string[], input?: string): Promise<string> {
   return (await run).stdout;
 }
 
-describe("Kueue holds separation Jobs to the ClusterQueue's GPU quota", { skip, timeout: 600_000 }, () => {
+describe("Kueue holds separation Jobs to the ClusterQueue's GPU quota", { timeout: 600_000 }, () => {
   test("one Job admitted at a time: the next waits suspended as Queued with Kueue's reason in `kubectl describe sj`, then runs; one reply each", async (t) => {
     const first = await send("first", "SLEEP=15");
     const firstJob = await until("the first Job to be admitted", async () => {
@@ -358,7 +356,7 @@ describe("Kueue holds separation Jobs to the ClusterQueue's GPU quota", { skip, 
   });
 });
 
-describe("the chart's Kueue values against this Kueue", { skip, timeout: 300_000 }, () => {
+describe("the chart's Kueue values against this Kueue", { timeout: 300_000 }, () => {
   const NS = "unmix-chart";
   /** What every install needs; the Kueue values are the point here. */
   const values = {

@@ -7,13 +7,13 @@
 // config/components/webhook/manifests.yaml) with a URL on 127.0.0.1 and that certificate as caBundle.
 // Kueue manages batch/v1 Jobs that carry kueue.x-k8s.io/queue-name, and no others.
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { freePort } from "./ports.ts";
 import { type ManagedProcess, spawnManaged, waitUntil } from "./processes.ts";
-import { BIN_DIR, bin, REPO_ROOT, versions } from "./versions.ts";
+import { bin, REPO_ROOT, versions } from "./versions.ts";
 
 export const KUEUE_GROUP = "kueue.x-k8s.io";
 export const KUEUE_API_VERSION = "v1beta2";
@@ -21,12 +21,6 @@ export const KUEUE_API_VERSION = "v1beta2";
 export interface KueueServer {
   proc: ManagedProcess;
   stop(): Promise<void>;
-}
-
-/** Whether the controller-manager of the pinned version is built (install.sh's version stamp). */
-export function kueueBuilt(): boolean {
-  const stamp = join(BIN_DIR, ".kueue.version");
-  return existsSync(bin("kueue")) && existsSync(stamp) && readFileSync(stamp, "utf8").trim() === versions.KUEUE_VERSION;
 }
 
 /** Builds the controller-manager if the cache lacks this version (once: ~minutes), then finds the module's source. */
