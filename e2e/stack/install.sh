@@ -2,7 +2,7 @@
 # Builds or downloads every binary of the local stack, once per pinned version, into $UNMIX_CACHE/bin.
 # Idempotent: a binary that exists for its version is not rebuilt. Go's own module and build caches
 # (in $HOME) make a rebuild after a clean clone mostly a link step.
-#   usage: install.sh [node|k8s|etcd|nats|minio|helm|kube-score|promtool|all]...
+#   usage: install.sh [node|k8s|etcd|nats|minio|helm|kube-score|promtool|kwok|all]...
 # promtool is not part of `all`: only the chart's alert tests need it, and it takes ~4 min to build
 # on 2 cores (`make setup-promtool`; e2e/test/observability.test.ts installs it on first use).
 set -euo pipefail
@@ -108,6 +108,15 @@ install_promtool() {
   mark promtool "$PROMETHEUS_VERSION"
 }
 
+# KWOK's controller simulates nodes and the pods bound to them (the fleet benchmark, e2e/bench/fleet.ts);
+# not part of `all`: only `make bench-fleet` needs it (e2e/src/stack/kwok.ts installs it on first use).
+install_kwok() {
+  have kwok "$KWOK_VERSION" && return
+  log "kwok $KWOK_VERSION"
+  GOBIN=$bin go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
+  mark kwok "$KWOK_VERSION"
+}
+
 # Debian's chromium (for the browser test, driven by playwright-core) and an emoji font for the chat
 # page's ⏳/✅ reactions in screenshots; from apt, only when missing.
 install_chromium() {
@@ -130,6 +139,7 @@ for what in "$@"; do
     helm) install_helm ;;
     kube-score) install_kube_score ;;
     promtool) install_promtool ;;
+    kwok) install_kwok ;;
     chromium) install_chromium ;;
     all) install_node; install_nats; install_etcd; install_k8s; install_minio; install_helm; install_kube_score ;;
     *) echo "install.sh: unknown target $what" >&2; exit 2 ;;
