@@ -308,22 +308,37 @@ export async function watchJobConcurrency(h: Harness, namespace: string, groupOf
   const active = new Map<string, Set<string>>();
   const most = new Map<string, number>();
   const finished = (j: k8s.V1Job) => j.status?.conditions?.some((c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True") ?? false;
-  const abort = await new k8s.Watch(h.kc).watch(
-    `/apis/batch/v1/namespaces/${namespace}/jobs`,
-    {},
-    (type: string, j: k8s.V1Job) => {
-      const name = j.metadata?.name ?? "";
-      const group = groupOf(name);
-      if (!group) return;
-      const set = active.get(group) ?? new Set<string>();
-      active.set(group, set);
-      if (type === "DELETED" || finished(j)) set.delete(name);
-      else set.add(name);
-      most.set(group, Math.max(most.get(group) ?? 0, set.size));
+  let stopped = false;
+  let abort: AbortController | undefined;
+  // a watch the API server (or a busy machine) ends is started again: ADDED events for every Job
+  // there is then, which the sets take as they are
+  const start = async (): Promise<void> => {
+    abort = await new k8s.Watch(h.kc).watch(
+      `/apis/batch/v1/namespaces/${namespace}/jobs`,
+      {},
+      (type: string, j: k8s.V1Job) => {
+        const name = j.metadata?.name ?? "";
+        const group = groupOf(name);
+        if (!group) return;
+        const set = active.get(group) ?? new Set<string>();
+        active.set(group, set);
+        if (type === "DELETED" || finished(j)) set.delete(name);
+        else set.add(name);
+        most.set(group, Math.max(most.get(group) ?? 0, set.size));
+      },
+      () => {
+        if (!stopped) setTimeout(() => void start().catch(() => {}), 200);
+      },
+    );
+  };
+  await start();
+  return {
+    most: (group: string) => most.get(group) ?? 0,
+    stop: () => {
+      stopped = true;
+      abort?.abort();
     },
-    () => {},
-  );
-  return { most: (group: string) => most.get(group) ?? 0, stop: () => abort.abort() };
+  };
 }
 
 /** Every stored object of a SeparationJob: its input and whatever its job wrote. */

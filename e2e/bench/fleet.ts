@@ -23,7 +23,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { findCondition } from "@unmix/api/conditions";
 import { standInJobOutput } from "@unmix/controller/bench/stand-in-job.ts";
 import { manifestKey, outputKey } from "@unmix/controller/src/separation/job-spec.ts";
-import { type ChildController, type Harness, repliesTo, spawnController, startHarness, until, watchJobConcurrency } from "@unmix/controller/test/harness.ts";
+import { type ChildController, type Harness, spawnController, startHarness, until, watchJobConcurrency } from "@unmix/controller/test/harness.ts";
 import { startOtlpReceiver } from "../src/otlp-receiver.ts";
 import { type Fleet, startFleet } from "../src/stack/kwok.ts";
 import { freePort } from "../src/stack/ports.ts";
@@ -154,14 +154,22 @@ async function createAll(h: Harness, ns: string, messages: Message[]): Promise<M
 
 /** The first reply's time per message (ms since epoch), from the simulator's log of sent messages. */
 function replyTimes(h: Harness, messages: Message[]): { first: Map<string, number>; lost: number; doubled: number } {
+  // indexed once per call: repliesTo() per message would scan the whole log N times
+  const byMessage = new Map<string, number[]>();
+  for (const r of h.sim.sentMessages()) {
+    if (r.type === "reaction" || !r.replyTo) continue;
+    const times = byMessage.get(r.replyTo) ?? [];
+    times.push(r.time);
+    byMessage.set(r.replyTo, times);
+  }
   const first = new Map<string, number>();
   let lost = 0;
   let doubled = 0;
   for (const m of messages) {
-    const r = repliesTo(h.sim, m.wamid);
-    if (r.length === 0) lost++;
-    if (r.length > 1) doubled++;
-    if (r[0]) first.set(m.wamid, r[0].time);
+    const times = byMessage.get(m.wamid) ?? [];
+    if (times.length === 0) lost++;
+    if (times.length > 1) doubled++;
+    if (times.length) first.set(m.wamid, Math.min(...times));
   }
   return { first, lost, doubled };
 }
