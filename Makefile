@@ -7,7 +7,7 @@ CACHE ?= $(CURDIR)/.cache
 export UNMIX_CACHE := $(CACHE)
 export PATH := $(CACHE)/node/bin:$(CACHE)/bin:$(PATH)
 
-.PHONY: dev test check resilience kueue setup setup-stack setup-promtool setup-kueue setup-node setup-python setup-kubectl-unmix typecheck lint format bench bench-controller help conformance fuzz fuzz-webhook fuzz-media bench-webhook
+.PHONY: dev test check resilience kueue setup setup-stack setup-promtool setup-kueue setup-node setup-python setup-kubectl-unmix typecheck lint format bench bench-controller help conformance fuzz fuzz-webhook fuzz-media bench-webhook bench-fleet
 
 help:
 	@echo "make dev    start the whole product on the real local stack (Ctrl-C stops everything)"
@@ -15,8 +15,9 @@ help:
 	@echo "make check  only the fast part of make test: types, Biome, ruff, unit tests (no stack)"
 	@echo "extras: make conformance (the data-policy tests, docs/privacy-conformance.md),"
 	@echo "        make resilience (the whole fault matrix, docs/resilience.md),"
-	@echo "        make fuzz (both fuzzing campaigns: fuzz-webhook, fuzz-media), make bench-webhook (10,000-webhook burst)"
+	@echo "        make fuzz (both fuzzing campaigns: fuzz-webhook, fuzz-media), make bench-webhook (10,000-webhook burst),"
 	@echo "        make kueue (the product with a real Kueue: quota, pending deadline, preemption, the chart's Kueue values)"
+	@echo "        make bench-fleet (10,000 SeparationJobs on a simulated GPU fleet, then per-sender fairness)"
 
 dev: setup
 	node e2e/src/dev.ts
@@ -54,6 +55,14 @@ resilience: setup-stack setup-node
 # part of setup-stack (see setup-kueue); make test builds it on first use, as it does promtool.
 kueue: setup-stack setup-node setup-kueue
 	node --test --test-timeout=1800000 e2e/test/kueue.test.ts
+
+# The controller against a simulated fleet of 100 GPU nodes (KWOK, e2e/bench/fleet.ts): a burst of
+# BENCH_FLEET_N SeparationJobs (10,000: hours on 2 cores; BENCH_FLEET_N=500 is the CI-sized run,
+# about 8 minutes), then one user's 200 files against 50 other users, without and with the per-sender limit.
+bench-fleet: setup-stack setup-node
+	bash e2e/stack/install.sh kwok
+	node e2e/bench/fleet.ts burst $${BENCH_FLEET_N:-10000}
+	node e2e/bench/fleet.ts fairness
 
 setup: setup-stack setup-node setup-python setup-kubectl-unmix
 

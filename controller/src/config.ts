@@ -79,6 +79,11 @@ const ControllerEnv = z.object({
   JOB_TTL_SECONDS_AFTER_FINISHED: env.int(3600),
   /** Past this long without a pod scheduled, the job fails as Busy and the user is told. */
   JOB_PENDING_DEADLINE_SECONDS: positiveSeconds(600),
+  /**
+   * Separation Jobs one sender may have at once, not finished (waiting for a GPU or running); more
+   * wait as WaitingForUserQuota, so one user's burst of files cannot hold every GPU. 0: no limit.
+   */
+  PER_USER_MAX_ACTIVE_JOBS: env.int(2),
   /** Kueue LocalQueue name; the Job gets kueue.x-k8s.io/queue-name and Kueue manages suspend. */
   KUEUE_QUEUE_NAME: z.string().optional(),
   /** Kueue WorkloadPriorityClass of the Jobs (label kueue.x-k8s.io/priority-class): their rank in the queue and for preemption. */
@@ -219,6 +224,7 @@ export const ControllerConfig = ControllerEnv.superRefine((c, ctx) => {
   },
   flow: {
     pendingDeadlineMs: c.JOB_PENDING_DEADLINE_SECONDS * 1000,
+    perUserMaxActiveJobs: c.PER_USER_MAX_ACTIVE_JOBS,
     fetchDeadlineMs: c.FETCH_DEADLINE_SECONDS * 1000,
     replyConfirmMs: c.REPLY_CONFIRM_SECONDS * 1000,
     maxAges: {

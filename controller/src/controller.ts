@@ -4,6 +4,7 @@
 // reconciles in flight and hands the lease back.
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { USER_LABEL } from "@unmix/api/separationjob";
 import type { AuditLog } from "@unmix/core/audit";
 import { createLogger, type Logger } from "@unmix/core/log";
 import type { ObjectStore } from "@unmix/core/object-store";
@@ -15,7 +16,7 @@ import { Informer, type KubeObject } from "./framework/informer.ts";
 import { type KubeApi, kubeApi } from "./framework/kube/api.ts";
 import { createKubeClient, type KubeClient } from "./framework/kube/client.ts";
 import type { KubeConnection } from "./framework/kube/connection.ts";
-import { controllerOf, type JobView, type PodView } from "./framework/kube/objects.ts";
+import { controllerOf, type JobView, jobFinished, type PodView } from "./framework/kube/objects.ts";
 import { LeaderElector } from "./framework/leader-election.ts";
 import { createS3ObjectStore } from "./framework/s3.ts";
 import { RetryAfter, WorkQueue } from "./framework/workqueue.ts";
@@ -41,6 +42,7 @@ export interface ControllerOptions {
 }
 
 interface SjObject extends KubeObject {
+  metadata?: KubeObject["metadata"] & { labels?: Record<string, string> };
   status?: { conditions?: { type: string; status: string }[] };
 }
 
@@ -101,6 +103,11 @@ export class Controller {
   private readonly jobInformer: Informer<JobView & KubeObject>;
   private readonly podInformer: Informer<PodView & KubeObject>;
   private readonly podsBySj = new Map<string, Map<string, PodView>>();
+  /** Unfinished SeparationJobs by their sender label (a keyed hash, never the number), for the per-sender limit. */
+  private readonly sjsBySender = new Map<string, Set<string>>();
+  private readonly senderOfSj = new Map<string, string>();
+  /** SeparationJobs whose Job is being created and not in the Job cache yet. */
+  private readonly jobsStarting = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
   private workers: Promise<void>[] = [];
   private state: "idle" | "standby" | "syncing" | "leading" | "stopping" | "stopped" = "idle";
@@ -179,6 +186,11 @@ export class Controller {
         separationJob: (name) => this.sjInformer.get(name),
         job: (name) => this.jobInformer.get(name),
         pods: (name) => [...(this.podsBySj.get(name)?.values() ?? [])],
+        activeJobsOfSender: (sj) => this.activeJobsOfSender(sj.metadata.labels?.[USER_LABEL]),
+        jobStarting: (name, starting) => {
+          if (starting) this.jobsStarting.add(name);
+          else this.jobsStarting.delete(name);
+        },
       },
       metrics: this.metrics,
       log: this.log,
@@ -199,10 +211,48 @@ export class Controller {
     this.wireHandlers();
   }
 
+  /** The sender's Jobs that hold or wait for a GPU: not finished, or being created. */
+  private activeJobsOfSender(sender: string | undefined): number {
+    let n = 0;
+    for (const name of (sender && this.sjsBySender.get(sender)) || []) {
+      const job = this.jobInformer.get(name);
+      if (this.jobsStarting.has(name) || (job && !jobFinished(job))) n++;
+    }
+    return n;
+  }
+
+  /** Keeps the sender index of unfinished SeparationJobs (a finished one's cache stub has no labels). */
+  private indexSender(name: string, o: SjObject | undefined): void {
+    const sender = o && !isFinished(o) ? o.metadata?.labels?.[USER_LABEL] : undefined;
+    const before = this.senderOfSj.get(name);
+    if (before === sender) return;
+    if (before) {
+      const set = this.sjsBySender.get(before);
+      set?.delete(name);
+      if (set?.size === 0) this.sjsBySender.delete(before);
+      this.senderOfSj.delete(name);
+    }
+    if (sender) {
+      this.senderOfSj.set(name, sender);
+      const set = this.sjsBySender.get(sender) ?? new Set<string>();
+      set.add(name);
+      this.sjsBySender.set(sender, set);
+    } else {
+      this.jobsStarting.delete(name);
+    }
+  }
+
+  /** A slot of the sender of `sjName` may have freed: wake their SeparationJobs that have no Job yet. */
+  private wakeSender(sjName: string): void {
+    const sender = this.senderOfSj.get(sjName);
+    for (const name of (sender && this.sjsBySender.get(sender)) || []) if (!this.jobInformer.get(name)) this.queue.add(name);
+  }
+
   private wireHandlers(): void {
     const onSj = (o: SjObject) => {
       const name = o.metadata?.name ?? "";
       this.reconciler.observed(name, o.metadata?.resourceVersion);
+      this.indexSender(name, o);
       if (!isFinished(o)) this.queue.add(name);
     };
     this.sjInformer.on("add", onSj);
@@ -210,15 +260,20 @@ export class Controller {
     this.sjInformer.on("delete", (o) => {
       const name = o.metadata?.name ?? "";
       this.reconciler.forget(name);
+      this.wakeSender(name);
+      this.indexSender(name, undefined);
       this.queue.add(name); // removes what it stored
     });
-    const onJob = (j: JobView) => {
+    const onJob = (j: JobView, deleted = false) => {
       const owner = controllerOf(j);
-      if (owner?.kind === "SeparationJob") this.queue.add(owner.name);
+      if (owner?.kind !== "SeparationJob") return;
+      this.jobsStarting.delete(owner.name);
+      this.queue.add(owner.name);
+      if (deleted || jobFinished(j)) this.wakeSender(owner.name);
     };
-    this.jobInformer.on("add", onJob);
-    this.jobInformer.on("update", onJob);
-    this.jobInformer.on("delete", onJob);
+    this.jobInformer.on("add", (j) => onJob(j));
+    this.jobInformer.on("update", (j) => onJob(j));
+    this.jobInformer.on("delete", (j) => onJob(j, true));
     const onPod = (p: PodView, deleted = false) => {
       const sj = p.metadata.labels?.[SJ_LABEL];
       if (!sj) return;

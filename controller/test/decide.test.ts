@@ -5,7 +5,16 @@ import { findCondition } from "@unmix/api/conditions";
 import { formatReceipt, REPLY_RECEIPT_ANNOTATION, type SeparationJob } from "@unmix/api/separationjob";
 import type { JobView, PodView, WorkloadView } from "../src/framework/kube/objects.ts";
 import { classifyJobFailure, explainWaiting } from "../src/separation/classify.ts";
-import { type Action, decide, KUEUE_RECHECK_MS, KUEUE_VERDICT_WAIT_MS, type MaxAges, type Observation, stageOf } from "../src/separation/decide.ts";
+import {
+  type Action,
+  decide,
+  KUEUE_RECHECK_MS,
+  KUEUE_VERDICT_WAIT_MS,
+  type MaxAges,
+  type Observation,
+  stageOf,
+  type UserQuota,
+} from "../src/separation/decide.ts";
 import * as S from "../src/separation/status.ts";
 import { apply, at, job, newSj, pod, sjAt } from "./fixtures.ts";
 
@@ -14,8 +23,9 @@ const CONFIRM_MS = 300_000;
 const HOUR = 3600;
 const MAX_AGES: MaxAges = { fetchingMs: 0.5 * HOUR * 1000, separatingMs: HOUR * 1000, replyingMs: 6 * HOUR * 1000 };
 
-function run(sj: SeparationJob, o: { job?: JobView; pods?: PodView[]; now?: Date; workload?: WorkloadView } = {}): Action {
+function run(sj: SeparationJob, o: { job?: JobView; pods?: PodView[]; now?: Date; workload?: WorkloadView; userQuota?: UserQuota } = {}): Action {
   const obs: Observation = {
+    ...(o.userQuota ? { userQuota: o.userQuota } : {}),
     sj,
     job: o.job,
     pods: o.pods ?? [],
@@ -511,5 +521,45 @@ describe("decide: every stage has a maximum age (P11: nothing kept by a stuck me
     const done = apply(sj, S.finalized(sj, now, undefined));
     assert.equal(findCondition(done.status?.conditions, "Succeeded")?.status, "False");
     assert.equal(findCondition(done.status?.conditions, "Succeeded")?.reason, "Internal");
+  });
+});
+
+describe("decide: one sender's Jobs at a time (PER_USER_MAX_ACTIVE_JOBS)", () => {
+  const held = () => {
+    const sj = sjAt("fetched");
+    return apply(sj, S.waitingForUserQuota(sj, at(10), 2));
+  };
+  // [the SeparationJob, what was observed, the sender's active Jobs, the limit, the decision]
+  const table: [string, () => SeparationJob, { job?: JobView }, number, number, Action["type"]][] = [
+    ["under the limit: the Job is created", () => sjAt("fetched"), {}, 1, 2, "CreateJob"],
+    ["no Jobs yet", () => sjAt("fetched"), {}, 0, 1, "CreateJob"],
+    ["at the limit: held, the conditions say why", () => sjAt("fetched"), {}, 2, 2, "UpdateProgress"],
+    ["over it (the limit was lowered): held", () => sjAt("fetched"), {}, 5, 2, "UpdateProgress"],
+    ["held and said so already: waits without a write", held, {}, 2, 2, "Wait"],
+    ["held, then a slot freed: the Job is created", held, {}, 1, 2, "CreateJob"],
+    ["0 means no limit", () => sjAt("fetched"), {}, 50, 0, "CreateJob"],
+    ["its own Job completed: its result is read, never held back", () => sjAt("jobCreated"), { job: job({ conditions: complete }) }, 9, 2, "RecordSeparated"],
+    ["a crash after creating it: recorded, not held", () => sjAt("fetched"), { job: job() }, 9, 2, "RecordJobCreated"],
+    ["not fetched yet: fetched first (the limit is on Jobs, not downloads)", () => sjAt("initialized"), {}, 9, 2, "FetchMedia"],
+  ];
+  for (const [what, sj, observed, active, max, expected] of table) {
+    test(`${what} (${active} active, limit ${max})`, () => assert.equal(run(sj(), { ...observed, now: at(20), userQuota: { active, max } }).type, expected));
+  }
+  test("the held conditions name the reason and the limit, and nothing about the sender", () => {
+    const sj = sjAt("fetched");
+    const a = run(sj, { now: at(20), userQuota: { active: 2, max: 2 } });
+    assert.equal(a.type, "UpdateProgress");
+    if (a.type !== "UpdateProgress") return;
+    const succeeded = findCondition(a.patch.conditions, "Succeeded");
+    assert.equal(succeeded?.status, "Unknown");
+    assert.equal(succeeded?.reason, "WaitingForUserQuota");
+    assert.match(succeeded?.message ?? "", /already has 2 separations running or waiting for a GPU/);
+    assert.equal(findCondition(a.patch.conditions, "JobCreated")?.reason, "WaitingForUserQuota");
+    const userLabel = sj.metadata.labels?.["unmix.dev/user"];
+    for (const c of a.patch.conditions ?? []) if (userLabel) assert.ok(!c.message.includes(userLabel));
+  });
+  test("a held SeparationJob still fails when the separating stage's maximum age passes", () => {
+    const a = run(held(), { now: at(HOUR), userQuota: { active: 2, max: 2 } });
+    assert.equal(a.type, "RecordFailure");
   });
 });

@@ -62,6 +62,8 @@ export interface UserSends {
   format?: OutputFormat;
   /** Another media id than the one sent (e.g. one WhatsApp no longer has). */
   mediaId?: string;
+  /** The sender's number (wa_id); the simulator's default user when absent. */
+  from?: string;
 }
 
 export async function startHarness(o: { gpus?: number; images?: Record<string, ImageMapping> } = {}): Promise<Harness> {
@@ -154,6 +156,8 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
       HTTP_HOST: "127.0.0.1",
       HTTP_PORT: "0",
       REPLY_CONFIRM_SECONDS: "4",
+      // the tests' messages all come from one user: the per-user limit is tested on its own (fairness.test.ts)
+      PER_USER_MAX_ACTIVE_JOBS: "0",
       LOG_LEVEL: "info",
       ...extra,
     }),
@@ -186,6 +190,7 @@ export async function startHarness(o: { gpus?: number; images?: Record<string, I
         bytes,
         mimeType,
         ...(type === "audio" ? { voice: u.voice ?? mimeType.startsWith("audio/ogg") } : {}),
+        ...(u.from ? { from: { waId: u.from, name: "Fleet User" } } : {}),
       } as never);
       // what the ingress would read from the webhook
       const value = JSON.parse(sent.body).entry[0].changes[0].value;
@@ -294,6 +299,47 @@ export const succeeded = (sj: SeparationJob) => findCondition(sj.status?.conditi
 /** The bot's replies (not reactions) quoting a given message. */
 export const repliesTo = (sim: WhatsAppSimulator, wamid: string): SentMessage[] =>
   sim.sentMessages().filter((m) => m.type !== "reaction" && m.replyTo === wamid);
+
+/**
+ * Watches a namespace's Jobs and keeps, per group (`groupOf` the Job's SeparationJob, e.g. its
+ * sender), the most that existed unfinished at the same time: what a per-sender limit bounds.
+ */
+export async function watchJobConcurrency(h: Harness, namespace: string, groupOf: (sjName: string) => string | undefined) {
+  const active = new Map<string, Set<string>>();
+  const most = new Map<string, number>();
+  const finished = (j: k8s.V1Job) => j.status?.conditions?.some((c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True") ?? false;
+  let stopped = false;
+  let abort: AbortController | undefined;
+  // a watch the API server (or a busy machine) ends is started again: ADDED events for every Job
+  // there is then, which the sets take as they are
+  const start = async (): Promise<void> => {
+    abort = await new k8s.Watch(h.kc).watch(
+      `/apis/batch/v1/namespaces/${namespace}/jobs`,
+      {},
+      (type: string, j: k8s.V1Job) => {
+        const name = j.metadata?.name ?? "";
+        const group = groupOf(name);
+        if (!group) return;
+        const set = active.get(group) ?? new Set<string>();
+        active.set(group, set);
+        if (type === "DELETED" || finished(j)) set.delete(name);
+        else set.add(name);
+        most.set(group, Math.max(most.get(group) ?? 0, set.size));
+      },
+      () => {
+        if (!stopped) setTimeout(() => void start().catch(() => {}), 200);
+      },
+    );
+  };
+  await start();
+  return {
+    most: (group: string) => most.get(group) ?? 0,
+    stop: () => {
+      stopped = true;
+      abort?.abort();
+    },
+  };
+}
 
 /** Every stored object of a SeparationJob: its input and whatever its job wrote. */
 export async function storedFor(store: ObjectStore, name: string): Promise<string[]> {

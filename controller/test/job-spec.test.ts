@@ -29,6 +29,7 @@ describe("configuration", () => {
     assert.equal(c.gc.unfinishedMaxAgeMs, 24 * 3600_000);
     assert.deepEqual(c.job.tolerations, [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
     assert.equal(c.whatsapp.baseUrl, "https://graph.facebook.com");
+    assert.equal(c.flow.perUserMaxActiveJobs, 2, "one sender holds at most 2 GPUs unless configured");
   });
   test("a bad variable is named in the error", () => {
     const bad = (env: Record<string, string>, name: RegExp) =>
@@ -39,6 +40,7 @@ describe("configuration", () => {
     bad({ JOB_TOLERATIONS: "[{" }, /^JOB_TOLERATIONS is invalid: not valid JSON/);
     bad({ JOB_NODE_SELECTOR: '{"a": 1}' }, /^JOB_NODE_SELECTOR/);
     bad({ JOB_CPU_REQUEST: "lots" }, /^JOB_CPU_REQUEST is invalid/);
+    bad({ PER_USER_MAX_ACTIVE_JOBS: "-1" }, /^PER_USER_MAX_ACTIVE_JOBS is invalid/);
     bad({ WHATSAPP_API_VERSION: "24" }, /^WHATSAPP_API_VERSION is invalid/);
     bad({ RENEW_DEADLINE_SECONDS: "20" }, /^RENEW_DEADLINE_SECONDS/);
     bad({ JOB_PENDING_DEADLINE_SECONDS: "900" }, /^JOB_PENDING_DEADLINE_SECONDS is invalid: must be shorter than JOB_ACTIVE_DEADLINE_SECONDS/);

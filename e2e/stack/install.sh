@@ -2,7 +2,7 @@
 # Builds or downloads every binary of the local stack, once per pinned version, into $UNMIX_CACHE/bin.
 # Idempotent: a binary that exists for its version is not rebuilt. Go's own module and build caches
 # (in $HOME) make a rebuild after a clean clone mostly a link step.
-#   usage: install.sh [node|k8s|etcd|nats|minio|helm|kube-score|promtool|kueue|all]...
+#   usage: install.sh [node|k8s|etcd|nats|minio|helm|kube-score|promtool|kueue|kwok|all]...
 # promtool is not part of `all`: only the chart's alert tests need it, and it takes ~4 min to build
 # on 2 cores (`make setup-promtool`; e2e/test/observability.test.ts installs it on first use).
 # kueue is not part of `all` either: only the Kueue tests start it (`make kueue` installs it).
@@ -120,6 +120,15 @@ install_kueue() {
   mark kueue "$KUEUE_VERSION"
 }
 
+# KWOK's controller simulates nodes and the pods bound to them (the fleet benchmark, e2e/bench/fleet.ts);
+# not part of `all`: only `make bench-fleet` needs it (e2e/src/stack/kwok.ts installs it on first use).
+install_kwok() {
+  have kwok "$KWOK_VERSION" && return
+  log "kwok $KWOK_VERSION"
+  GOBIN=$bin go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
+  mark kwok "$KWOK_VERSION"
+}
+
 # Debian's chromium (for the browser test, driven by playwright-core) and an emoji font for the chat
 # page's ⏳/✅ reactions in screenshots; from apt, only when missing.
 install_chromium() {
@@ -143,6 +152,7 @@ for what in "$@"; do
     kube-score) install_kube_score ;;
     promtool) install_promtool ;;
     kueue) install_kueue ;;
+    kwok) install_kwok ;;
     chromium) install_chromium ;;
     all) install_node; install_nats; install_etcd; install_k8s; install_minio; install_helm; install_kube_score ;;
     *) echo "install.sh: unknown target $what" >&2; exit 2 ;;

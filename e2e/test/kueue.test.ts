@@ -43,7 +43,6 @@ const TEAM_IMAGE = "example.com/team/train";
 /** Short, so the deadline test waits seconds; the Job that holds the GPU sleeps longer than this. */
 const PENDING_DEADLINE_S = 30;
 
-
 let p: Product;
 let custom: k8s.CustomObjectsApi;
 

@@ -140,6 +140,7 @@ MAX_AGE_SEPARATING_SECONDS: {{ $c.maxAgeSeconds.separating | int64 | quote }}
 MAX_AGE_REPLYING_SECONDS: {{ $c.maxAgeSeconds.replying | int64 | quote }}
 MAX_AGE_UNFINISHED_SECONDS: {{ $c.maxAgeSeconds.unfinished | int64 | quote }}
 RECONCILE_CONCURRENCY: {{ $c.concurrency | int64 | quote }}
+PER_USER_MAX_ACTIVE_JOBS: {{ $c.perUserMaxActiveJobs | int64 | quote }}
 LEADER_ELECT: "true"
 LEASE_NAME: {{ include "unmix.leaseName" . | quote }}
 LEASE_DURATION_SECONDS: {{ $c.leaderElection.leaseDurationSeconds | int64 | quote }}

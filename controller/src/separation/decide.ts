@@ -6,7 +6,7 @@ import { API_VERSION, KIND, parseReceipt, REPLY_RECEIPT_ANNOTATION, type Separat
 import { controllerOf, type JobView, jobFinished, type PodView, type WorkloadView } from "../framework/kube/objects.ts";
 import { type Classification, classifyJobFailure, explainWaiting, JOB_NAME_TAKEN } from "./classify.ts";
 import { MANAGED_BY, SJ_LABEL } from "./job-spec.ts";
-import { C, isFinished, progress, type ReplyKind, reasonOf, type StatusPatch, statusOf } from "./status.ts";
+import { C, isFinished, progress, type ReplyKind, reasonOf, type StatusPatch, statusOf, WAITING_FOR_USER_QUOTA, waitingForUserQuota } from "./status.ts";
 
 export interface Observation {
   sj: SeparationJob;
@@ -20,6 +20,15 @@ export interface Observation {
   pendingDeadlineMs: number;
   replyConfirmMs: number;
   maxAges: MaxAges;
+  /** The sender's separation Jobs not finished (or being created) and the most they may have; absent: no limit. */
+  userQuota?: UserQuota;
+}
+
+/** Per-sender fairness: one user's burst of files holds at most `max` GPUs, so others keep flowing. */
+export interface UserQuota {
+  active: number;
+  /** 0: no limit. */
+  max: number;
 }
 
 /**
@@ -149,6 +158,16 @@ export function jobNameTaken(job: JobView): Classification {
   };
 }
 
+/**
+ * Holds back the Job of a sender who already has `max` of them: the conditions say why once, then it
+ * waits to be woken when one of that sender's Jobs finishes (the controller's Job handler).
+ */
+export function heldByUserQuota(sj: SeparationJob, now: Date, q: UserQuota | undefined): Action | undefined {
+  if (!q || q.max <= 0 || q.active < q.max) return undefined;
+  if (reasonOf(sj, C.Succeeded) === WAITING_FOR_USER_QUOTA) return { type: "Wait", why: `the sender has ${q.active} Jobs (limit ${q.max})` };
+  return { type: "UpdateProgress", patch: waitingForUserQuota(sj, now, q.max) };
+}
+
 export function decide(o: Observation): Action {
   const { sj, job, now } = o;
   if (sj.metadata.deletionTimestamp) return { type: "Wait", why: "being deleted" };
@@ -182,7 +201,7 @@ export function decide(o: Observation): Action {
   // ── before the Job ──
   if (statusOf(sj, C.MediaFetched) !== "True") return { type: "FetchMedia" };
   if (!job) {
-    if (statusOf(sj, C.JobCreated) !== "True") return { type: "CreateJob" };
+    if (statusOf(sj, C.JobCreated) !== "True") return heldByUserQuota(sj, now, o.userQuota) ?? { type: "CreateJob" };
     // gone before we saw it finish (deleted, or its TTL passed while we were down): the result
     // may still be in the object store
     return { type: "RecordSeparated", jobMissing: true };

@@ -20,6 +20,7 @@ export interface TransitionEvent {
 const WARNING_REASONS = new Set([
   "Unschedulable",
   "Queued",
+  "WaitingForUserQuota",
   "ErrImagePull",
   "ImagePullBackOff",
   "InvalidImageName",

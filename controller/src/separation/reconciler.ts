@@ -28,6 +28,10 @@ export interface Lookup {
   separationJob(name: string): unknown;
   job(name: string): JobView | undefined;
   pods(sjName: string): PodView[];
+  /** The Jobs of the SeparationJob's sender not finished, or being created (0 for a SeparationJob with no sender label). */
+  activeJobsOfSender(sj: SeparationJob): number;
+  /** A Job is being created for the SeparationJob: counted as its sender's until the Job cache has it, or the step failed. */
+  jobStarting(sjName: string, starting: boolean): void;
 }
 
 export interface ReconcilerDeps extends Services {
@@ -110,10 +114,13 @@ export class Reconciler {
       pendingDeadlineMs: this.d.config.flow.pendingDeadlineMs,
       replyConfirmMs: this.d.config.flow.replyConfirmMs,
       maxAges: this.d.config.flow.maxAges,
+      userQuota: { active: this.d.lookup.activeJobsOfSender(current), max: this.d.config.flow.perUserMaxActiveJobs },
     });
     if (action.type === "Wait") {
       return { action: action.type, ...(action.requeueAfterMs !== undefined ? { requeueAfterMs: action.requeueAfterMs } : {}) };
     }
+    // taken before the first await, so that another worker's decision for the same sender counts it
+    if (action.type === "CreateJob") this.d.lookup.jobStarting(name, true);
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
     // the steps touch only a Job that is ours: another's of the same name is never deleted
@@ -125,6 +132,7 @@ export class Reconciler {
       this.d.metrics.reconcileDuration.observe({ action: action.type, result: "ok" }, seconds());
       return { action: action.type, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
     } catch (err) {
+      if (action.type === "CreateJob") this.d.lookup.jobStarting(name, false);
       this.d.metrics.reconcileDuration.observe({ action: action.type, result: "error" }, seconds());
       if (apiReason(err) === "Conflict") log.debug({ action: action.type }, "status changed meanwhile; will look again");
       else log.warn({ err, action: action.type }, "reconcile failed; retrying with back-off");

@@ -105,6 +105,23 @@ export function jobCreated(sj: SeparationJob, now: Date, jobName: string): Statu
   };
 }
 
+/** Why a SeparationJob has no Job yet while its sender has as many as PER_USER_MAX_ACTIVE_JOBS. */
+export const WAITING_FOR_USER_QUOTA = "WaitingForUserQuota";
+
+/** No personal data: the sender is neither named nor hashed here (conditions become Events). */
+export function waitingForUserQuota(sj: SeparationJob, now: Date, max: number): StatusPatch {
+  const message = `the same sender already has ${max} separation${max === 1 ? "" : "s"} running or waiting for a GPU (the limit per sender): this one starts when one of them finishes`;
+  return {
+    ...generation(sj),
+    conditions: conditionsWith(
+      sj,
+      now,
+      cond(C.JobCreated, "Unknown", WAITING_FOR_USER_QUOTA, message),
+      cond(C.Succeeded, "Unknown", WAITING_FOR_USER_QUOTA, message),
+    ),
+  };
+}
+
 /** Conditions while the Job waits or runs; undefined when nothing changed. */
 export function progress(sj: SeparationJob, now: Date, w: Waiting): StatusPatch | undefined {
   const inputs: ConditionInput[] = [cond(C.Scheduled, w.scheduled, w.reason, w.message)];

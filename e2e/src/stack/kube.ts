@@ -15,6 +15,8 @@ export interface ControlPlane {
   caFile: string;
   caData: string;
   kubeconfigPath: string;
+  /** The /metrics of kube-controller-manager and kube-scheduler (self-signed HTTPS, no token needed). */
+  metricsUrls: { controllerManager: string; scheduler: string };
   /** Stops and starts kube-apiserver alone (etcd keeps the data), as an API server crash would. */
   restartApiServer(): Promise<void>;
   /** The same with SIGKILL: no graceful shutdown, open watches and requests cut mid-way. */
@@ -199,6 +201,7 @@ export async function startControlPlane(dir: string): Promise<ControlPlane> {
     caFile,
     caData,
     kubeconfigPath,
+    metricsUrls: { controllerManager: `https://127.0.0.1:${kcmPort}/metrics`, scheduler: `https://127.0.0.1:${schedPort}/metrics` },
     async restartApiServer() {
       await apiserver?.stop();
       await startApiServer();
