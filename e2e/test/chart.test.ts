@@ -15,11 +15,9 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
 import { SUPPORT_RESOURCE, SUPPORT_VERBS } from "@unmix/api/support";
-import { loadControllerConfig } from "@unmix/controller/src/config.ts";
-import { buildJob } from "@unmix/controller/src/separation/job-spec.ts";
-import { newSj } from "@unmix/controller/test/fixtures.ts";
 import { OperatorAccess } from "@unmix/core/operator-access";
 import { parseAllDocuments, parse as parseYaml, stringify } from "yaml";
+import { renderedJob } from "../src/rendered-chart.ts";
 import { type Stack, startStack } from "../src/stack/index.ts";
 import { BIN_DIR, REPO_ROOT } from "../src/stack/versions.ts";
 import { startWhatsAppSimulator, type WhatsAppSimulator } from "../src/whatsapp-sim/index.ts";
@@ -353,15 +351,7 @@ describe("chart, statically", () => {
   test("the CPU-only profile (values-cpu.yaml): DeepFilterNet3 jobs with no GPU request and no GPU toleration, run as the controller builds them", async () => {
     const jobPod = async (extra: string[]) => {
       const { objects } = await render(REQUIRED, extra);
-      const data = (name: string) => objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === name)?.data ?? {};
-      const config = loadControllerConfig({
-        ...data("unmix-common"),
-        ...data("unmix-controller"),
-        S3_ACCESS_KEY: "a",
-        S3_SECRET_KEY: "b",
-        WHATSAPP_ACCESS_TOKEN: "t",
-      });
-      const job: Loose = buildJob(newSj(), config.job, undefined);
+      const job = renderedJob(objects) as Loose;
       const pod = job.spec.template.spec;
       const env = Object.fromEntries(pod.containers[0].env.map((e: { name: string; value: string }) => [e.name, e.value]));
       return { pod, env, resources: pod.containers[0].resources };

@@ -23,12 +23,10 @@ import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { findCondition } from "@unmix/api/conditions";
 import { separationJobName } from "@unmix/api/separationjob";
-import { loadControllerConfig } from "@unmix/controller/src/config.ts";
-import { buildJob } from "@unmix/controller/src/separation/job-spec.ts";
-import { newSj } from "@unmix/controller/test/fixtures.ts";
 import { replies } from "@unmix/core/replies";
 import { parseAllDocuments } from "yaml";
 import { type Product, ROOT, startProduct, until } from "../src/product.ts";
+import { renderedJob } from "../src/rendered-chart.ts";
 import { KUEUE_API_VERSION, KUEUE_GROUP } from "../src/stack/kueue.ts";
 import { bin, versions } from "../src/stack/versions.ts";
 import type { SentMessage } from "../src/whatsapp-sim/index.ts";
@@ -384,15 +382,7 @@ describe("the chart's Kueue values against this Kueue", { timeout: 300_000 }, ()
     assert.equal(dry.split("\n").filter((l) => /\(server dry run\)$/.test(l)).length, objects.length, `every rendered object accepted:\n${dry}`);
 
     // the controller's config as rendered: its Jobs name the LocalQueue and the WorkloadPriorityClass
-    const data = (name: string) => objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === name)?.data ?? {};
-    const config = loadControllerConfig({
-      ...data("unmix-common"),
-      ...data("unmix-controller"),
-      S3_ACCESS_KEY: "a",
-      S3_SECRET_KEY: "b",
-      WHATSAPP_ACCESS_TOKEN: "t",
-    });
-    const job = buildJob(newSj(), config.job, undefined) as k8s.V1Job;
+    const job = renderedJob(objects) as k8s.V1Job;
     delete job.metadata?.ownerReferences; // its SeparationJob does not exist here
     const taken = await p.batch.createNamespacedJob({ namespace: NS, body: job, dryRun: "All" });
     assert.equal(taken.spec?.suspend, true, "Kueue's webhook suspended it until admission");
