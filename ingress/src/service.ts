@@ -13,6 +13,7 @@ import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp"
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { adminRoutes } from "./admin.ts";
 import { type IngressConfig, requireWebhook, requireWorker, runsWorker, servesWebhook } from "./config.ts";
+import { consoleRoutes } from "./console.ts";
 import { MessageHandler } from "./handler.ts";
 import { healthRoutes } from "./health.ts";
 import { Metrics } from "./metrics.ts";
@@ -175,7 +176,17 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
     checks.kubernetes = async () => !!(await version.getCode());
     if (c.ADMIN_TOKEN) {
       admin = fastify(log, nats, metrics, lifecycle);
-      await admin.register(adminRoutes, { token: c.ADMIN_TOKEN, users, cache, jobs, nats, whatsapp, ...(deps.now ? { now: deps.now } : {}) });
+      await admin.register(consoleRoutes);
+      await admin.register(adminRoutes, {
+        token: c.ADMIN_TOKEN,
+        users,
+        cache,
+        jobs,
+        nats,
+        whatsapp,
+        ...(w.TRACING_UI_URL ? { tracingUiUrl: w.TRACING_UI_URL } : {}),
+        ...(deps.now ? { now: deps.now } : {}),
+      });
     }
   }
 
