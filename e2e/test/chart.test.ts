@@ -545,8 +545,8 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     // What each account may do beyond what every service account may (discovery, self-reviews): one
     // line per rule as `kubectl auth can-i --list` prints it, "resource [names] verbs" (verbs sorted).
     // Each is a call in the code: controller/src/framework/kube/api.ts and the informers (list+watch),
-    // core/src/kube.ts SeparationJobs as the ingress uses it (create, list, delete; get on AlreadyExists; its sender Secrets: create, get).
-    const WORKER = ["secrets [] create get", "separationjobs.unmix.dev [] create delete get list patch"];
+    // core/src/kube.ts SeparationJobs as the ingress uses it (create, list, delete; get on AlreadyExists; watch for the console's live list; its sender Secrets: create, get).
+    const WORKER = ["secrets [] create get", "separationjobs.unmix.dev [] create delete get list patch watch"];
     const CONTROLLER = [
       "events.events.k8s.io [] create",
       "jobs.batch [] create delete get list watch",
