@@ -278,7 +278,7 @@ describe("chart, statically", () => {
     const roles = Object.fromEntries(objects.filter((o) => o.kind === "Role").map((o) => [o.metadata.name.replace(/^unmix-/, ""), o.rules ?? []]));
     for (const rules of Object.values(roles)) for (const r of rules) assert.ok(![...r.apiGroups, ...r.resources, ...r.verbs].includes("*"), JSON.stringify(r));
     const can = (role: string, resource: string) => new Set((roles[role] ?? []).filter((r) => r.resources.includes(resource)).flatMap((r) => r.verbs));
-    assert.deepEqual([...can("worker", "separationjobs")].sort(), ["create", "delete", "get", "list", "patch"]);
+    assert.deepEqual([...can("worker", "separationjobs")].sort(), ["create", "delete", "get", "list", "patch", "watch"]);
     assert.deepEqual([...can("controller", "separationjobs")].sort(), ["delete", "get", "list", "watch"]);
     assert.deepEqual([...can("controller", "separationjobs/status")], ["patch"]);
     assert.deepEqual([...can("controller", "separationjobs/finalizers")], []);

@@ -28,6 +28,8 @@ let p: Product;
 let browser: BrowserContext;
 let profile: string;
 let page: Page;
+/** What the page logged or threw: a CSP violation shows here. */
+const pageProblems: string[] = [];
 
 before(async () => {
   profile = mkdtempSync(join(tmpdir(), "unmix-chromium-"));
@@ -39,6 +41,8 @@ before(async () => {
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   page = await browser.newPage();
+  page.on("console", (m) => pageProblems.push(`console ${m.type()}: ${m.text()} (${m.location().url})`));
+  page.on("pageerror", (err) => pageProblems.push(`error: ${err.message}`));
   mkdirSync(artifacts, { recursive: true });
 });
 
@@ -107,6 +111,11 @@ test("P2: the console lists a message with its profile name and masked number, s
   assert.equal(done[1], LOTTE.name, "still shown: the page keeps what it saw after the sender Secret went");
   assert.equal(await page.evaluate("window.notReloaded"), true, "no reload");
   await page.screenshot({ path: join(artifacts, "console-messages-done.png"), fullPage: true });
+  // the refused token's 401s are the only complaints: nothing blocked by the CSP, no script error
+  assert.deepEqual(
+    pageProblems.filter((m) => !/status of 401/.test(m)),
+    [],
+  );
 });
 
 const focused = () => page.evaluate("document.activeElement?.id") as Promise<string | undefined>;

@@ -221,14 +221,9 @@ const dialog = $("confirm");
 $("purge-start").addEventListener("click", () => {
   $("confirm-text").textContent =
     `This deletes ${held.jobs} SeparationJob(s), ${held.results} cached result(s), ${held.keyValueEntries} activity entries and ${held.deadLetters} dead letter(s), and opts the user out. It cannot be undone.`;
+  // the focus starts on Purge: Enter presses it; Escape is the dialog's own cancel; Tab reaches Cancel
   dialog.showModal();
   $("confirm-purge").focus();
-});
-dialog.addEventListener("keydown", (e) => {
-  if (e.key === "Enter") {
-    e.preventDefault();
-    purge();
-  }
 });
 $("confirm-purge").addEventListener("click", () => purge());
 $("confirm-cancel").addEventListener("click", () => dialog.close());

@@ -256,6 +256,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-content-type-options": "nosniff" });
     send("snapshot", { invalid: snapshot.invalid, jobs: snapshot.jobs });
     res.on("close", end);
+    if (req.raw.socket.destroyed) end(); // the client left while the list was read
     open();
   });
 };

@@ -1,7 +1,7 @@
-// The support console: a plain page (HTML, CSS, two ES modules from ingress/console/, no framework,
+// The support console: a plain page (HTML, CSS, two ES modules and an icon from ingress/console/, no framework,
 // nothing from a CDN) served on the admin listener at /console. The page holds no data: it asks the
 // operator for their token and calls the admin endpoints with it (admin.ts), so serving it needs no
-// token. Four fixed files read once at start-up, not a static-file server: there is no directory to
+// token. Five fixed files read once at start-up, not a static-file server: there is no directory to
 // list or path to traverse, and each answer carries a CSP that allows only these files and calls
 // back to this listener (no inline script or style, no other origin, no framing).
 import { readFileSync } from "node:fs";
@@ -9,10 +9,10 @@ import type { FastifyPluginAsync } from "fastify";
 
 const DIR = new URL("../console/", import.meta.url);
 
-const TYPES = { html: "text/html; charset=utf-8", js: "text/javascript; charset=utf-8", css: "text/css; charset=utf-8" } as const;
+const TYPES = { html: "text/html; charset=utf-8", js: "text/javascript; charset=utf-8", css: "text/css; charset=utf-8", svg: "image/svg+xml" } as const;
 
 /** The page's files, by the name it asks for them under /console/. */
-export const CONSOLE_FILES = ["console.css", "console.js", "api.js"] as const;
+export const CONSOLE_FILES = ["console.css", "console.js", "api.js", "icon.svg"] as const;
 
 export const CONSOLE_CSP = [
   "default-src 'none'",
@@ -40,7 +40,7 @@ export const consoleRoutes: FastifyPluginAsync = async (app) => {
   app.get("/console", async (_req, reply) => reply.headers(HEADERS).type(TYPES.html).send(page));
   for (const name of CONSOLE_FILES) {
     const body = load(name);
-    const type = TYPES[name.endsWith(".js") ? "js" : "css"];
+    const type = TYPES[name.slice(name.lastIndexOf(".") + 1) as keyof typeof TYPES];
     app.get(`/console/${name}`, async (_req, reply) => reply.headers(HEADERS).type(type).send(body));
   }
 };

@@ -143,11 +143,15 @@ describe("the page and its files", () => {
     // every label names a control that exists
     for (const [, id] of html.matchAll(/<label for="([^"]+)"/g)) assert.ok(html.includes(`id="${id}"`), `label for ${id}`);
     const named = [...html.matchAll(/(?:src|href)="\/console\/([^"]+)"/g)].map((m) => m[1]);
-    assert.deepEqual(named.sort(), ["console.css", "console.js"]);
+    assert.deepEqual(named.sort(), ["console.css", "console.js", "icon.svg"]);
     for (const name of CONSOLE_FILES) {
       const r = await app.inject({ url: `/console/${name}` });
       assert.equal(r.statusCode, 200, name);
-      assert.match(String(r.headers["content-type"]), name.endsWith(".js") ? /^text\/javascript/ : /^text\/css/, name);
+      assert.match(
+        String(r.headers["content-type"]),
+        { js: /^text\/javascript/, css: /^text\/css/, svg: /^image\/svg\+xml/ }[name.split(".")[1] as "js"],
+        name,
+      );
       assert.equal(r.headers["content-security-policy"], CONSOLE_CSP, name);
     }
     // console.js imports api.js: served too
