@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { separationJobName } from "@unmix/api/separationjob";
+import { separationJobName, TRACEPARENT_ANNOTATION } from "@unmix/api/separationjob";
 import { maskNumber, userKey } from "@unmix/core/privacy";
 import { replies } from "@unmix/core/replies";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
@@ -21,6 +21,7 @@ import type { Sender } from "../src/whatsapp-sim/index.ts";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const artifacts = join(cacheDir(), "test-artifacts");
 
+const TRACING_UI = "http://tracing.example/trace/{traceId}";
 const LOTTE: Sender = { waId: "4915112345678", name: "Lotte Konsolenfrau" };
 const OMER: Sender = { waId: "4915187654321", name: "Ömer Supportfall" };
 
@@ -33,7 +34,7 @@ const pageProblems: string[] = [];
 
 before(async () => {
   profile = mkdtempSync(join(tmpdir(), "unmix-chromium-"));
-  p = await startProduct({ gpus: 0 });
+  p = await startProduct({ gpus: 0, ingressEnv: { TRACING_UI_URL: TRACING_UI } });
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -107,7 +108,11 @@ test("P2: the console lists a message with its profile name and masked number, s
   const done = await cells(firstSj);
   assert.equal(done[5], "succeeded");
   for (const step of ["fetched", "separated", "replied", "done"]) assert.match(done[6] ?? "", new RegExp(`${step} [\\d.]+`), `timing: ${step}`);
-  assert.match(done[8] ?? "", /^[0-9a-f]{32}$/, "the trace id (no TRACING_UI_URL here: no link)");
+  // the trace id, the message's own (its traceparent), linked to the tracing UI
+  const traceId = (await p.sjs.get(firstSj))?.metadata.annotations?.[TRACEPARENT_ANNOTATION]?.split("-")[1];
+  assert.match(traceId ?? "", /^[0-9a-f]{32}$/);
+  assert.equal(done[8], traceId);
+  assert.equal(await row(firstSj).getByRole("link", { name: traceId }).getAttribute("href"), TRACING_UI.replace("{traceId}", traceId as string));
   assert.equal(done[1], LOTTE.name, "still shown: the page keeps what it saw after the sender Secret went");
   assert.equal(await page.evaluate("window.notReloaded"), true, "no reload");
   await page.screenshot({ path: join(artifacts, "console-messages-done.png"), fullPage: true });
