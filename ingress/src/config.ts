@@ -92,6 +92,11 @@ const Worker = z
     WORKER_MAX_DELIVER: env.int(6, 2),
     /** Delay before each redelivery of a message whose handling failed; the last one repeats. */
     WORKER_BACKOFF_SECONDS: secondsList("5,30,120,600,1800"),
+    /** The support console links each message's trace here, e.g. https://jaeger.example/trace/{traceId}. */
+    TRACING_UI_URL: z
+      .url()
+      .refine((u) => u.includes("{traceId}"), "must contain the placeholder {traceId}")
+      .optional(),
   })
   .extend(WhatsAppConfig.shape)
   .extend(ObjectStoreConfig.shape)

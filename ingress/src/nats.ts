@@ -112,6 +112,8 @@ export interface Nats {
   kv(bucket: string): Promise<KV>;
   /** Deletes every message of `stream` on `subject`; returns how many went. */
   purgeSubject(stream: string, subject: string): Promise<number>;
+  /** How many messages `stream` holds on `subject`. */
+  countSubject(stream: string, subject: string): Promise<number>;
   /** Drains subscriptions and pending publishes, then closes. */
   drain(): Promise<void>;
   close(): Promise<void>;
@@ -210,6 +212,9 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
     },
     async purgeSubject(stream, subject) {
       return (await jsm.streams.purge(stream, { filter: subject })).purged;
+    },
+    async countSubject(stream, subject) {
+      return (await jsm.streams.info(stream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0;
     },
     async drain() {
       if (!nc.isClosed()) await nc.drain();

@@ -15,6 +15,7 @@ import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { adminRoutes } from "./admin.ts";
 import { adminAuth } from "./admin-auth.ts";
 import { type IngressConfig, requireWebhook, requireWorker, runsWorker, servesWebhook } from "./config.ts";
+import { consoleRoutes } from "./console.ts";
 import { MessageHandler } from "./handler.ts";
 import { healthRoutes } from "./health.ts";
 import { Metrics } from "./metrics.ts";
@@ -191,7 +192,16 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
               }),
             },
       );
-      await admin.register(adminRoutes, { users, cache, jobs, nats, whatsapp, ...(deps.now ? { now: deps.now } : {}) });
+      await admin.register(consoleRoutes);
+      await admin.register(adminRoutes, {
+        users,
+        cache,
+        jobs,
+        nats,
+        whatsapp,
+        ...(w.TRACING_UI_URL ? { tracingUiUrl: w.TRACING_UI_URL } : {}),
+        ...(deps.now ? { now: deps.now } : {}),
+      });
     }
   }
 

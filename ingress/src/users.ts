@@ -164,6 +164,16 @@ export class UserState {
     }
   }
 
+  /** How many entries these keys have in the activity and rate-limit buckets (what forget erases or empties). */
+  async countEntries(keys: string[]): Promise<number> {
+    let n = 0;
+    for (const bucket of [BUCKETS.active, BUCKETS.rateLimit]) {
+      const kv = await this.kv(bucket);
+      for (const k of keys) if ((await kv.get(k))?.operation === "PUT") n++;
+    }
+    return n;
+  }
+
   /**
    * Erases these keys, history included; returns how many entries there were. What the user's own
    * controls need stays, holding no message reference: an opt-out (until start), and this hour's job

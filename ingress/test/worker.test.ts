@@ -820,7 +820,7 @@ describe("admin endpoints (separate listener, bearer token)", () => {
     assert.deepEqual([left.items.length, left.invalid.length], [0, 0], "nothing of theirs is left");
   });
 
-  test("P14: POST /admin/purge by phone number erases that user's data without messaging them; by BSUID finds the same user", async () => {
+  test("P14: POST /admin/purge by phone number erases that user's data without messaging them and opts them out; by BSUID finds the same user", async () => {
     for (const by of ["phone", "userId"] as const) {
       const u = newUser({ withBsuid: true });
       const input = ogg(120 + (by === "phone" ? 0 : 1));
@@ -833,7 +833,7 @@ describe("admin endpoints (separate listener, bearer token)", () => {
       const body = by === "phone" ? { phone: `+${u.waId}` } : { userId: u.userId };
       const res = await admin("/admin/purge", { method: "POST", body: JSON.stringify(body) });
       assert.equal(res.status, 200);
-      const erased = (await res.json()) as { results: number; jobs: number; keyValueEntries: number };
+      const erased = (await res.json()) as { results: number; jobs: number; keyValueEntries: number; optedOut: boolean };
       assert.equal(erased.results, 1, by);
       assert.equal(erased.jobs, 1, by);
       assert.ok(erased.keyValueEntries >= 2, by);
@@ -841,6 +841,11 @@ describe("admin endpoints (separate listener, bearer token)", () => {
       assert.equal(await h.jobs.get(separationJobName(miss.id)).then((j) => j?.metadata.deletionTimestamp ?? j), undefined);
       for (const id of [u.waId, u.userId]) assert.equal(await kvHas(BUCKETS.active, userKey(id as string, USER_KEY_SECRET)), false);
       assert.equal(h.sim.sentMessages().length, sentBefore, "the user is not messaged");
+      // and opted out under both ids, so their data does not build up again
+      assert.equal(erased.optedOut, true, by);
+      for (const id of [u.waId, u.userId]) assert.equal(await kvHas(BUCKETS.optOut, userKey(id as string, USER_KEY_SECRET)), true, by);
+      const after = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(140 + seq), from: u });
+      assert.equal(await handled(after.id), "opted_out", by);
     }
     const bad = await admin("/admin/purge", { method: "POST", body: JSON.stringify({ phone: "abc" }) });
     assert.equal(bad.status, 400);

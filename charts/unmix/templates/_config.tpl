@@ -67,6 +67,9 @@ WORKER_CONCURRENCY: {{ $w.concurrency | int64 | quote }}
 WORKER_ACK_WAIT_SECONDS: {{ $w.ackWaitSeconds | int64 | quote }}
 WORKER_MAX_DELIVER: {{ $w.maxDeliver | int64 | quote }}
 WORKER_BACKOFF_SECONDS: {{ include "unmix.numbers" $w.backoffSeconds | quote }}
+{{- with .Values.telemetry.tracingUiUrl }}
+TRACING_UI_URL: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* The webhook pods (and, with worker.enabled=false, the worker too: ROLE=all). */}}
