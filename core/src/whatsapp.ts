@@ -105,6 +105,11 @@ export interface WhatsAppClient {
   sendReaction(phoneNumberId: string, to: Recipient, messageId: string, emoji: string): Promise<string>;
   /** The only kind of message allowed outside the 24-hour customer-service window. */
   sendTemplate(phoneNumberId: string, to: Recipient, template: Template): Promise<string>;
+  /**
+   * The review status of a message template in one language (APPROVED, PENDING, REJECTED, PAUSED,
+   * DISABLED…), from GET /{waba-id}/message_templates; undefined when there is no such template.
+   */
+  templateStatus(businessAccountId: string, name: string, languageCode: string): Promise<string | undefined>;
   /** Blue ticks; with `typing` the user also sees "typing…" until we reply (25 s at most). */
   markRead(phoneNumberId: string, messageId: string, options?: { typing?: boolean }): Promise<void>;
 }
@@ -298,6 +303,8 @@ const MediaInfoBody = z.object({
 const SendBody = z.object({ messages: z.tuple([z.object({ id: z.string() })], z.unknown()) });
 const UploadBody = z.object({ id: z.string() });
 const Success = z.object({ success: z.literal(true) });
+// Meta's `name` filter also matches other names that contain it: the exact match is picked here
+const TemplatesBody = z.object({ data: z.array(z.object({ name: z.string(), language: z.string(), status: z.string() }).loose()) });
 
 // ── media as streams ──────────────────────────────────────────────────────────────────────────
 
@@ -554,6 +561,12 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
           ...(t.bodyParameters?.length ? { components: [{ type: "body", parameters: t.bodyParameters.map((text) => ({ type: "text", text })) }] } : {}),
         },
       }),
+
+    async templateStatus(businessAccountId, name, languageCode) {
+      const query = new URLSearchParams({ name, fields: "name,language,status", limit: "100" });
+      const { data } = await graph("GET", `${encodeURIComponent(businessAccountId)}/message_templates?${query}`, TemplatesBody);
+      return data.find((t) => t.name === name && t.language === languageCode)?.status;
+    },
 
     async markRead(phoneNumberId, messageId, o = {}) {
       await graph("POST", `${encodeURIComponent(phoneNumberId)}/messages`, Success, {

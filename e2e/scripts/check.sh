@@ -16,6 +16,7 @@ UNIT_TESTS=(
   core/test/audit.test.ts
   core/test/whatsapp-client.test.ts
   core/test/telemetry-privacy.test.ts
+  ingress/test/broadcast-plan.test.ts
   ingress/test/envelope.test.ts
   ingress/test/webhook-fuzz.test.ts
   controller/test/decide.test.ts

@@ -2,8 +2,11 @@
 // webhook one, each request authenticated with the bearer token ADMIN_TOKEN:
 //   POST /admin/purge      {phone} or {userId}: erase a user's data (policy P14: a child's data),
 //                          exactly as their own `delete` would, without messaging them
-//   POST /admin/broadcast  {text} and/or {template}: a policy-change notice (P15) to recently active
-//                          users; inside the 24-hour window as text, outside it only as a template
+//   POST /admin/broadcasts {text?, template?, dryRun?, idempotencyKey}: a policy-change notice (P15)
+//                          to recently active users, as a durable campaign (broadcast.ts): a dry run
+//                          says who would get what; a start answers {id, state} at once, the same
+//                          ones again for a repeated idempotency key
+//   GET  /admin/broadcasts, /admin/broadcasts/<id>: campaigns and their progress
 //   GET  /admin/jobs       recent SeparationJobs with the sender's profile name (P2: shown here only),
 //                          and how many could not be read (`invalid`: refused by our schema, skipped)
 // Every action is audited (P5) with the operator's identity and its counts: an entry before it acts
@@ -12,17 +15,26 @@ import { randomUUID, timingSafeEqual } from "node:crypto";
 import { findCondition } from "@unmix/api/conditions";
 import { type SeparationJob, USER_LABEL } from "@unmix/api/separationjob";
 import type { SeparationJobs } from "@unmix/core/kube";
-import { GraphApiError, type WhatsAppClient } from "@unmix/core/whatsapp";
-import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { type Broadcasts, CAMPAIGN_ID, type Campaign, StartRefused } from "./broadcast.ts";
+import { type NoticeContent, refusal as refusalOf } from "./broadcast-plan.ts";
 import { type EraseDeps, eraseUser } from "./erase.ts";
 import type { UserState } from "./users.ts";
+
+/** What an operator may do on the admin listener (the support console's virtual resource verbs). */
+export type AdminVerb = "list" | "purge" | "broadcast";
 
 export interface AdminOptions extends EraseDeps {
   token: string;
   users: UserState;
   jobs: SeparationJobs;
-  whatsapp: WhatsAppClient;
-  now?: () => number;
+  broadcasts: Broadcasts;
+  /**
+   * Whether the request's operator may do `verb`, as a preHandler hook that replies 403 when not.
+   * Default: allowed, since the shared ADMIN_TOKEN checked on every request grants every action;
+   * the console's per-operator authentication (SubjectAccessReview) replaces it.
+   */
+  requirePermission?: (verb: AdminVerb) => (req: FastifyRequest, reply: FastifyReply) => Promise<void>;
   /**
    * Who made the request, for the audit trail. One shared ADMIN_TOKEN today, recorded as such; the
    * support console's per-operator authentication will return the operator here.
@@ -31,10 +43,6 @@ export interface AdminOptions extends EraseDeps {
 }
 
 export const SHARED_TOKEN_OPERATOR = "shared-admin-token";
-
-const WINDOW_MS = 24 * 3600_000;
-/** Leave a margin: a text sent as the window closes fails with 131047. */
-const WINDOW_MARGIN_MS = 10 * 60_000;
 
 const PurgeBody = {
   type: "object",
@@ -62,16 +70,37 @@ const BroadcastBody = {
         bodyParameters: { type: "array", maxItems: 20, items: { type: "string", maxLength: 1024 } },
       },
     },
+    dryRun: { type: "boolean", default: false },
+    /** The same key starts the same campaign once: a repeated request answers with it. */
+    idempotencyKey: { type: "string", minLength: 1, maxLength: 256 },
   },
-  minProperties: 1,
+  anyOf: [{ required: ["text"] }, { required: ["template"] }],
 } as const;
+
+const CampaignParams = { type: "object", properties: { id: { type: "string", pattern: CAMPAIGN_ID.source } }, required: ["id"] } as const;
 
 const JobsQuery = { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 500, default: 50 } } } as const;
 
-interface BroadcastRequest {
-  text?: string;
-  template?: { name: string; languageCode: string; bodyParameters?: string[] };
+interface BroadcastRequest extends NoticeContent {
+  dryRun: boolean;
+  idempotencyKey?: string;
 }
+
+/** A campaign as the console shows it. */
+const progress = (c: Campaign) => ({
+  id: c.id,
+  state: c.state,
+  total: c.total,
+  sent: c.sent,
+  skipped: c.skipped,
+  failed: c.failed,
+  unconfirmed: c.unconfirmed,
+  byKind: c.byKind,
+  planned: c.planned,
+  notice: c.notice,
+  startedAt: c.startedAt,
+  finishedAt: c.finishedAt ?? null,
+});
 
 function bearerMatches(req: FastifyRequest, token: string): boolean {
   const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "");
@@ -80,7 +109,7 @@ function bearerMatches(req: FastifyRequest, token: string): boolean {
 }
 
 export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
-  const now = o.now ?? Date.now;
+  const permit = o.requirePermission ?? (() => async () => {});
   const operatorOf = o.operatorOf ?? (() => SHARED_TOKEN_OPERATOR);
   /** Writes the "started" entry (throws AuditUnavailable) and returns the one for the counts. */
   const audited = async (req: FastifyRequest, action: string) => {
@@ -104,7 +133,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
     }
   });
 
-  app.post<{ Body: { phone?: string; userId?: string } }>("/admin/purge", { schema: { body: PurgeBody } }, async (req) => {
+  app.post<{ Body: { phone?: string; userId?: string } }>("/admin/purge", { schema: { body: PurgeBody }, preHandler: permit("purge") }, async (req) => {
     const ids = req.body.phone ? { waId: req.body.phone.replace(/\D/g, "") } : { userId: req.body.userId as string };
     const done = await audited(req, "purge");
     const erased = await eraseUser(ids, o);
@@ -113,43 +142,52 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
     return erased;
   });
 
-  app.post<{ Body: BroadcastRequest }>("/admin/broadcast", { schema: { body: BroadcastBody } }, async (req) => {
-    const { text, template } = req.body;
-    const done = await audited(req, "broadcast");
-    const counts = { sent: 0, skipped: 0, failed: 0, asText: 0, asTemplate: 0 };
-    for await (const user of o.users.activeUsers()) {
-      if (await o.users.isOptedOut({ primary: user.key, all: [user.key] })) {
-        counts.skipped++;
-        continue;
-      }
-      const to = { ...(user.waId ? { waId: user.waId } : {}), ...(user.userId ? { userId: user.userId } : {}) };
-      const inWindow = now() - user.lastSeen < WINDOW_MS - WINDOW_MARGIN_MS;
-      try {
-        if (text && inWindow) {
-          await o.whatsapp.sendText(user.phoneNumberId, to, text);
-          counts.asText++;
-        } else if (template) {
-          await o.whatsapp.sendTemplate(user.phoneNumberId, to, template);
-          counts.asTemplate++;
-        } else {
-          counts.skipped++; // outside the window only an approved template may be sent
-          continue;
-        }
-        counts.sent++;
-      } catch (err) {
-        counts.failed++;
-        req.log.warn(
-          { err: err instanceof GraphApiError ? { code: err.code, kind: err.kind } : { message: (err as Error).message } },
-          "broadcast message not sent",
-        );
-      }
+  app.post<{ Body: BroadcastRequest }>("/admin/broadcasts", { schema: { body: BroadcastBody }, preHandler: permit("broadcast") }, async (req, reply) => {
+    const { dryRun, idempotencyKey, ...body } = req.body;
+    const notice: NoticeContent = { ...(body.text ? { text: body.text } : {}), ...(body.template ? { template: body.template } : {}) };
+    if (dryRun) {
+      const done = await audited(req, "broadcast-dry-run");
+      const { plan } = await o.broadcasts.plan(notice);
+      const refused = await o.broadcasts.checkTemplate(notice).then(
+        () => undefined,
+        (err) => {
+          if (err instanceof StartRefused) return err.message;
+          throw err;
+        },
+      );
+      await done({ ...plan });
+      const why = refused ?? refusalOf(notice, plan);
+      return {
+        dryRun: true,
+        total: plan.text + plan.template + plan.optedOut + plan.outsideWindow,
+        byKind: { text: plan.text, template: plan.template },
+        skipped: { optedOut: plan.optedOut, outsideWindow: plan.outsideWindow },
+        ...(why ? { refusal: why } : {}),
+      };
     }
-    req.log.info(counts, "policy broadcast");
-    await done(counts);
-    return counts;
+    if (!idempotencyKey) return reply.code(400).send({ error: "a start needs an idempotencyKey (a repeated request with it starts nothing new)" });
+    const done = await audited(req, "broadcast");
+    try {
+      const { campaign, created } = await o.broadcasts.start(notice, idempotencyKey, operatorOf(req));
+      await done({ ...campaign.planned, total: campaign.total, created: created ? 1 : 0 });
+      req.log.info({ campaign: campaign.id, created, total: campaign.total }, "policy broadcast started");
+      return reply.code(created ? 202 : 200).send({ id: campaign.id, state: campaign.state });
+    } catch (err) {
+      if (!(err instanceof StartRefused)) throw err;
+      await done({ refused: 1 });
+      req.log.warn({ reason: err.message }, "policy broadcast refused");
+      return reply.code(err.status).send({ error: err.message, ...err.details });
+    }
   });
 
-  app.get<{ Querystring: { limit: number } }>("/admin/jobs", { schema: { querystring: JobsQuery } }, async (req) => {
+  app.get("/admin/broadcasts", { preHandler: permit("list") }, async () => ({ campaigns: (await o.broadcasts.list()).map(progress) }));
+
+  app.get<{ Params: { id: string } }>("/admin/broadcasts/:id", { schema: { params: CampaignParams }, preHandler: permit("list") }, async (req, reply) => {
+    const c = await o.broadcasts.get(req.params.id);
+    return c ? progress(c) : reply.code(404).send({ error: "no such campaign" });
+  });
+
+  app.get<{ Querystring: { limit: number } }>("/admin/jobs", { schema: { querystring: JobsQuery }, preHandler: permit("list") }, async (req) => {
     const done = await audited(req, "list-jobs");
     // page by page, keeping only the newest `limit`; an invalid item is counted (and logged by the client), not fatal
     let jobs: SeparationJob[] = [];
