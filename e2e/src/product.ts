@@ -191,6 +191,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       KUBECONFIG: kube.kubeconfigPath,
       WHATSAPP_API_URL: sim.baseUrl,
       WHATSAPP_API_VERSION: sim.version,
+      WHATSAPP_BUSINESS_ACCOUNT_ID: sim.wabaId,
       WHATSAPP_ACCESS_TOKEN: ACCESS_TOKEN,
       MODEL_NAME: model.name,
       OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,

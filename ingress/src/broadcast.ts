@@ -17,7 +17,7 @@ import type { Logger } from "@unmix/core/log";
 import { GraphApiError, type WhatsAppClient } from "@unmix/core/whatsapp";
 import { afterFailure, type NoticeContent, type NoticeKind, noticeFor, type Pace, type Plan, pauseUntil, refusal, takeSlot, tally } from "./broadcast-plan.ts";
 import type { Metrics } from "./metrics.ts";
-import { BROADCAST_CONSUMER, BUCKETS, type JsMsg, type KV, type Nats, STREAMS, subjects } from "./nats.ts";
+import { BROADCAST_CONSUMER, BUCKETS, type JsMsg, type KV, kvStream, kvSubject, type Nats, STREAMS, subjects } from "./nats.ts";
 import type { UserState } from "./users.ts";
 
 export type CampaignState = "Preparing" | "Sending" | "Finished";
@@ -105,6 +105,16 @@ export class Broadcasts {
 
   private kv(): Promise<KV> {
     return this.d.nats.kv(BUCKETS.broadcasts);
+  }
+
+  /**
+   * The bucket's keys under `prefix`, from the stream's subject counts: kv.keys() (an ordered
+   * consumer) listed 1 of 51 keys of a bucket being updated in our stack tests (nats.js 2.29).
+   */
+  private async keys(prefix: string): Promise<string[]> {
+    const base = kvSubject(BUCKETS.broadcasts, "");
+    const info = await this.d.nats.jsm.streams.info(kvStream(BUCKETS.broadcasts), { subjects_filter: `${base}${prefix}>` });
+    return Object.keys(info.state.subjects ?? {}).map((s) => s.slice(base.length));
   }
 
   // ── planning and starting ───────────────────────────────────────────────────────────────────
@@ -200,9 +210,7 @@ export class Broadcasts {
 
   /** Every campaign still kept, newest first. */
   async list(): Promise<Campaign[]> {
-    const kv = await this.kv();
-    const ids: string[] = [];
-    for await (const k of await kv.keys("campaign.>")) ids.push(k.slice("campaign.".length));
+    const ids = (await this.keys("campaign.")).map((k) => k.slice("campaign.".length));
     const all = await Promise.all(ids.map((id) => this.get(id)));
     return all.filter((c): c is Campaign => !!c).sort((a, b) => b.startedAt.localeCompare(a.startedAt));
   }
@@ -239,7 +247,7 @@ export class Broadcasts {
     if (c?.state !== "Sending" || (await this.remaining(id)) > 0) return;
     const kv = await this.kv();
     const counts = { sent: 0, skipped: c.planned.optedOut, failed: 0, unconfirmed: 0, byKind: { text: 0, template: 0 } };
-    for await (const k of await kv.keys(`notice.${id}.>`)) {
+    for (const k of await this.keys(`notice.${id}.`)) {
       const e = await kv.get(k);
       if (e?.operation !== "PUT") continue;
       const r = decode<NoticeRecord>(e.value);
