@@ -246,7 +246,7 @@ export class Broadcasts {
     const c = await this.get(id);
     if (c?.state !== "Sending" || (await this.remaining(id)) > 0) return;
     const kv = await this.kv();
-    const counts = { sent: 0, skipped: c.planned.optedOut, failed: 0, unconfirmed: 0, byKind: { text: 0, template: 0 } };
+    const counts = { sent: 0, skipped: 0, failed: 0, unconfirmed: 0, byKind: { text: 0, template: 0 } };
     for (const k of await this.keys(`notice.${id}.`)) {
       const e = await kv.get(k);
       if (e?.operation !== "PUT") continue;
@@ -256,6 +256,8 @@ export class Broadcasts {
       counts[outcome]++;
       if (outcome === "sent" && r.kind) counts.byKind[r.kind]++;
     }
+    // the opted-out ones never had a record, and an erased user's went with their data (erase.ts)
+    counts.skipped = c.total - counts.sent - counts.failed - counts.unconfirmed;
     const done = await this.update(id, (x) =>
       x.state === "Sending" ? { ...x, ...counts, state: "Finished", finishedAt: new Date(this.now()).toISOString() } : undefined,
     );

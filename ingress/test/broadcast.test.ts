@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { SentMessage } from "@unmix/e2e/whatsapp-sim";
 import { messageRef } from "../src/envelope.ts";
-import { BUCKETS, STREAMS } from "../src/nats.ts";
+import { BUCKETS, kvStream, kvSubject, STREAMS } from "../src/nats.ts";
 import { UserState } from "../src/users.ts";
 import { ADMIN_TOKEN, type Harness, startHarness, streamMessages, USER_KEY_SECRET, until } from "./harness.ts";
 
@@ -183,5 +183,19 @@ describe("policy broadcasts (durable campaigns)", () => {
     );
     const text = JSON.stringify(entries);
     for (const u of [...recent, ...old]) assert.ok(!text.includes(u), "no number in the audit trail");
+  });
+
+  test("P14: purging a user removes their broadcast outcomes with the rest of their data", async () => {
+    const u = recent[0] as string;
+    const key = new UserState(h.nats, { secret: USER_KEY_SECRET, jobsPerHour: 20 }).keyOf(u);
+    const records = async () => {
+      const filter = kvSubject(BUCKETS.broadcasts, `notice.*.${key}`);
+      const info = await h.nats.jsm.streams.info(kvStream(BUCKETS.broadcasts), { subjects_filter: filter });
+      return Object.values(info.state.subjects ?? {}).reduce((a, n) => a + n, 0);
+    };
+    assert.equal(await records(), 1, "the campaign recorded their notice");
+    const res = await admin("/admin/purge", { phone: `+${u}` });
+    assert.equal(res.status, 200);
+    assert.equal(await records(), 0);
   });
 });
