@@ -120,6 +120,8 @@ export interface Nats {
   kv(bucket: string): Promise<KV>;
   /** Deletes every message of `stream` on `subject`; returns how many went. */
   purgeSubject(stream: string, subject: string): Promise<number>;
+  /** Whether `stream` holds any message on `subject` (wildcards allowed): one direct get (the stream needs allow_direct). */
+  hasMessage(stream: string, subject: string): Promise<boolean>;
   /** Drains subscriptions and pending publishes, then closes. */
   drain(): Promise<void>;
   close(): Promise<void>;
@@ -218,6 +220,17 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
     },
     async purgeSubject(stream, subject) {
       return (await jsm.streams.purge(stream, { filter: subject })).purged;
+    },
+    async hasMessage(stream, subject) {
+      // the manager has the direct API (nats.js's JetStreamManagerImpl), its interface does not say so
+      const { direct } = jsm as JetStreamManager & { direct: { getMessage(s: string, q: { next_by_subj: string; seq: number }): Promise<unknown> } };
+      try {
+        await direct.getMessage(stream, { next_by_subj: subject, seq: 0 });
+        return true;
+      } catch (err) {
+        if (/not found|404/i.test((err as Error).message)) return false;
+        throw err;
+      }
     },
     async drain() {
       if (!nc.isClosed()) await nc.drain();
@@ -358,6 +371,8 @@ export async function ensureTopology(nats: Nats, t: Topology = defaultTopology):
     retention: RetentionPolicy.Workqueue,
     max_age: nanos(t.broadcastTtlMs),
     duplicate_window: nanos(t.duplicateWindowMs),
+    // "is any recipient of this campaign left?" is one direct get by subject (broadcast.ts)
+    allow_direct: true,
   });
   if (t.consumer) {
     await ensureWorkerConsumer(jsm, t.consumer);
