@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { SentMessage } from "@unmix/e2e/whatsapp-sim";
+import { type Campaign, campaignId } from "../src/broadcast.ts";
 import { messageRef } from "../src/envelope.ts";
 import { BUCKETS, kvStream, kvSubject, STREAMS } from "../src/nats.ts";
 import { UserState } from "../src/users.ts";
@@ -185,15 +186,77 @@ describe("policy broadcasts (durable campaigns)", () => {
     for (const u of [...recent, ...old]) assert.ok(!text.includes(u), "no number in the audit trail");
   });
 
+  const finished = (id: string) =>
+    until(
+      `campaign ${id} to finish`,
+      async () => {
+        const p = (await (await admin(`/admin/broadcasts/${id}`)).json()) as Progress;
+        return p.state === "Finished" ? p : undefined;
+      },
+      120_000,
+    );
+  const counts = (p: Progress) => ({ total: p.total, sent: p.sent, skipped: p.skipped, failed: p.failed, unconfirmed: p.unconfirmed, byKind: p.byKind });
+  const keyOf = (u: string) => new UserState(h.nats, { secret: USER_KEY_SECRET, jobsPerHour: 20 }).keyOf(u);
+
+  test("P15: a notice whose send began when its worker died is counted unconfirmed and never sent again (at most once)", async () => {
+    const idempotencyKey = "after-a-crash";
+    const id = campaignId(idempotencyKey);
+    const victim = recent[1] as string;
+    // what a worker killed between its "sending" record and the Graph API's answer leaves behind
+    await (await h.nats.kv(BUCKETS.broadcasts)).put(`notice.${id}.${keyOf(victim)}`, JSON.stringify({ state: "sending", kind: "text" }));
+    const since = h.sim.sentMessages().length;
+    const res = await admin("/admin/broadcasts", { text: "A second notice.", template: TEMPLATE, idempotencyKey });
+    assert.equal(res.status, 202);
+    const done = await finished(id);
+    assert.deepEqual(counts(done), { total: 52, sent: 49, skipped: 2, failed: 0, unconfirmed: 1, byKind: { text: 24, template: 25 } });
+    const sent = h.sim.sentMessages().slice(since);
+    assert.deepEqual(
+      sent.filter((m) => m.to === victim),
+      [],
+      "not sent again",
+    );
+    for (const u of [...recent, ...old].filter((x) => x !== victim)) assert.equal(sent.filter((m) => m.to === u).length, 1, u);
+  });
+
+  test("P15: a start that stopped after writing its campaign, before its recipients, is finished by the next worker to start", async () => {
+    const id = campaignId("half-started");
+    const half: Campaign = {
+      id,
+      state: "Preparing",
+      notice: { template: TEMPLATE },
+      operator: "shared-admin-token",
+      total: 52,
+      planned: { text: 0, template: 50, optedOut: 2, outsideWindow: 0 },
+      sent: 0,
+      skipped: 2,
+      failed: 0,
+      unconfirmed: 0,
+      byKind: { text: 0, template: 0 },
+      startedAt: new Date().toISOString(),
+    };
+    await (await h.nats.kv(BUCKETS.broadcasts)).create(`campaign.${id}`, JSON.stringify(half));
+    const since = h.sim.sentMessages().length;
+    await h.restart();
+    const done = await finished(id);
+    assert.deepEqual(counts(done), { total: 52, sent: 50, skipped: 2, failed: 0, unconfirmed: 0, byKind: { text: 0, template: 50 } });
+    const sent = h.sim.sentMessages().slice(since);
+    for (const u of [...recent, ...old])
+      assert.deepEqual(
+        sent.filter((m) => m.to === u).map((m) => [m.type, m.template?.name]),
+        [["template", TEMPLATE.name]],
+        u,
+      );
+  });
+
   test("P14: purging a user removes their broadcast outcomes with the rest of their data", async () => {
     const u = recent[0] as string;
-    const key = new UserState(h.nats, { secret: USER_KEY_SECRET, jobsPerHour: 20 }).keyOf(u);
+    const key = keyOf(u);
     const records = async () => {
       const filter = kvSubject(BUCKETS.broadcasts, `notice.*.${key}`);
       const info = await h.nats.jsm.streams.info(kvStream(BUCKETS.broadcasts), { subjects_filter: filter });
       return Object.values(info.state.subjects ?? {}).reduce((a, n) => a + n, 0);
     };
-    assert.equal(await records(), 1, "the campaign recorded their notice");
+    assert.equal(await records(), 3, "each campaign recorded their notice");
     const res = await admin("/admin/purge", { phone: `+${u}` });
     assert.equal(res.status, 200);
     assert.equal(await records(), 0);
