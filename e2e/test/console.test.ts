@@ -18,7 +18,7 @@ import { replies } from "@unmix/core/replies";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { makeOperator } from "../src/operators.ts";
 import { findLeaks, personalForms } from "../src/personal-data.ts";
-import { cacheDir, OPERATOR, type Product, startProduct, USER_KEY_SECRET, until } from "../src/product.ts";
+import { cacheDir, lastSeenAt, OPERATOR, type Product, startProduct, USER_KEY_SECRET, until } from "../src/product.ts";
 import { makeMedia } from "../src/test-media.ts";
 import type { Sender } from "../src/whatsapp-sim/index.ts";
 
@@ -28,6 +28,8 @@ const artifacts = join(cacheDir(), "test-artifacts");
 const TRACING_UI = "http://tracing.example/trace/{traceId}";
 const LOTTE: Sender = { waId: "4915112345678", name: "Lotte Konsolenfrau" };
 const OMER: Sender = { waId: "4915187654321", name: "Ömer Supportfall" };
+/** Last seen two days ago (written into the activity bucket by the broadcast test): she gets the template. */
+const RUTH: Sender = { waId: "4915199887766", name: "Ruth Vorlage" };
 
 let p: Product;
 let browser: BrowserContext;
@@ -244,29 +246,88 @@ test("an operator whose role only lists sees the messages; the purge is refused 
   await row(omerSj).waitFor({ timeout: 30_000 });
 });
 
-test("P15: the broadcast screen: a dry run says who would get what and sends nothing; the start sends it and shows the counts", async () => {
+test("P15: the broadcast screen: the approved templates to pick from, a dry run with the counts by kind that sends nothing, the start with its progress to the end", async () => {
+  p.sim.setTemplate("policy_update", "en", "APPROVED");
+  p.sim.setTemplate("policy_update_draft", "en", "PENDING");
+  // a user last seen two days ago: outside the 24-hour window, so only the template may reach them
+  await lastSeenAt(p, [RUTH.waId as string], Date.now() - 2 * 24 * 3600_000);
   await page.getByRole("button", { name: "Broadcast" }).click();
+  await until("the approved templates", async () => ((await page.locator("#bc-templates option").count()) > 0 ? true : undefined), 30_000);
+  assert.deepEqual(await page.locator("#bc-templates option").evaluateAll("os => os.map((o) => o.value)"), ["policy_update"], "only approved ones");
   await page.getByLabel("Text (sent to users inside their 24-hour window)").fill("Our data policy changed: see the link.");
-  await page.getByLabel("Approved template (sent outside the window)").fill("policy_update");
   assert.equal(await page.getByRole("button", { name: "Start broadcast" }).isDisabled(), true, "no start before a dry run");
   const before = p.sim.sentMessages().length;
+
+  // text only: Ruth is outside the window, so this one would not start
   await page.getByRole("button", { name: "Dry run" }).click();
   await page.locator("#bc-plan").waitFor({ state: "visible", timeout: 30_000 });
-  // Ömer wrote within the window; Lotte is opted out and no longer active
-  assert.equal(await countOf("bc-plan-counts", "asText"), "1");
-  assert.equal(await countOf("bc-plan-counts", "asTemplate"), "0");
+  assert.deepEqual([await countOf("bc-plan-counts", "text"), await countOf("bc-plan-counts", "outsideWindow")], ["1", "1"]);
+  assert.match((await page.locator("#bc-plan-refusal").textContent()) ?? "", /It would not start: .*outside/);
+  assert.equal(await page.getByRole("button", { name: "Start broadcast" }).isDisabled(), true, "a start that would be refused is not offered");
+
+  await page.getByLabel("Approved template (sent outside the window)").fill("policy_update");
+  await page.getByRole("button", { name: "Dry run" }).click();
+  await until("the new plan", async () => ((await countOf("bc-plan-counts", "template")) === "1" ? true : undefined), 30_000);
+  // Ömer wrote within the window; Ruth did not; Lotte is opted out and no longer active
+  assert.deepEqual(
+    [
+      await countOf("bc-plan-counts", "total"),
+      await countOf("bc-plan-counts", "text"),
+      await countOf("bc-plan-counts", "template"),
+      await countOf("bc-plan-counts", "outsideWindow"),
+    ],
+    ["2", "1", "1", "0"],
+  );
+  assert.equal(await page.locator("#bc-plan-refusal").textContent(), "");
   assert.equal(p.sim.sentMessages().length, before, "a dry run sends nothing");
+
+  /** The answer to the next start (a POST without dryRun). */
+  const nextStart = () =>
+    page.waitForResponse((r) => r.url().endsWith("/admin/broadcasts") && r.request().method() === "POST" && !r.request().postData()?.includes("dryRun"));
+  const started = nextStart();
   await page.getByRole("button", { name: "Start broadcast" }).click();
+  const first = await started;
+  assert.equal(first.status(), 202, "a new campaign");
+  const { id } = (await first.json()) as { id: string };
   await page.locator("#bc-progress").waitFor({ state: "visible", timeout: 60_000 });
-  await until("the broadcast's end", async () => ((await countOf("bc-progress-counts", "state")) === "done" ? true : undefined), 60_000);
-  assert.equal(await countOf("bc-progress-counts", "sent"), "1");
+  await until("the broadcast's end", async () => ((await countOf("bc-progress-counts", "state")) === "Finished" ? true : undefined), 120_000);
+  assert.deepEqual(
+    [
+      await countOf("bc-progress-counts", "total"),
+      await countOf("bc-progress-counts", "sent"),
+      await countOf("bc-progress-counts", "text"),
+      await countOf("bc-progress-counts", "template"),
+      await countOf("bc-progress-counts", "failed"),
+    ],
+    ["2", "2", "1", "1", "0"],
+  );
+  assert.match((await page.locator("#announce").textContent()) ?? "", /Broadcast finished: 2 sent/);
   const sent = p.sim
     .sentMessages()
     .slice(before)
     .filter((m) => m.type !== "reaction");
   assert.deepEqual(
-    sent.map((m) => [m.to, m.type, m.text]),
-    [[OMER.waId, "text", "Our data policy changed: see the link."]],
+    sent.map((m) => [m.to, m.type, m.type === "text" ? m.text : m.template?.name]).sort(),
+    [
+      [OMER.waId, "text", "Our data policy changed: see the link."],
+      [RUTH.waId, "template", "policy_update"],
+    ].sort(),
+  );
+  // the same composed notice started again is the same campaign: nothing more is sent
+  await page.getByRole("button", { name: "Dry run" }).click();
+  await page.getByRole("button", { name: "Start broadcast" }).and(page.locator(":enabled")).waitFor({ timeout: 30_000 });
+  const again = nextStart();
+  await page.getByRole("button", { name: "Start broadcast" }).click();
+  const second = await again;
+  assert.deepEqual([second.status(), ((await second.json()) as { id: string }).id], [200, id], "the same idempotency key: the same campaign, nothing started");
+  await until("the same campaign, finished", async () => ((await countOf("bc-progress-counts", "state")) === "Finished" ? true : undefined), 30_000);
+  assert.equal(
+    p.sim
+      .sentMessages()
+      .slice(before)
+      .filter((m) => m.type !== "reaction").length,
+    2,
+    "one notice each",
   );
   await page.screenshot({ path: join(artifacts, "console-broadcast.png"), fullPage: true });
 });
@@ -285,5 +346,12 @@ test("P2: while the console was used, no ingress log line holds either user's nu
       lines.some((l) => l.text.includes(what)),
       `a log line "${what}" among ${lines.length}`,
     );
-  assert.deepEqual(findLeaks(lines, [...personalForms({ waId: LOTTE.waId, name: LOTTE.name }), ...personalForms({ waId: OMER.waId, name: OMER.name })]), []);
+  assert.deepEqual(
+    findLeaks(lines, [
+      ...personalForms({ waId: LOTTE.waId, name: LOTTE.name }),
+      ...personalForms({ waId: OMER.waId, name: OMER.name }),
+      ...personalForms({ waId: RUTH.waId, name: RUTH.name }),
+    ]),
+    [],
+  );
 });

@@ -1,7 +1,6 @@
 // Every call the console makes to the admin listener, in one module: the operator's bearer token
-// (their Kubernetes token for the audience unmix-admin, kept in this tab's sessionStorage), the live job stream, the purge and the broadcast. The
-// broadcast calls are where the durable campaigns (POST /admin/broadcasts, GET
-// /admin/broadcasts/<id>) plug in: today they map to the one-request POST /admin/broadcast.
+// (their Kubernetes token for the audience unmix-admin, kept in this tab's sessionStorage), the live
+// job stream, the purge and the broadcast campaigns (POST /admin/broadcasts, GET /admin/broadcasts/<id>).
 
 const TOKEN_KEY = "unmix-admin-token";
 
@@ -81,23 +80,20 @@ export const users = {
   purge: (id) => call("POST", "/admin/purge", userIds(id)),
 };
 
+/**
+ * A fresh idempotency key for one composed notice: a repeated start with it (a second click, a
+ * retried request) answers with the same campaign. getRandomValues, not randomUUID: the page may be
+ * served over plain HTTP to another pod (admin.expose), which is no secure context.
+ */
+export const idempotencyKey = () => `console-${Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+
 export const broadcasts = {
-  /** Approved templates [{name, languageCode}], for the picker; none listed until the campaign endpoints exist. */
-  async templates() {
-    try {
-      return (await call("GET", "/admin/broadcasts/templates")).templates ?? [];
-    } catch (err) {
-      if (err.status === 404) return [];
-      throw err;
-    }
-  },
-  /** Who would get what: {asText, asTemplate, skipped}; nothing is sent. */
-  dryRun: (notice) => call("POST", "/admin/broadcast", { ...notice, dryRun: true }),
-  /** Starts it: {id, state, sent, asText, asTemplate, skipped, failed}; today the request sends it all, so it is done when it answers. */
-  async start(notice) {
-    const counts = await call("POST", "/admin/broadcast", notice);
-    return { id: null, state: "done", ...counts };
-  },
-  /** Progress of a started campaign: the same shape as start's. */
+  /** The approved templates [{name, languageCode}], for the picker. */
+  templates: async () => (await call("GET", "/admin/broadcasts/templates")).templates,
+  /** Who would get what: {total, byKind: {text, template}, skipped: {optedOut, outsideWindow}, refusal?}; nothing is sent. */
+  dryRun: (notice) => call("POST", "/admin/broadcasts", { ...notice, dryRun: true }),
+  /** Starts the campaign (or finds the one this key started): {id, state}. */
+  start: (notice, key) => call("POST", "/admin/broadcasts", { ...notice, idempotencyKey: key }),
+  /** A campaign's progress: {id, state, total, sent, skipped, failed, unconfirmed, byKind: {text, template}, …}. */
   progress: (id) => call("GET", `/admin/broadcasts/${encodeURIComponent(id)}`),
 };

@@ -284,11 +284,24 @@ function notice() {
 }
 
 const PLAN_WORDS = {
-  asText: "As text (inside the 24-hour window)",
-  asTemplate: "As the template (outside it)",
-  skipped: "Skipped (opted out, or outside the window with no template)",
+  total: "Active users",
+  text: "As text (inside the 24-hour window)",
+  template: "As the template (outside it)",
+  optedOut: "Skipped: opted out",
+  outsideWindow: "Skipped: outside the window, and no template",
 };
-const PROGRESS_WORDS = { state: "State", sent: "Sent", asText: "As text", asTemplate: "As template", skipped: "Skipped", failed: "Failed" };
+const PROGRESS_WORDS = {
+  state: "State",
+  total: "Recipients",
+  sent: "Sent",
+  text: "As text",
+  template: "As template",
+  skipped: "Skipped",
+  failed: "Failed",
+  unconfirmed: "Unconfirmed (the worker stopped while sending; never sent twice)",
+};
+/** A campaign is over once no recipient is left to send to. */
+const FINISHED = "Finished";
 
 function showPairs(dl, words, values) {
   dl.replaceChildren(
@@ -303,7 +316,13 @@ function showPairs(dl, words, values) {
   );
 }
 
-for (const id of ["bc-text", "bc-template", "bc-language"]) $(id).addEventListener("input", () => ($("bc-start").disabled = true));
+/** The idempotency key of the notice as composed now: a new one whenever it changes. */
+let composedKey = api.idempotencyKey();
+for (const id of ["bc-text", "bc-template", "bc-language"])
+  $(id).addEventListener("input", () => {
+    $("bc-start").disabled = true;
+    composedKey = api.idempotencyKey();
+  });
 
 $("bc-dry-run").addEventListener("click", async () => {
   $("bc-error").textContent = "";
@@ -313,9 +332,11 @@ $("bc-dry-run").addEventListener("click", async () => {
     return;
   }
   try {
-    showPairs($("bc-plan-counts"), PLAN_WORDS, await api.broadcasts.dryRun(n));
+    const plan = await api.broadcasts.dryRun(n);
+    showPairs($("bc-plan-counts"), PLAN_WORDS, { total: plan.total, ...plan.byKind, ...plan.skipped });
+    $("bc-plan-refusal").textContent = plan.refusal ? `It would not start: ${plan.refusal}` : "";
     $("bc-plan").hidden = false;
-    $("bc-start").disabled = false;
+    $("bc-start").disabled = Boolean(plan.refusal);
   } catch (err) {
     failed("bc-error", err);
   }
@@ -324,16 +345,18 @@ $("bc-dry-run").addEventListener("click", async () => {
 $("bc-start").addEventListener("click", async () => {
   $("bc-error").textContent = "";
   $("bc-start").disabled = true;
+  const shown = (c) => showPairs($("bc-progress-counts"), PROGRESS_WORDS, { ...c, ...c.byKind });
   try {
-    let campaign = await api.broadcasts.start(notice());
+    const { id } = await api.broadcasts.start(notice(), composedKey);
     $("bc-progress").hidden = false;
-    showPairs($("bc-progress-counts"), PROGRESS_WORDS, campaign);
-    while (campaign.state !== "done" && campaign.state !== "failed") {
+    let campaign = await api.broadcasts.progress(id);
+    shown(campaign);
+    while (campaign.state !== FINISHED) {
       await new Promise((r) => setTimeout(r, 2000));
-      campaign = await api.broadcasts.progress(campaign.id);
-      showPairs($("bc-progress-counts"), PROGRESS_WORDS, campaign);
+      campaign = await api.broadcasts.progress(id);
+      shown(campaign);
     }
-    announce(`Broadcast ${campaign.state}: ${campaign.sent} sent, ${campaign.failed} failed.`);
+    announce(`Broadcast finished: ${campaign.sent} sent, ${campaign.skipped} skipped, ${campaign.failed} failed.`);
   } catch (err) {
     failed("bc-error", err);
   }

@@ -3,9 +3,12 @@
 // (admin-auth.ts: Kubernetes TokenReview and SubjectAccessReview, or a shared static token):
 //   POST /admin/purge      (purge) {phone} or {userId}: erase a user's data (policy P14: a child's
 //                          data), exactly as their own `delete` would, without messaging them
-//   POST /admin/broadcast  (broadcast) {text} and/or {template}: a policy-change notice (P15) to
-//                          recently active users; inside the 24-hour window as text, outside it only
-//                          as a template
+//   POST /admin/broadcasts (broadcast) {text?, template?, dryRun?, idempotencyKey}: a policy-change
+//                          notice (P15) to recently active users, as a durable campaign (broadcast.ts):
+//                          a dry run says who would get what; a start answers {id, state} at once, the
+//                          same ones again for a repeated idempotency key
+//   GET  /admin/broadcasts, /admin/broadcasts/<id> (list, get): campaigns and their progress
+//   GET  /admin/broadcasts/templates (broadcast): the approved templates, for composing one
 //   GET  /admin/jobs       (list) recent SeparationJobs with the sender's profile name (P2: shown
 //                          here only), and how many could not be read (`invalid`: refused by our
 //                          schema, skipped)
@@ -16,8 +19,9 @@
 import { randomUUID } from "node:crypto";
 import type { SeparationJob } from "@unmix/api/separationjob";
 import type { SeparationJobs, WatchEvent } from "@unmix/core/kube";
-import { GraphApiError, type WhatsAppClient } from "@unmix/core/whatsapp";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import { type Broadcasts, CAMPAIGN_ID, type Campaign, StartRefused } from "./broadcast.ts";
+import { type NoticeContent, refusal as refusalOf } from "./broadcast-plan.ts";
 import { type EraseDeps, eraseUser, heldFor } from "./erase.ts";
 import { jobRow } from "./job-rows.ts";
 import type { UserState } from "./users.ts";
@@ -25,17 +29,12 @@ import type { UserState } from "./users.ts";
 export interface AdminOptions extends EraseDeps {
   users: UserState;
   jobs: SeparationJobs;
-  whatsapp: WhatsAppClient;
-  now?: () => number;
+  broadcasts: Broadcasts;
   /** A tracing UI's URL with a `{traceId}` placeholder: the console links each message's trace. */
   tracingUiUrl?: string;
   /** How often a live stream sends a comment so proxies and port-forwards keep it open. */
   keepAliveMs?: number;
 }
-
-const WINDOW_MS = 24 * 3600_000;
-/** Leave a margin: a text sent as the window closes fails with 131047. */
-const WINDOW_MARGIN_MS = 10 * 60_000;
 
 const PurgeBody = {
   type: "object",
@@ -53,8 +52,6 @@ const BroadcastBody = {
   additionalProperties: false,
   properties: {
     text: { type: "string", minLength: 1, maxLength: 4096 },
-    /** Count who would get what, send nothing. */
-    dryRun: { type: "boolean" },
     template: {
       type: "object",
       additionalProperties: false,
@@ -65,20 +62,40 @@ const BroadcastBody = {
         bodyParameters: { type: "array", maxItems: 20, items: { type: "string", maxLength: 1024 } },
       },
     },
+    /** Count who would get what, send nothing. */
+    dryRun: { type: "boolean", default: false },
+    /** The same key starts the same campaign once: a repeated request answers with it. */
+    idempotencyKey: { type: "string", minLength: 1, maxLength: 256 },
   },
   anyOf: [{ required: ["text"] }, { required: ["template"] }],
 } as const;
 
+const CampaignParams = { type: "object", properties: { id: { type: "string", pattern: CAMPAIGN_ID.source } }, required: ["id"] } as const;
+
 const JobsQuery = { type: "object", properties: { limit: { type: "integer", minimum: 1, maximum: 500, default: 50 } } } as const;
 
-interface BroadcastRequest {
-  dryRun?: boolean;
-  text?: string;
-  template?: { name: string; languageCode: string; bodyParameters?: string[] };
+interface BroadcastRequest extends NoticeContent {
+  dryRun: boolean;
+  idempotencyKey?: string;
 }
 
+/** A campaign as the console shows it. */
+const progress = (c: Campaign) => ({
+  id: c.id,
+  state: c.state,
+  total: c.total,
+  sent: c.sent,
+  skipped: c.skipped,
+  failed: c.failed,
+  unconfirmed: c.unconfirmed,
+  byKind: c.byKind,
+  planned: c.planned,
+  notice: c.notice,
+  startedAt: c.startedAt,
+  finishedAt: c.finishedAt ?? null,
+});
+
 export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
-  const now = o.now ?? Date.now;
   const rowOf = async (sj: SeparationJob) => jobRow(sj, await o.jobs.sender(sj.metadata.name), o.tracingUiUrl);
   /** Ends each open live stream; the listener's close waits for them otherwise. */
   const streams = new Set<() => void>();
@@ -117,46 +134,51 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, o) => {
     return erased;
   });
 
-  app.post<{ Body: BroadcastRequest }>("/admin/broadcast", { schema: { body: BroadcastBody }, config: { permission: "broadcast" } }, async (req) => {
-    const { text, template, dryRun = false } = req.body;
-    const done = await audited(req, dryRun ? "broadcast-dry-run" : "broadcast");
-    const counts = { sent: 0, skipped: 0, failed: 0, asText: 0, asTemplate: 0 };
-    for await (const user of o.users.activeUsers()) {
-      if (await o.users.isOptedOut({ primary: user.key, all: [user.key] })) {
-        counts.skipped++;
-        continue;
-      }
-      const to = { ...(user.waId ? { waId: user.waId } : {}), ...(user.userId ? { userId: user.userId } : {}) };
-      const inWindow = now() - user.lastSeen < WINDOW_MS - WINDOW_MARGIN_MS;
-      if (dryRun) {
-        if (text && inWindow) counts.asText++;
-        else if (template) counts.asTemplate++;
-        else counts.skipped++;
-        continue;
-      }
-      try {
-        if (text && inWindow) {
-          await o.whatsapp.sendText(user.phoneNumberId, to, text);
-          counts.asText++;
-        } else if (template) {
-          await o.whatsapp.sendTemplate(user.phoneNumberId, to, template);
-          counts.asTemplate++;
-        } else {
-          counts.skipped++; // outside the window only an approved template may be sent
-          continue;
-        }
-        counts.sent++;
-      } catch (err) {
-        counts.failed++;
-        req.log.warn(
-          { err: err instanceof GraphApiError ? { code: err.code, kind: err.kind } : { message: (err as Error).message } },
-          "broadcast message not sent",
-        );
-      }
+  app.post<{ Body: BroadcastRequest }>("/admin/broadcasts", { schema: { body: BroadcastBody }, config: { permission: "broadcast" } }, async (req, reply) => {
+    const { dryRun, idempotencyKey, ...body } = req.body;
+    const notice: NoticeContent = { ...(body.text ? { text: body.text } : {}), ...(body.template ? { template: body.template } : {}) };
+    if (dryRun) {
+      const done = await audited(req, "broadcast-dry-run");
+      const { plan } = await o.broadcasts.plan(notice);
+      const refused = await o.broadcasts.checkTemplate(notice).then(
+        () => undefined,
+        (err) => {
+          if (err instanceof StartRefused) return err.message;
+          throw err;
+        },
+      );
+      await done({ ...plan });
+      const why = refused ?? refusalOf(notice, plan);
+      return {
+        dryRun: true,
+        total: plan.text + plan.template + plan.optedOut + plan.outsideWindow,
+        byKind: { text: plan.text, template: plan.template },
+        skipped: { optedOut: plan.optedOut, outsideWindow: plan.outsideWindow },
+        ...(why ? { refusal: why } : {}),
+      };
     }
-    req.log.info({ ...counts, dryRun }, "policy broadcast");
-    await done(counts);
-    return { ...counts, dryRun };
+    if (!idempotencyKey) return reply.code(400).send({ error: "a start needs an idempotencyKey (a repeated request with it starts nothing new)" });
+    const done = await audited(req, "broadcast");
+    try {
+      const { campaign, created } = await o.broadcasts.start(notice, idempotencyKey, req.operator.username);
+      await done({ ...campaign.planned, total: campaign.total, created: created ? 1 : 0 });
+      req.log.info({ campaign: campaign.id, created, total: campaign.total }, "policy broadcast started");
+      return reply.code(created ? 202 : 200).send({ id: campaign.id, state: campaign.state });
+    } catch (err) {
+      if (!(err instanceof StartRefused)) throw err;
+      await done({ refused: 1 });
+      req.log.warn({ reason: err.message }, "policy broadcast refused");
+      return reply.code(err.status).send({ error: err.message, ...err.details });
+    }
+  });
+
+  app.get("/admin/broadcasts", { config: { permission: "list" } }, async () => ({ campaigns: (await o.broadcasts.list()).map(progress) }));
+
+  app.get("/admin/broadcasts/templates", { config: { permission: "broadcast" } }, async () => ({ templates: await o.broadcasts.templates() }));
+
+  app.get<{ Params: { id: string } }>("/admin/broadcasts/:id", { schema: { params: CampaignParams }, config: { permission: "get" } }, async (req, reply) => {
+    const c = await o.broadcasts.get(req.params.id);
+    return c ? progress(c) : reply.code(404).send({ error: "no such campaign" });
   });
 
   /** The newest `limit` SeparationJobs as rows, and the list's resourceVersion to watch from. */

@@ -5,9 +5,10 @@
 // pseudonymous audit trail for its 30 days (docs/data-retention.md). The same code serves the
 // `delete` command and the admin purge. Messages still queued in the inbound stream are
 // left alone: they are handled within seconds, and one sent just after `delete` must not vanish.
+// Their policy broadcasts go too: the outcome recorded per campaign, and a notice not yet sent.
 import type { SeparationJobs } from "@unmix/core/kube";
 import type { ResultCache } from "@unmix/core/result-cache";
-import { type Nats, STREAMS, subjects } from "./nats.ts";
+import { BUCKETS, kvStream, kvSubject, type Nats, STREAMS, subjects } from "./nats.ts";
 import type { UserState } from "./users.ts";
 
 export interface Erased {
@@ -57,9 +58,11 @@ export async function eraseUser(ids: { waId?: string; userId?: string }, d: Eras
     const { items, invalid } = await d.jobs.listOfUser(key);
     for (const name of [...items.map((j) => j.metadata.name), ...invalid.map((j) => j.name)]) if (await d.jobs.delete(name)) out.jobs++;
     out.deadLetters += await d.nats.purgeSubject(STREAMS.deadLetter, subjects.deadLetter(key));
+    out.keyValueEntries += await d.nats.purgeSubject(kvStream(BUCKETS.broadcasts), kvSubject(BUCKETS.broadcasts, `notice.*.${key}`));
+    await d.nats.purgeSubject(STREAMS.broadcast, subjects.broadcast("*", key));
   }
   const forgotten = await d.users.forget(keys);
-  out.keyValueEntries = forgotten.entries;
+  out.keyValueEntries += forgotten.entries;
   out.optedOut = forgotten.optedOut;
   if (o.optOut && !out.optedOut) {
     await d.users.optOut({ primary: keys[0] as string, all: keys });

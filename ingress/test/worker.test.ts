@@ -851,7 +851,7 @@ describe("admin endpoints (separate listener, bearer token)", () => {
     assert.equal(bad.status, 400);
   });
 
-  test("P15: POST /admin/broadcast sends text inside the 24-hour window and the template outside it, skipping opted-out users", async () => {
+  test("P15: a broadcast campaign sends text inside the 24-hour window and the template outside it, skipping opted-out users", async () => {
     const recent = newUser();
     const old = newUser({ bsuidOnly: true });
     const stopped = newUser();
@@ -861,14 +861,27 @@ describe("admin endpoints (separate listener, bearer token)", () => {
     const twoDaysAgo = Date.now() - 2 * 24 * 3600_000;
     const users = new UserState(h.nats, { secret: USER_KEY_SECRET, jobsPerHour: 3, now: () => twoDaysAgo });
     await users.touch(users.keysOf(old), old, h.sim.phoneNumberId);
+    h.sim.setTemplate("policy_update", "en", "APPROVED");
     const since = h.sim.sentMessages().length;
-    const res = await admin("/admin/broadcast", {
+    const res = await admin("/admin/broadcasts", {
       method: "POST",
-      body: JSON.stringify({ text: "Our data policy changed: see the link.", template: { name: "policy_update", languageCode: "en" } }),
+      body: JSON.stringify({
+        text: "Our data policy changed: see the link.",
+        template: { name: "policy_update", languageCode: "en" },
+        idempotencyKey: `policy-${seq}`,
+      }),
     });
-    assert.equal(res.status, 200);
-    const counts = (await res.json()) as { sent: number; asText: number; asTemplate: number };
-    assert.ok(counts.asText >= 1 && counts.asTemplate >= 1, JSON.stringify(counts));
+    assert.equal(res.status, 202);
+    const { id } = (await res.json()) as { id: string };
+    const done = await until(
+      "the campaign to finish",
+      async () => {
+        const c = (await (await admin(`/admin/broadcasts/${id}`)).json()) as { state: string; sent: number; byKind: { text: number; template: number } };
+        return c.state === "Finished" ? c : undefined;
+      },
+      60_000,
+    );
+    assert.ok(done.byKind.text >= 1 && done.byKind.template >= 1, JSON.stringify(done));
     const sent = h.sim.sentMessages().slice(since);
     assert.deepEqual(
       sent.filter((m) => m.to === recent.waId).map((m) => [m.type, m.text]),
