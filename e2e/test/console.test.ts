@@ -253,7 +253,8 @@ test("P15: the broadcast screen: the approved templates to pick from, a dry run 
   await lastSeenAt(p, [RUTH.waId as string], Date.now() - 2 * 24 * 3600_000);
   await page.getByRole("button", { name: "Broadcast" }).click();
   await until("the approved templates", async () => ((await page.locator("#bc-templates option").count()) > 0 ? true : undefined), 30_000);
-  assert.deepEqual(await page.locator("#bc-templates option").evaluateAll("os => os.map((o) => o.value)"), ["policy_update"], "only approved ones");
+  const options = await page.locator("#bc-templates option").all();
+  assert.deepEqual(await Promise.all(options.map((o) => o.getAttribute("value"))), ["policy_update"], "only approved ones");
   await page.getByLabel("Text (sent to users inside their 24-hour window)").fill("Our data policy changed: see the link.");
   assert.equal(await page.getByRole("button", { name: "Start broadcast" }).isDisabled(), true, "no start before a dry run");
   const before = p.sim.sentMessages().length;
