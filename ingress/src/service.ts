@@ -236,8 +236,9 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
 
   await worker?.start();
   await broadcasts?.startSending();
-  await app.listen({ host: c.HOST, port: c.PORT });
+  // the admin listener first: /readyz (on the public one) then means both take requests
   if (admin) await admin.listen({ host: c.ADMIN_HOST, port: c.ADMIN_PORT });
+  await app.listen({ host: c.HOST, port: c.PORT });
   log.info({ role: c.ROLE, url: addressOf(app), admin: admin ? addressOf(admin) : "off" }, "ingress started");
 
   let stopped: Promise<void> | undefined;

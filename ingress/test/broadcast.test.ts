@@ -176,11 +176,19 @@ describe("policy broadcasts (durable campaigns)", () => {
         { text: 25, template: 25, optedOut: 2, outsideWindow: 0, total: 52, created: 0 },
       ],
     );
-    assert.ok(starts.every((e) => e.operator === "shared-admin-token"));
+    assert.ok(
+      starts.every((e) => e.operator === h.adminUser && h.adminUser.startsWith("system:serviceaccount:")),
+      "the operator's own name",
+    );
     const finished = entries.filter((e) => e.action === "broadcast-finished");
     assert.deepEqual(
       finished.map((e) => e.counts),
       [{ total: 52, sent: 50, skipped: 2, failed: 0, unconfirmed: 0, text: 25, template: 25 }],
+    );
+    assert.deepEqual(
+      finished.map((e) => e.operator),
+      [h.adminUser],
+      "the end names the operator who started it",
     );
     const text = JSON.stringify(entries);
     for (const u of [...recent, ...old]) assert.ok(!text.includes(u), "no number in the audit trail");
