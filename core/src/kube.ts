@@ -61,7 +61,12 @@ export interface InvalidSeparationJob {
 export interface Listing {
   items: SeparationJob[];
   invalid: InvalidSeparationJob[];
+  /** The list's resourceVersion (of its first page): a watch from it misses no change made after the list. */
+  resourceVersion?: string;
 }
+
+/** A change a watch saw; `DELETED` carries the object's last state. */
+export type WatchEvent = { type: "ADDED" | "MODIFIED" | "DELETED"; sj: SeparationJob };
 
 export interface SeparationJobsOptions {
   /** Items per list request (limit/continue), so no one answer holds every SeparationJob. */
@@ -71,12 +76,14 @@ export interface SeparationJobsOptions {
 }
 
 export class SeparationJobs {
+  private readonly kc: k8s.KubeConfig;
   private readonly api: k8s.CustomObjectsApi;
   private readonly core: k8s.CoreV1Api;
   readonly namespace: string;
   private readonly pageSize: number;
   private readonly onInvalid: (sj: InvalidSeparationJob) => void;
   constructor(kc: k8s.KubeConfig, namespace: string, o: SeparationJobsOptions = {}) {
+    this.kc = kc;
     this.api = kc.makeApiClient(k8s.CustomObjectsApi);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.namespace = namespace;
@@ -177,14 +184,13 @@ export class SeparationJobs {
         ...(labelSelector ? { labelSelector } : {}),
         limit: this.pageSize,
         ...(token ? { _continue: token } : {}),
-      })) as { items: unknown[]; metadata?: { continue?: string } };
-      const page: Listing = { items: [], invalid: [] };
+      })) as { items: unknown[]; metadata?: { continue?: string; resourceVersion?: string } };
+      const page: Listing = { items: [], invalid: [], ...(res.metadata?.resourceVersion ? { resourceVersion: res.metadata.resourceVersion } : {}) };
       for (const item of res.items) {
         const r = SeparationJob.safeParse(item);
         if (r.success) page.items.push(r.data);
         else {
-          const name = String((item as { metadata?: { name?: unknown } })?.metadata?.name ?? "?");
-          const invalid = { name, problems: r.error.issues.map((i) => `${i.path.join(".")}: ${i.code}`) };
+          const invalid = invalidItem(item, r.error);
           this.onInvalid(invalid);
           page.invalid.push(invalid);
         }
@@ -194,10 +200,33 @@ export class SeparationJobs {
     } while (token);
   }
 
+  /**
+   * Watches the namespace's SeparationJobs from `resourceVersion` (a list's): each change in order; an
+   * item our schema refuses is reported to onInvalid and skipped. `done` is called once when the
+   * watch ends (the API server's timeout, 410 Gone, a lost connection); the caller lists and watches
+   * again. Returns the abort that ends it early.
+   */
+  async watch(resourceVersion: string | undefined, onEvent: (e: WatchEvent) => void, done: (err?: unknown) => void): Promise<() => void> {
+    const path = `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`;
+    const req = await new k8s.Watch(this.kc).watch(
+      path,
+      resourceVersion ? { resourceVersion } : {},
+      (type, obj) => {
+        if (type !== "ADDED" && type !== "MODIFIED" && type !== "DELETED") return; // BOOKMARK, ERROR: done() follows an ERROR
+        const r = SeparationJob.safeParse(obj);
+        if (r.success) onEvent({ type, sj: r.data });
+        else this.onInvalid(invalidItem(obj, r.error));
+      },
+      (err) => done(err ?? undefined),
+    );
+    return () => req.abort();
+  }
+
   /** All pages at once: for small lists (one user's jobs, tests). */
   async list(labelSelector?: string): Promise<Listing> {
     const all: Listing = { items: [], invalid: [] };
     for await (const page of this.pages(labelSelector)) {
+      all.resourceVersion ??= page.resourceVersion;
       all.items.push(...page.items);
       all.invalid.push(...page.invalid);
     }
@@ -258,6 +287,12 @@ export class SeparationJobs {
   async patchMetadata(name: string, metadata: Record<string, unknown>): Promise<SeparationJob> {
     return SeparationJob.parse(await this.api.patchNamespacedCustomObject({ ...this.named(name), body: { metadata } }, MERGE_PATCH));
   }
+}
+
+/** Where an item our schema refuses is wrong, by name and field paths, never the values. */
+function invalidItem(item: unknown, error: { issues: { path: PropertyKey[]; code: string }[] }): InvalidSeparationJob {
+  const name = String((item as { metadata?: { name?: unknown } })?.metadata?.name ?? "?");
+  return { name, problems: error.issues.map((i) => `${i.path.map(String).join(".")}: ${i.code}`) };
 }
 
 /** A sender Secret's `data` (base64 values) as a Sender; undefined when it is not one. */

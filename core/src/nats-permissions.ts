@@ -3,8 +3,9 @@
 // this renders); the local stack's NATS runs with exactly these (e2e/src/stack/nats.ts).
 //   webhook     publishes inbound messages and its own audit entries; may create or update the
 //               streams and buckets (the topology at start-up) but read no message
-//   worker      consumes the inbound stream, key-value buckets, dead letters, its audit entries; may
-//               not publish inbound messages
+//   worker      consumes the inbound stream, key-value buckets, dead letters, its audit entries,
+//               broadcast campaigns (publishes their recipients, consumes them); may not publish
+//               inbound messages
 //   controller  publishes its audit entries, nothing else
 // Every user receives replies (acknowledgements, API answers) on its own inbox prefix only, so no
 // user can read another's replies.
@@ -31,7 +32,7 @@ export const NATS_PERMISSIONS: Record<NatsComponent, NatsPermissions> = {
   },
   worker: {
     publish: {
-      allow: ["unmix.deadletter.>", ...audit("worker"), "$JS.API.>", "$JS.ACK.UNMIX_INBOUND.>", "$KV.>"],
+      allow: ["unmix.deadletter.>", "unmix.broadcast.>", ...audit("worker"), "$JS.API.>", "$JS.ACK.UNMIX_INBOUND.>", "$JS.ACK.UNMIX_BROADCAST.>", "$KV.>"],
       deny: ["unmix.inbound.>"],
     },
     subscribe: { allow: [`${inboxPrefix("worker")}.>`, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"] },

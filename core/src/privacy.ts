@@ -14,6 +14,17 @@ export function maskPhone(phone: string): string {
   return `${digits.slice(0, 2)}${"*".repeat(digits.length - 5)}${digits.slice(-3)}`;
 }
 
+/**
+ * "4917623456789" → "+49 ••• ••• 89": the support console's form of a number, the first two and last
+ * two digits, so an operator can tell two users apart and confirm a caller's number without the
+ * console showing it (the full number never leaves the server).
+ */
+export function maskNumber(waId: string): string {
+  const digits = waId.replace(/\D/g, "");
+  if (digits.length < 8) return "+•••";
+  return `+${digits.slice(0, 2)} ••• ••• ${digits.slice(-2)}`;
+}
+
 // 7 to 15 digits, optionally with a leading +, not inside a longer run of digits or hex (so hashes,
 // media ids of 16+ digits and timestamps of 10 digits mostly survive; a phone number never does).
 const PHONE = /(?<![\w.])\+?\d{7,15}(?![\w])/g;

@@ -123,8 +123,8 @@ export class ResultCache {
     await this.store.put(ownerKey(user, k), Buffer.alloc(0), 0, "application/octet-stream");
   }
 
-  /** Deletes every cached result this user received (and its WhatsApp copy) and their markers; returns how many results went. */
-  async forgetUser(user: string): Promise<number> {
+  /** The owner markers of this user and the cached results they name that still exist. */
+  private async resultsOf(user: string): Promise<{ markers: string[]; existing: string[] }> {
     const markers: string[] = [];
     const results: string[] = [];
     for await (const o of this.store.list(`${OWNERS_PREFIX}${user}/`)) {
@@ -133,6 +133,17 @@ export class ResultCache {
       results.push(`${RESULTS_PREFIX}${sha}/${format}.${model.join(".")}`);
     }
     const existing = (await Promise.all(results.map(async (r) => ((await this.store.stat(r)) ? r : undefined)))).filter((r): r is string => !!r);
+    return { markers, existing };
+  }
+
+  /** How many cached results this user received that are still held (what forgetUser would delete). */
+  async countUser(user: string): Promise<number> {
+    return (await this.resultsOf(user)).existing.length;
+  }
+
+  /** Deletes every cached result this user received (and its WhatsApp copy) and their markers; returns how many results went. */
+  async forgetUser(user: string): Promise<number> {
+    const { markers, existing } = await this.resultsOf(user);
     await this.forgetMedia(existing);
     await this.store.remove([...existing, ...markers]);
     return existing.length;

@@ -105,6 +105,13 @@ export interface WhatsAppClient {
   sendReaction(phoneNumberId: string, to: Recipient, messageId: string, emoji: string): Promise<string>;
   /** The only kind of message allowed outside the 24-hour customer-service window. */
   sendTemplate(phoneNumberId: string, to: Recipient, template: Template): Promise<string>;
+  /**
+   * The review status of a message template in one language (APPROVED, PENDING, REJECTED, PAUSED,
+   * DISABLED…), from GET /{waba-id}/message_templates; undefined when there is no such template.
+   */
+  templateStatus(businessAccountId: string, name: string, languageCode: string): Promise<string | undefined>;
+  /** The account's APPROVED templates (the first 100), for an operator to pick one from. */
+  approvedTemplates(businessAccountId: string): Promise<{ name: string; languageCode: string }[]>;
   /** Blue ticks; with `typing` the user also sees "typing…" until we reply (25 s at most). */
   markRead(phoneNumberId: string, messageId: string, options?: { typing?: boolean }): Promise<void>;
 }
@@ -298,6 +305,8 @@ const MediaInfoBody = z.object({
 const SendBody = z.object({ messages: z.tuple([z.object({ id: z.string() })], z.unknown()) });
 const UploadBody = z.object({ id: z.string() });
 const Success = z.object({ success: z.literal(true) });
+// Meta's `name` filter also matches other names that contain it: the exact match is picked here
+const TemplatesBody = z.object({ data: z.array(z.object({ name: z.string(), language: z.string(), status: z.string() }).loose()) });
 
 // ── media as streams ──────────────────────────────────────────────────────────────────────────
 
@@ -407,6 +416,12 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
     } catch (err) {
       throw new GraphApiError(`WhatsApp API unreachable: ${(err as Error).message}`, { status: 0, code: undefined }, { cause: err });
     }
+  }
+
+  /** GET /{waba-id}/message_templates with Meta's filters (one page of 100). */
+  async function templates(businessAccountId: string, filter: { name?: string; status?: string }) {
+    const query = new URLSearchParams({ ...filter, fields: "name,language,status", limit: "100" });
+    return (await graph("GET", `${encodeURIComponent(businessAccountId)}/message_templates?${query}`, TemplatesBody)).data;
   }
 
   async function graph<T>(method: string, path: string, schema: z.ZodType<T>, body?: Multipart | object): Promise<T> {
@@ -554,6 +569,16 @@ export function createWhatsAppClient(options: WhatsAppClientOptions): WhatsAppCl
           ...(t.bodyParameters?.length ? { components: [{ type: "body", parameters: t.bodyParameters.map((text) => ({ type: "text", text })) }] } : {}),
         },
       }),
+
+    async templateStatus(businessAccountId, name, languageCode) {
+      const data = await templates(businessAccountId, { name });
+      return data.find((t) => t.name === name && t.language === languageCode)?.status;
+    },
+
+    async approvedTemplates(businessAccountId) {
+      const data = await templates(businessAccountId, { status: "APPROVED" });
+      return data.filter((t) => t.status === "APPROVED").map((t) => ({ name: t.name, languageCode: t.language }));
+    },
 
     async markRead(phoneNumberId, messageId, o = {}) {
       await graph("POST", `${encodeURIComponent(phoneNumberId)}/messages`, Success, {

@@ -368,6 +368,45 @@ describe("messages to the user", () => {
   });
 });
 
+describe("message templates", () => {
+  test("a template's review status is read from the business account, exactly by name and language", async () => {
+    sim.setTemplate("policy_notice", "en", "APPROVED");
+    sim.setTemplate("policy_notice", "de", "PENDING");
+    sim.setTemplate("policy_notice_v2", "en", "REJECTED");
+    const seen = sim.requests.length;
+    assert.equal(await wa.templateStatus(sim.wabaId, "policy_notice", "en"), "APPROVED");
+    assert.equal(await wa.templateStatus(sim.wabaId, "policy_notice", "de"), "PENDING");
+    assert.equal(await wa.templateStatus(sim.wabaId, "policy_notice_v2", "en"), "REJECTED", "not confused with the name it contains");
+    assert.equal(await wa.templateStatus(sim.wabaId, "policy_notice", "fr"), undefined);
+    assert.equal(await wa.templateStatus(sim.wabaId, "no_such_template", "en"), undefined);
+    const first = requestsSince(seen)[0];
+    assert.equal(first?.method, "GET");
+    assert.match(first?.path ?? "", new RegExp(`^/${sim.version}/${sim.wabaId}/message_templates\\?name=policy_notice&`));
+    assert.equal(first?.headers.authorization, `Bearer ${TOKEN}`);
+  });
+
+  test("the approved templates, for an operator to pick from: only APPROVED ones, each with its language", async () => {
+    sim.setTemplate("policy_notice", "en", "APPROVED");
+    sim.setTemplate("policy_notice", "de", "PENDING");
+    sim.setTemplate("policy_notice_v2", "en", "REJECTED");
+    sim.setTemplate("policy_notice", "es", "APPROVED");
+    const listed = await wa.approvedTemplates(sim.wabaId);
+    const names = listed.map((t) => `${t.name}/${t.languageCode}`).sort();
+    assert.ok(names.includes("policy_notice/en") && names.includes("policy_notice/es"), names.join(", "));
+    assert.ok(!names.includes("policy_notice/de") && !names.includes("policy_notice_v2/en"), "no pending or rejected one");
+    assert.match(sim.requests.at(-1)?.path ?? "", /message_templates\?status=APPROVED&/);
+  });
+
+  test("a template that is not approved is refused when sent (132001); the wrong account is an unknown object", async () => {
+    sim.setTemplate("policy_paused", "en", "PAUSED");
+    await assert.rejects(wa.sendTemplate(sim.phoneNumberId, USER, { name: "policy_paused", languageCode: "en" }), (e: GraphApiError) => {
+      assert.deepEqual([e.code, e.kind, e.retryable], [132001, "template", false]);
+      return true;
+    });
+    await assert.rejects(wa.templateStatus("999999999", "policy_notice", "en"), (e: GraphApiError) => e.code === 100);
+  });
+});
+
 describe("errors say whether to retry", () => {
   test("each injected Meta error is classified per the reference, with its trace id and details", async () => {
     const cases: [Parameters<WhatsAppSimulator["failNext"]>[1], Partial<GraphApiError>][] = [

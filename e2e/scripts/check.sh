@@ -16,6 +16,8 @@ UNIT_TESTS=(
   core/test/audit.test.ts
   core/test/whatsapp-client.test.ts
   core/test/telemetry-privacy.test.ts
+  ingress/test/console.test.ts
+  ingress/test/broadcast-plan.test.ts
   ingress/test/envelope.test.ts
   ingress/test/webhook-fuzz.test.ts
   ingress/test/admin-seam.test.ts

@@ -8,6 +8,9 @@ const simPort = Number(process.env.WHATSAPP_SIM_PORT ?? 8090);
 process.stdout.write("starting the local stack (etcd, kube-apiserver, controller-manager, scheduler, node agent, NATS, MinIO)…\n");
 const t0 = Date.now();
 const p = await startProduct({ simPort, gpus: Number(process.env.UNMIX_DEV_GPUS ?? 1) });
+// an approved template for policy broadcasts from the admin endpoints (a pending one to see the refusal)
+p.sim.setTemplate("policy_update", "en", "APPROVED");
+p.sim.setTemplate("policy_update_draft", "en", "PENDING");
 const s3 = p.stack.s3 as NonNullable<typeof p.stack.s3>;
 const kubeconfig = p.stack.kube?.kubeconfigPath as string;
 
@@ -31,6 +34,7 @@ process.stdout.write(
     `  webhook:      ${p.ingress.url}/webhook   (ingress, ROLE=all; metrics ${p.ingress.url}/metrics)`,
     `  admin:        ${p.adminUrl}   (operators are Kubernetes users; with KUBECONFIG below:`,
     `                kubectl unmix --admin-url ${p.adminUrl} --service-account ${OPERATORS_NAMESPACE}/${OPERATOR} jobs)`,
+    "                broadcast templates: policy_update (en, APPROVED), policy_update_draft (en, PENDING)",
     `  controller:   ${p.controller.url}/metrics`,
     `  kubernetes:   export KUBECONFIG=${kubeconfig}`,
     `                kubectl get sj -n ${p.namespace}   ·   kubectl get jobs,pods -n ${p.namespace}`,

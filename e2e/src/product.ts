@@ -12,7 +12,9 @@ import { MODELS, type ModelName } from "@unmix/api/models";
 import { SUPPORT_VERBS } from "@unmix/api/support";
 import { k8s, SeparationJobs } from "@unmix/core/kube";
 import { createObjectStore, type ObjectStore } from "@unmix/core/object-store";
+import { userKey } from "@unmix/core/privacy";
 import { ResultCache } from "@unmix/core/result-cache";
+import { connect } from "nats";
 import { parse as parseYaml } from "yaml";
 import { makeOperator } from "./operators.ts";
 import { type OtlpReceiver, startOtlpReceiver } from "./otlp-receiver.ts";
@@ -88,6 +90,8 @@ export interface Product {
   controller: Component;
   /** The ingress's admin listener (purge, broadcast, jobs): a bearer token of an operator, e.g. OPERATOR's. */
   adminUrl: string;
+  /** OPERATOR's token for the admin listener (every verb on unmix.dev/support; an hour long). */
+  adminToken: string;
   namespace: string;
   bucket: string;
   store: ObjectStore;
@@ -183,7 +187,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
     const s3 = stack.s3 as NonNullable<Stack["s3"]>;
     const core = kube.kc.makeApiClient(k8s.CoreV1Api);
     const batch = kube.kc.makeApiClient(k8s.BatchV1Api);
-    const [simulator, receiver] = await Promise.all([
+    const [simulator, receiver, , , operator] = await Promise.all([
       startWhatsAppSimulator({ appSecret: APP_SECRET, accessToken: ACCESS_TOKEN, statusReceipts: true, ...(o.simPort ? { port: o.simPort } : {}) }),
       startOtlpReceiver(),
       applyCrd(kube.kc),
@@ -201,6 +205,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
       KUBECONFIG: kube.kubeconfigPath,
       WHATSAPP_API_URL: sim.baseUrl,
       WHATSAPP_API_VERSION: sim.version,
+      WHATSAPP_BUSINESS_ACCOUNT_ID: sim.wabaId,
       WHATSAPP_ACCESS_TOKEN: ACCESS_TOKEN,
       MODEL_NAME: model.name,
       OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
@@ -302,6 +307,7 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
         return running.get("controller") as Component;
       },
       adminUrl: `http://127.0.0.1:${adminPort}`,
+      adminToken: operator.token,
       namespace: NAMESPACE,
       bucket: BUCKET,
       store,
@@ -331,6 +337,21 @@ export async function startProduct(o: ProductOptions = {}): Promise<Product> {
 }
 
 /** Polls `fn` until it returns something other than undefined; the timeout only bounds the wait. */
+/**
+ * Users last seen at `lastSeen`, as the worker records them in the activity bucket (ingress/src/users.ts):
+ * users outside the 24-hour window, for a policy broadcast, without waiting a day.
+ */
+export async function lastSeenAt(p: Product, waIds: string[], lastSeen: number): Promise<void> {
+  const operator = p.stack.nats?.users.operator;
+  const nc = await connect({ servers: p.stack.nats?.url, user: operator?.user, pass: operator?.password });
+  try {
+    const active = await nc.jetstream().views.kv("unmix_active", { bindOnly: true });
+    for (const u of waIds) await active.put(userKey(u, USER_KEY_SECRET), JSON.stringify({ waId: u, phoneNumberId: p.sim.phoneNumberId, lastSeen }));
+  } finally {
+    await nc.close();
+  }
+}
+
 export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;

@@ -298,7 +298,7 @@ describe("chart, statically", () => {
     const roles = Object.fromEntries(objects.filter((o) => o.kind === "Role").map((o) => [o.metadata.name.replace(/^unmix-/, ""), o.rules ?? []]));
     for (const rules of Object.values(roles)) for (const r of rules) assert.ok(![...r.apiGroups, ...r.resources, ...r.verbs].includes("*"), JSON.stringify(r));
     const can = (role: string, resource: string) => new Set((roles[role] ?? []).filter((r) => r.resources.includes(resource)).flatMap((r) => r.verbs));
-    assert.deepEqual([...can("worker", "separationjobs")].sort(), ["create", "delete", "get", "list", "patch"]);
+    assert.deepEqual([...can("worker", "separationjobs")].sort(), ["create", "delete", "get", "list", "patch", "watch"]);
     assert.deepEqual([...can("controller", "separationjobs")].sort(), ["delete", "get", "list", "watch"]);
     assert.deepEqual([...can("controller", "separationjobs/status")], ["patch"]);
     assert.deepEqual([...can("controller", "separationjobs/finalizers")], []);
@@ -595,11 +595,11 @@ describe("chart, on the real local stack", { timeout: 900_000 }, () => {
     // What each account may do beyond what every service account may (discovery, self-reviews): one
     // line per rule as `kubectl auth can-i --list` prints it, "resource [names] verbs" (verbs sorted).
     // Each is a call in the code: controller/src/framework/kube/api.ts and the informers (list+watch),
-    // core/src/kube.ts SeparationJobs as the ingress uses it (create, list, delete; get on AlreadyExists; its sender Secrets: create, get).
+    // core/src/kube.ts SeparationJobs as the ingress uses it (create, list, delete; get on AlreadyExists; watch for the console's live list; its sender Secrets: create, get).
     // and the reviews the admin listener asks for (ingress/src/admin-auth.ts via core/src/operator-access.ts)
     const WORKER = [
       "secrets [] create get",
-      "separationjobs.unmix.dev [] create delete get list patch",
+      "separationjobs.unmix.dev [] create delete get list patch watch",
       "subjectaccessreviews.authorization.k8s.io [] create",
       "tokenreviews.authentication.k8s.io [] create",
     ];

@@ -87,6 +87,18 @@ describe("the metrics catalogue, against the running product", { timeout: 600_00
     await seen("ingress", "unmix_webhook_errors_total", { code: "131026" });
     await seen("controller", "unmix_whatsapp_api_errors_total", { call: "upload_media" });
     await seen("ingress", "unmix_worker_dead_letters_total", { reason: "malformed" });
+    // a policy broadcast to the users so far, its first send refused with 130429 (then retried)
+    p.sim.setTemplate("policy_update", "en", "APPROVED");
+    p.sim.failNext("messages", "rate-limit", 1);
+    const start = await fetch(`${p.adminUrl}/admin/broadcasts`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${p.adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ template: { name: "policy_update", languageCode: "en" }, idempotencyKey: "observability" }),
+    });
+    assert.equal(start.status, 202);
+    await seen("ingress", "unmix_broadcast_campaigns_total", { event: "finished" });
+    await seen("ingress", "unmix_broadcast_retries_total", { kind: "rate-limit" });
+    await seen("ingress", "unmix_broadcast_notices_total", { kind: "template", outcome: "sent" });
     await seen("controller", "unmix_controller_gc_deleted_total");
     await seen("controller", "unmix_controller_watch_restarts_total");
 

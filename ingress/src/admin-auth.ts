@@ -1,7 +1,10 @@
 // Who may do what on the admin listener. Every request names its operator with a bearer token and
 // every route declares the permission it needs (`config: { permission }`, a verb on the virtual
 // resource unmix.dev/support); a route that declares none is refused at start-up, so nothing on this
-// listener is open by mistake. Two ways to check (ADMIN_AUTH):
+// listener is open by mistake. The one exception is declared, not assumed: `permission: "public"`
+// serves without a token, and is accepted only on GET (and its HEAD) of a fixed path, no parameter
+// and no wildcard: the console's own files, which hold no data and ask the operator for a token
+// (console.ts). Any other route that declares it stops the start-up. Two ways to check (ADMIN_AUTH):
 //   kubernetes    the token is checked with a TokenReview and the verb with a SubjectAccessReview, as
 //                 kube-rbac-proxy does: operators are Kubernetes users (RBAC grants the verbs; the
 //                 chart ships ClusterRoles), and the audit trail names each one
@@ -16,10 +19,20 @@ import type { FastifyPluginAsync, FastifyRequest, RouteOptions } from "fastify";
 
 export const SHARED_TOKEN_OPERATOR = "shared-admin-token";
 
+/** A route served without a token: only GET of a fixed path (a file that holds no data). */
+export const PUBLIC = "public";
+
+const methodsOf = (r: RouteOptions) => (Array.isArray(r.method) ? r.method : [r.method]);
+/** Whether a route may be public: it reads one fixed path and nothing else. */
+const mayBePublic = (r: RouteOptions) => methodsOf(r).every((m) => m === "GET" || m === "HEAD") && !/[:*]/.test(r.url);
+
 declare module "fastify" {
   interface FastifyContextConfig {
-    /** The verb this route needs on unmix.dev/support; null: any authenticated operator. */
-    permission?: SupportVerb | null;
+    /**
+     * The verb this route needs on unmix.dev/support; null: any authenticated operator; "public":
+     * no token (GET of a fixed path only, checked at start-up).
+     */
+    permission?: SupportVerb | null | typeof PUBLIC;
   }
   interface FastifyRequest {
     /** The authenticated operator (set before any handler runs). */
@@ -77,9 +90,12 @@ const plugin: FastifyPluginAsync<AdminAuthOptions> = async (app, o) => {
   app.addHook("onReady", async () => {
     const undeclared = routes.filter((r) => r.config?.permission === undefined).map((r) => `${r.method} ${r.url}`);
     if (undeclared.length) throw new Error(`admin routes declare no permission (config.permission): ${undeclared.join(", ")}`);
+    const open = routes.filter((r) => r.config?.permission === PUBLIC && !mayBePublic(r)).map((r) => `${methodsOf(r).join(",")} ${r.url}`);
+    if (open.length) throw new Error(`admin routes may be public only for GET of a fixed path: ${open.join(", ")}`);
   });
 
   app.addHook("onRequest", async (req, reply) => {
+    if (req.routeOptions.config?.permission === PUBLIC) return;
     const unauthorized = (why: string) => {
       req.log.warn({ path: req.routeOptions.url }, `admin request refused: ${why}`);
       return reply.code(401).header("www-authenticate", 'Bearer realm="unmix-admin"').send({ error: "unauthorized" });

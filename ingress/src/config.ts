@@ -92,6 +92,22 @@ const Worker = z
     WORKER_MAX_DELIVER: env.int(6, 2),
     /** Delay before each redelivery of a message whose handling failed; the last one repeats. */
     WORKER_BACKOFF_SECONDS: secondsList("5,30,120,600,1800"),
+    /** The support console links each message's trace here, e.g. https://jaeger.example/trace/{traceId}. */
+    TRACING_UI_URL: z
+      .url()
+      .refine((u) => u.includes("{traceId}"), "must contain the placeholder {traceId}")
+      .optional(),
+    /** The WhatsApp Business Account whose templates a broadcast's approval check reads (GET /{id}/message_templates). */
+    WHATSAPP_BUSINESS_ACCOUNT_ID: z
+      .string()
+      .regex(/^\d{5,20}$/, "the numeric WhatsApp Business Account id")
+      .optional(),
+    /** Policy broadcasts: notices per second per worker (Meta's 80/s per number is shared with the replies). */
+    BROADCAST_MESSAGES_PER_SECOND: z.coerce.number().positive().max(1000).default(20),
+    /** Sends per recipient before it counts as failed (130429/131056 and temporary errors are retried). */
+    BROADCAST_MAX_ATTEMPTS: env.int(6, 1),
+    /** The longest wait before a retry (131056 waits 4^X s). */
+    BROADCAST_RETRY_MAX_SECONDS: env.seconds(300).pipe(z.number().min(1)),
   })
   .extend(WhatsAppConfig.shape)
   .extend(ObjectStoreConfig.shape)

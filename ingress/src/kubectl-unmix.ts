@@ -8,7 +8,7 @@
 // package, not Go: it shares the project's Node, client library and the unmix.dev/support facts.
 //   kubectl unmix [flags] jobs [--limit N] [-o wide|json]
 //   kubectl unmix [flags] purge --number +49… | --user-id CC.… [--yes]
-//   kubectl unmix [flags] broadcast status
+//   kubectl unmix [flags] broadcast status [-o json]
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
@@ -20,7 +20,7 @@ const USAGE = `kubectl unmix: the unmix support console from a terminal
 Usage:
   kubectl unmix [flags] jobs [--limit N] [-o wide|json]   recent messages (wide: with the sender's profile name)
   kubectl unmix [flags] purge --number +49… [--yes]       erase a user's data (or --user-id CC.…)
-  kubectl unmix [flags] broadcast status                  policy-broadcast campaigns and their progress
+  kubectl unmix [flags] broadcast status [-o json]        policy-broadcast campaigns and their progress
 
 Flags:
   -n, --namespace NS                the release's namespace (default: the context's, else unmix)
@@ -139,8 +139,6 @@ async function call(base: string, token: string, method: string, path: string, b
       `not authenticated: the admin listener refused the token (unknown, expired, or minted for another audience than the one it takes; try --service-account NS/NAME, audience ${flags.audience})`,
     );
   if (res.status === 403) throw new Error(`forbidden: ${json.message ?? "a permission is missing"}`);
-  if (res.status === 404 && path === "/admin/broadcasts")
-    throw new Error("this admin listener has no broadcast campaigns (GET /admin/broadcasts answered 404): its unmix version predates durable broadcasts");
   throw new Error(`${method} ${path}: ${res.status} ${json.message ?? json.error ?? text}`);
 }
 
@@ -154,6 +152,20 @@ interface Job {
   reason: string | null;
   failure: string | null;
   totalSeconds: number | null;
+}
+
+/** A campaign as GET /admin/broadcasts lists it (ingress/src/admin.ts). */
+interface Campaign {
+  id: string;
+  state: string;
+  total: number;
+  sent: number;
+  skipped: number;
+  failed: number;
+  unconfirmed: number;
+  byKind: { text: number; template: number };
+  startedAt: string;
+  finishedAt: string | null;
 }
 
 function table(rows: string[][]): string {
@@ -232,7 +244,21 @@ async function main(): Promise<number> {
       );
       return 0;
     }
-    process.stdout.write(`${JSON.stringify(await call(base, token, "GET", "/admin/broadcasts"), null, 2)}\n`);
+    const { campaigns } = (await call(base, token, "GET", "/admin/broadcasts")) as { campaigns: Campaign[] };
+    if (flags.output === "json") {
+      process.stdout.write(`${JSON.stringify({ campaigns }, null, 2)}\n`);
+      return 0;
+    }
+    const rows = [["ID", "STATE", "TOTAL", "SENT", "TEXT", "TEMPLATE", "SKIPPED", "FAILED", "UNCONFIRMED", "STARTED", "FINISHED"]];
+    for (const c of campaigns)
+      rows.push([
+        c.id,
+        c.state,
+        ...[c.total, c.sent, c.byKind.text, c.byKind.template, c.skipped, c.failed, c.unconfirmed].map(String),
+        c.startedAt,
+        c.finishedAt ?? "",
+      ]);
+    process.stdout.write(`${campaigns.length ? table(rows) : "no broadcast campaigns"}\n`);
     return 0;
   } finally {
     forward?.stop();

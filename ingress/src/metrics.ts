@@ -104,6 +104,30 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly broadcastCampaigns = new Counter({
+    name: "unmix_broadcast_campaigns_total",
+    help: "Policy broadcast campaigns started and finished",
+    labelNames: ["event"],
+    registers: [this.registry],
+  });
+  readonly broadcastNotices = new Counter({
+    name: "unmix_broadcast_notices_total",
+    help: "Broadcast recipients settled, by the notice's kind (text, template, none) and outcome (sent, skipped, failed, unconfirmed)",
+    labelNames: ["kind", "outcome"],
+    registers: [this.registry],
+  });
+  readonly broadcastRetries = new Counter({
+    name: "unmix_broadcast_retries_total",
+    help: "Broadcast sends put back for a later retry, by Graph error kind (rate-limit, pair-rate-limit, temporary)",
+    labelNames: ["kind"],
+    registers: [this.registry],
+  });
+  readonly broadcastPending = new Gauge({
+    name: "unmix_broadcast_pending",
+    help: "Broadcast recipients still to be sent, all campaigns together (as of this worker's last look)",
+    registers: [this.registry],
+  });
+
   constructor(o: { defaultMetrics?: boolean } = {}) {
     if (o.defaultMetrics) collectDefaultMetrics({ register: this.registry });
   }

@@ -39,6 +39,8 @@ export const STREAMS = {
   audit: AUDIT_STREAM,
   /** Messages the worker gave up on, kept visible for an operator. */
   deadLetter: "UNMIX_DEADLETTER",
+  /** The recipients of each policy broadcast still to be sent (work queue; broadcast.ts). */
+  broadcast: "UNMIX_BROADCAST",
 } as const;
 
 /** Subjects carry the keyed hash of the user, so a user's pending entries can be purged by subject. */
@@ -47,6 +49,8 @@ export const subjects = {
   /** Status webhooks that confirm a reply, for the worker to record on the SeparationJob (no user in them). */
   receipts: "unmix.inbound.receipts",
   deadLetter: (userKey: string) => `unmix.deadletter.${userKey}`,
+  /** One recipient of a broadcast campaign; `campaign` alone (userKey "*") filters its remaining recipients. */
+  broadcast: (campaign: string, userKey: string) => `unmix.broadcast.${campaign}.${userKey}`,
 };
 
 /** Key-value bucket names. */
@@ -55,9 +59,11 @@ export const BUCKETS = {
   optOut: "unmix_optout",
   rateLimit: "unmix_ratelimit",
   active: "unmix_active",
+  broadcasts: "unmix_broadcasts",
 } as const;
 
 export const WORKER_CONSUMER = "worker";
+export const BROADCAST_CONSUMER = "broadcaster";
 
 /** Headers the webhook sets on each inbound message (the trace context comes from nats-spans.ts). */
 export const HEADERS = { msgId: "Nats-Msg-Id" } as const;
@@ -73,6 +79,8 @@ export interface Topology {
   processedTtlMs: number;
   activeTtlMs: number;
   rateLimitTtlMs: number;
+  /** How long a broadcast campaign and its per-recipient outcomes are kept after their last change. */
+  broadcastTtlMs: number;
   /** The worker's durable consumer; left as it is when absent (the webhook alone does not own it). */
   consumer?: {
     ackWaitMs: number;
@@ -112,6 +120,10 @@ export interface Nats {
   kv(bucket: string): Promise<KV>;
   /** Deletes every message of `stream` on `subject`; returns how many went. */
   purgeSubject(stream: string, subject: string): Promise<number>;
+  /** How many messages `stream` holds on `subject`. */
+  countSubject(stream: string, subject: string): Promise<number>;
+  /** Whether `stream` holds any message on `subject` (wildcards allowed): one direct get (the stream needs allow_direct). */
+  hasMessage(stream: string, subject: string): Promise<boolean>;
   /** Drains subscriptions and pending publishes, then closes. */
   drain(): Promise<void>;
   close(): Promise<void>;
@@ -211,6 +223,20 @@ export async function connectNats(o: ConnectOptions): Promise<Nats> {
     async purgeSubject(stream, subject) {
       return (await jsm.streams.purge(stream, { filter: subject })).purged;
     },
+    async countSubject(stream, subject) {
+      return (await jsm.streams.info(stream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0;
+    },
+    async hasMessage(stream, subject) {
+      // the manager has the direct API (nats.js's JetStreamManagerImpl), its interface does not say so
+      const { direct } = jsm as JetStreamManager & { direct: { getMessage(s: string, q: { next_by_subj: string; seq: number }): Promise<unknown> } };
+      try {
+        await direct.getMessage(stream, { next_by_subj: subject, seq: 0 });
+        return true;
+      } catch (err) {
+        if (/not found|404/i.test((err as Error).message)) return false;
+        throw err;
+      }
+    },
     async drain() {
       if (!nc.isClosed()) await nc.drain();
       acks.close();
@@ -295,6 +321,7 @@ export const defaultTopology: Topology = {
   processedTtlMs: 8 * DAY_MS,
   activeTtlMs: 30 * DAY_MS,
   rateLimitTtlMs: 2 * 3600_000,
+  broadcastTtlMs: 30 * DAY_MS,
   consumer: { ackWaitMs: 30_000, maxDeliver: 6, backoffMs: [30_000, 60_000, 300_000, 900_000, 1_800_000], maxAckPending: 256 },
 };
 
@@ -342,12 +369,31 @@ export async function ensureTopology(nats: Nats, t: Topology = defaultTopology):
     max_age: nanos(t.deadLetterMaxAgeMs),
     duplicate_window: nanos(Math.min(t.duplicateWindowMs, t.deadLetterMaxAgeMs)),
   });
-  if (t.consumer) await ensureWorkerConsumer(jsm, t.consumer);
+  await ensureStream(jsm, {
+    ...common,
+    name: STREAMS.broadcast,
+    subjects: ["unmix.broadcast.>"],
+    retention: RetentionPolicy.Workqueue,
+    max_age: nanos(t.broadcastTtlMs),
+    duplicate_window: nanos(t.duplicateWindowMs),
+    // "is any recipient of this campaign left?" is one direct get by subject (broadcast.ts)
+    allow_direct: true,
+  });
+  if (t.consumer) {
+    await ensureWorkerConsumer(jsm, t.consumer);
+    await ensureConsumer(jsm, STREAMS.broadcast, BROADCAST_CONSUMER, "unmix.broadcast.>", {
+      // broadcast.ts bounds the attempts per recipient itself: a recipient is never dropped unrecorded
+      ack_wait: nanos(30_000),
+      max_deliver: -1,
+      max_ack_pending: 1000,
+    });
+  }
   const buckets: [string, number, string][] = [
     [BUCKETS.processed, t.processedTtlMs, "hashes of the wamids already handled (drops Meta's late redeliveries)"],
     [BUCKETS.optOut, 0, "users who sent stop"],
     [BUCKETS.rateLimit, t.rateLimitTtlMs, "per-user job counts in the current window"],
     [BUCKETS.active, t.activeTtlMs, "recently active users and their reply address (policy-change notices)"],
+    [BUCKETS.broadcasts, t.broadcastTtlMs, "policy broadcast campaigns and each recipient's outcome (keyed user hash, no address)"],
   ];
   for (const [bucket, ttl, description] of buckets) {
     await js.views.kv(bucket, { replicas: t.replicas, history: 1, storage: StorageType.File, ttl, description });
@@ -358,22 +404,31 @@ export async function ensureTopology(nats: Nats, t: Topology = defaultTopology):
 }
 
 async function ensureWorkerConsumer(jsm: JetStreamManager, c: NonNullable<Topology["consumer"]>): Promise<void> {
-  const settings = {
+  await ensureConsumer(jsm, STREAMS.inbound, WORKER_CONSUMER, "unmix.inbound.>", {
     ack_wait: nanos(c.ackWaitMs),
     max_deliver: c.maxDeliver,
     backoff: c.backoffMs.slice(0, c.maxDeliver).map(nanos),
     max_ack_pending: c.maxAckPending,
-  };
+  });
+}
+
+async function ensureConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  name: string,
+  filter: string,
+  settings: { ack_wait: number; max_deliver: number; backoff?: number[]; max_ack_pending: number },
+): Promise<void> {
   try {
-    await jsm.consumers.info(STREAMS.inbound, WORKER_CONSUMER);
+    await jsm.consumers.info(stream, name);
   } catch (err) {
     if (!/not found/i.test((err as Error).message)) throw err;
     try {
-      await jsm.consumers.add(STREAMS.inbound, {
-        durable_name: WORKER_CONSUMER,
+      await jsm.consumers.add(stream, {
+        durable_name: name,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        filter_subject: "unmix.inbound.>",
+        filter_subject: filter,
         ...settings,
       });
       return;
@@ -382,7 +437,7 @@ async function ensureWorkerConsumer(jsm: JetStreamManager, c: NonNullable<Topolo
       if (!/already (exists|in use)/i.test((addErr as Error).message)) throw addErr;
     }
   }
-  await jsm.consumers.update(STREAMS.inbound, WORKER_CONSUMER, settings);
+  await jsm.consumers.update(stream, name, settings);
 }
 
 /** The subject a bucket stores `key` under (for purging a key with its history). */

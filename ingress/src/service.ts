@@ -14,7 +14,9 @@ import { createWhatsAppClient, type WhatsAppClient } from "@unmix/core/whatsapp"
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { adminRoutes } from "./admin.ts";
 import { adminAuth } from "./admin-auth.ts";
+import { Broadcasts } from "./broadcast.ts";
 import { type IngressConfig, requireWebhook, requireWorker, runsWorker, servesWebhook } from "./config.ts";
+import { consoleRoutes } from "./console.ts";
 import { MessageHandler } from "./handler.ts";
 import { healthRoutes } from "./health.ts";
 import { Metrics } from "./metrics.ts";
@@ -50,6 +52,7 @@ export interface Ingress {
   metrics: Metrics;
   worker?: Worker;
   users?: UserState;
+  broadcasts?: Broadcasts;
   stop(): Promise<void>;
 }
 
@@ -66,6 +69,7 @@ export function topologyOf(c: IngressConfig): Topology {
     processedTtlMs: c.PROCESSED_TTL_SECONDS * S,
     activeTtlMs: c.ACTIVE_USER_TTL_SECONDS * S,
     rateLimitTtlMs: 2 * 3600 * S,
+    broadcastTtlMs: 30 * 24 * 3600 * S,
     ...(w
       ? {
           consumer: {
@@ -119,6 +123,7 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
 
   let worker: Worker | undefined;
   let users: UserState | undefined;
+  let broadcasts: Broadcasts | undefined;
   let admin: FastifyInstance | undefined;
   if (runsWorker(c.ROLE)) {
     const w = requireWorker(c);
@@ -173,6 +178,15 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
         signingKey: c.INBOUND_SIGNING_KEY,
       },
     );
+    broadcasts = new Broadcasts(
+      { nats, users, whatsapp, metrics, log, ...(deps.now ? { now: deps.now } : {}) },
+      {
+        perSecond: w.BROADCAST_MESSAGES_PER_SECOND,
+        maxAttempts: w.BROADCAST_MAX_ATTEMPTS,
+        maxRetryDelayMs: w.BROADCAST_RETRY_MAX_SECONDS * S,
+        ...(w.WHATSAPP_BUSINESS_ACCOUNT_ID ? { businessAccountId: w.WHATSAPP_BUSINESS_ACCOUNT_ID } : {}),
+      },
+    );
     const version = kc.makeApiClient(k8s.VersionApi);
     checks.kubernetes = async () => !!(await version.getCode());
     if (c.ADMIN_AUTH !== "off") {
@@ -191,7 +205,15 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
               }),
             },
       );
-      await admin.register(adminRoutes, { users, cache, jobs, nats, whatsapp, ...(deps.now ? { now: deps.now } : {}) });
+      await admin.register(consoleRoutes);
+      await admin.register(adminRoutes, {
+        users,
+        cache,
+        jobs,
+        nats,
+        broadcasts,
+        ...(w.TRACING_UI_URL ? { tracingUiUrl: w.TRACING_UI_URL } : {}),
+      });
     }
   }
 
@@ -213,8 +235,10 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
   });
 
   await worker?.start();
-  await app.listen({ host: c.HOST, port: c.PORT });
+  await broadcasts?.startSending();
+  // the admin listener first: /readyz (on the public one) then means both take requests
   if (admin) await admin.listen({ host: c.ADMIN_HOST, port: c.ADMIN_PORT });
+  await app.listen({ host: c.HOST, port: c.PORT });
   log.info({ role: c.ROLE, url: addressOf(app), admin: admin ? addressOf(admin) : "off" }, "ingress started");
 
   let stopped: Promise<void> | undefined;
@@ -222,7 +246,7 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
     stopped ??= (async () => {
       lifecycle.shuttingDown = true;
       await Promise.all([app.close(), admin?.close()]);
-      await worker?.stop(c.SHUTDOWN_TIMEOUT_SECONDS * S);
+      await Promise.all([worker?.stop(c.SHUTDOWN_TIMEOUT_SECONDS * S), broadcasts?.stop()]);
       if (!deps.nats) await nats.drain();
       log.info("ingress stopped");
     })();
@@ -235,6 +259,7 @@ export async function startIngress(c: IngressConfig, deps: IngressDeps = {}): Pr
     metrics,
     ...(worker ? { worker } : {}),
     ...(users ? { users } : {}),
+    ...(broadcasts ? { broadcasts } : {}),
     stop,
   };
 }

@@ -151,6 +151,15 @@ export class UserState {
     return [...keys];
   }
 
+  /** The active user stored under this (primary) key, or undefined when gone (silent for the TTL, erased, stopped). */
+  async activeUser(key: string): Promise<ActiveUser | undefined> {
+    const e = await (await this.kv(BUCKETS.active)).get(key);
+    if (e?.operation !== "PUT") return undefined;
+    const r = decode<ActiveRecord>(e.value);
+    if (r.alias) return undefined;
+    return { key, ...(r.waId ? { waId: r.waId } : {}), ...(r.userId ? { userId: r.userId } : {}), phoneNumberId: r.phoneNumberId, lastSeen: r.lastSeen };
+  }
+
   async *activeUsers(): AsyncIterable<ActiveUser> {
     const kv = await this.kv(BUCKETS.active);
     const keys: string[] = [];
@@ -162,6 +171,16 @@ export class UserState {
       if (r.alias) continue;
       yield { key, ...(r.waId ? { waId: r.waId } : {}), ...(r.userId ? { userId: r.userId } : {}), phoneNumberId: r.phoneNumberId, lastSeen: r.lastSeen };
     }
+  }
+
+  /** How many entries these keys have in the activity and rate-limit buckets (what forget erases or empties). */
+  async countEntries(keys: string[]): Promise<number> {
+    let n = 0;
+    for (const bucket of [BUCKETS.active, BUCKETS.rateLimit]) {
+      const kv = await this.kv(bucket);
+      for (const k of keys) if ((await kv.get(k))?.operation === "PUT") n++;
+    }
+    return n;
   }
 
   /**

@@ -76,7 +76,10 @@ describe("who may do what on the admin listener", () => {
     const body = (await refused.json()) as { missing: Record<string, string>; message: string };
     assert.deepEqual(body.missing, { group: "unmix.dev", resource: "support", verb: "purge" });
     assert.match(body.message, new RegExp(`${reader.username} may not purge unmix.dev/support`));
-    assert.equal((await admin(reader.token, "/admin/broadcast", { method: "POST", body: JSON.stringify({ text: "hi" }) })).status, 403);
+    assert.equal(
+      (await admin(reader.token, "/admin/broadcasts", { method: "POST", body: JSON.stringify({ text: "hi", idempotencyKey: "refused" }) })).status,
+      403,
+    );
     assert.ok(await isActive(u.waId), "the user's data is still there");
     assert.equal((await adminEntries()).length, before, "a refused request leaves no audit entry (nothing was done)");
   });
@@ -97,7 +100,10 @@ describe("who may do what on the admin listener", () => {
       ],
     );
     // a role that may purge but not broadcast: refused there
-    assert.equal((await admin(purger.token, "/admin/broadcast", { method: "POST", body: JSON.stringify({ text: "hi" }) })).status, 403);
+    assert.equal(
+      (await admin(purger.token, "/admin/broadcasts", { method: "POST", body: JSON.stringify({ text: "hi", idempotencyKey: "refused" }) })).status,
+      403,
+    );
   });
 
   test("an operator with no binding is authenticated but may do nothing", async () => {

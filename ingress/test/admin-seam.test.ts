@@ -1,5 +1,5 @@
 // The admin listener's seam for routes (admin-auth.ts), in process: each route declares its verb
-// (a route without one stops the start-up), refusals come before the handler runs (401 without an
+// (a route without one stops the start-up; "public" only on a GET of a fixed path), refusals come before the handler runs (401 without an
 // operator, 403 naming the missing verb), a handler sees req.operator and may ask req.may(verb), and
 // a review the API server cannot answer is a 503 with nothing done.
 import assert from "node:assert/strict";
@@ -62,6 +62,31 @@ describe("the admin listener's seam", () => {
     });
     await b.ready();
     assert.equal((await b.inject({ url: "/admin/console/app.js", headers: bearer("x".repeat(16)) })).body, "console.log(1)");
+  });
+
+  test("public is served without a token, and only a GET of a fixed path may declare it: anything else stops the start-up", async () => {
+    const { access, asked } = fakeAccess();
+    const a = Fastify();
+    await a.register(adminAuth, { mode: "kubernetes", access, namespace: "unmix" });
+    a.get("/console", { config: { permission: "public" } }, async (req) => ({ operator: req.operator }));
+    await a.ready();
+    const res = await a.inject({ url: "/console" });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json(), { operator: null }, "no operator: nothing that needs one");
+    assert.equal((await a.inject({ method: "HEAD", url: "/console" })).statusCode, 200);
+    assert.deepEqual(asked, [], "no review asked for");
+
+    for (const [method, url] of [
+      ["POST", "/admin/purge"],
+      ["GET", "/admin/users/:id"],
+      ["GET", "/console/*"],
+      ["DELETE", "/console"],
+    ] as const) {
+      const b = Fastify();
+      await b.register(adminAuth, { mode: "static-token", token: "x".repeat(16) });
+      b.route({ method, url, config: { permission: "public" }, handler: async () => "oops" });
+      await assert.rejects(async () => b.ready(), /admin routes may be public only for GET of a fixed path/, `${method} ${url}`);
+    }
   });
 
   test("the handler sees the operator and may ask about another verb", async () => {

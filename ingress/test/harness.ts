@@ -122,6 +122,7 @@ export async function startHarness(o: { components?: Component[]; env?: Record<s
       WHATSAPP_ACCESS_TOKEN: ACCESS_TOKEN,
       WHATSAPP_API_URL: sim.baseUrl,
       WHATSAPP_API_VERSION: sim.version,
+      WHATSAPP_BUSINESS_ACCOUNT_ID: sim.wabaId,
       KUBE_NAMESPACE: NAMESPACE,
       MODEL_NAME: MODEL,
       LOG_LEVEL: "debug",

@@ -105,10 +105,31 @@ describe("kubectl unmix", () => {
     assert.equal((await kubectlUnmix("--token", token, "jobs")).code, 0);
   });
 
-  test("broadcast status: what the admin listener answers, or a clear error where it has no campaigns", async () => {
+  test("broadcast status: the campaigns with their progress, as a table or JSON, for an operator who may list", async () => {
+    assert.equal((await kubectlUnmix(...as("support-reader"), "broadcast", "status")).stdout, "no broadcast campaigns\n");
+    h.sim.setTemplate("policy_update", "en", "APPROVED");
+    const res = await fetch(`${h.ingress.adminUrl}/admin/broadcasts`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${h.adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ template: { name: "policy_update", languageCode: "en" }, idempotencyKey: "kubectl-unmix-status" }),
+    });
+    assert.equal(res.status, 202, await res.clone().text());
+    const { id } = (await res.json()) as { id: string };
+    const finished = await until(
+      "the campaign's end",
+      async () => {
+        const r = await kubectlUnmix(...as("support-reader"), "broadcast", "status", "-o", "json");
+        const c = (JSON.parse(r.stdout) as { campaigns: { id: string; state: string }[] }).campaigns.find((x) => x.id === id);
+        return c?.state === "Finished" ? c : undefined;
+      },
+      60_000,
+    );
+    assert.equal(finished.id, id);
     const r = await kubectlUnmix(...as("support-reader"), "broadcast", "status");
-    if (r.code === 0) assert.doesNotThrow(() => JSON.parse(r.stdout));
-    else assert.match(r.stderr, /no broadcast campaigns \(GET \/admin\/broadcasts answered 404\)/);
+    assert.equal(r.code, 0, r.stderr);
+    const [head, line] = r.stdout.trim().split("\n");
+    assert.match(head ?? "", /^ID +STATE +TOTAL +SENT +TEXT +TEMPLATE +SKIPPED +FAILED +UNCONFIRMED +STARTED +FINISHED$/);
+    assert.match(line ?? "", new RegExp(`^${id} +Finished +\\d+ +\\d+ +0 +\\d+ +\\d+ +0 +0 +\\S+ +\\S+$`), "a template-only campaign sends no text");
     const usage = await kubectlUnmix("broadcast", "start");
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /the one subcommand is `status`/);

@@ -820,7 +820,7 @@ describe("admin endpoints (separate listener, bearer token)", () => {
     assert.deepEqual([left.items.length, left.invalid.length], [0, 0], "nothing of theirs is left");
   });
 
-  test("P14: POST /admin/purge by phone number erases that user's data without messaging them; by BSUID finds the same user", async () => {
+  test("P14: POST /admin/purge by phone number erases that user's data without messaging them and opts them out; by BSUID finds the same user", async () => {
     for (const by of ["phone", "userId"] as const) {
       const u = newUser({ withBsuid: true });
       const input = ogg(120 + (by === "phone" ? 0 : 1));
@@ -833,7 +833,7 @@ describe("admin endpoints (separate listener, bearer token)", () => {
       const body = by === "phone" ? { phone: `+${u.waId}` } : { userId: u.userId };
       const res = await admin("/admin/purge", { method: "POST", body: JSON.stringify(body) });
       assert.equal(res.status, 200);
-      const erased = (await res.json()) as { results: number; jobs: number; keyValueEntries: number };
+      const erased = (await res.json()) as { results: number; jobs: number; keyValueEntries: number; optedOut: boolean };
       assert.equal(erased.results, 1, by);
       assert.equal(erased.jobs, 1, by);
       assert.ok(erased.keyValueEntries >= 2, by);
@@ -841,12 +841,17 @@ describe("admin endpoints (separate listener, bearer token)", () => {
       assert.equal(await h.jobs.get(separationJobName(miss.id)).then((j) => j?.metadata.deletionTimestamp ?? j), undefined);
       for (const id of [u.waId, u.userId]) assert.equal(await kvHas(BUCKETS.active, userKey(id as string, USER_KEY_SECRET)), false);
       assert.equal(h.sim.sentMessages().length, sentBefore, "the user is not messaged");
+      // and opted out under both ids, so their data does not build up again
+      assert.equal(erased.optedOut, true, by);
+      for (const id of [u.waId, u.userId]) assert.equal(await kvHas(BUCKETS.optOut, userKey(id as string, USER_KEY_SECRET)), true, by);
+      const after = await h.sim.sendUserMessage({ type: "audio", bytes: ogg(140 + seq), from: u });
+      assert.equal(await handled(after.id), "opted_out", by);
     }
     const bad = await admin("/admin/purge", { method: "POST", body: JSON.stringify({ phone: "abc" }) });
     assert.equal(bad.status, 400);
   });
 
-  test("P15: POST /admin/broadcast sends text inside the 24-hour window and the template outside it, skipping opted-out users", async () => {
+  test("P15: a broadcast campaign sends text inside the 24-hour window and the template outside it, skipping opted-out users", async () => {
     const recent = newUser();
     const old = newUser({ bsuidOnly: true });
     const stopped = newUser();
@@ -856,14 +861,27 @@ describe("admin endpoints (separate listener, bearer token)", () => {
     const twoDaysAgo = Date.now() - 2 * 24 * 3600_000;
     const users = new UserState(h.nats, { secret: USER_KEY_SECRET, jobsPerHour: 3, now: () => twoDaysAgo });
     await users.touch(users.keysOf(old), old, h.sim.phoneNumberId);
+    h.sim.setTemplate("policy_update", "en", "APPROVED");
     const since = h.sim.sentMessages().length;
-    const res = await admin("/admin/broadcast", {
+    const res = await admin("/admin/broadcasts", {
       method: "POST",
-      body: JSON.stringify({ text: "Our data policy changed: see the link.", template: { name: "policy_update", languageCode: "en" } }),
+      body: JSON.stringify({
+        text: "Our data policy changed: see the link.",
+        template: { name: "policy_update", languageCode: "en" },
+        idempotencyKey: `policy-${seq}`,
+      }),
     });
-    assert.equal(res.status, 200);
-    const counts = (await res.json()) as { sent: number; asText: number; asTemplate: number };
-    assert.ok(counts.asText >= 1 && counts.asTemplate >= 1, JSON.stringify(counts));
+    assert.equal(res.status, 202);
+    const { id } = (await res.json()) as { id: string };
+    const done = await until(
+      "the campaign to finish",
+      async () => {
+        const c = (await (await admin(`/admin/broadcasts/${id}`)).json()) as { state: string; sent: number; byKind: { text: number; template: number } };
+        return c.state === "Finished" ? c : undefined;
+      },
+      60_000,
+    );
+    assert.ok(done.byKind.text >= 1 && done.byKind.template >= 1, JSON.stringify(done));
     const sent = h.sim.sentMessages().slice(since);
     assert.deepEqual(
       sent.filter((m) => m.to === recent.waId).map((m) => [m.type, m.text]),

@@ -67,6 +67,15 @@ WORKER_CONCURRENCY: {{ $w.concurrency | int64 | quote }}
 WORKER_ACK_WAIT_SECONDS: {{ $w.ackWaitSeconds | int64 | quote }}
 WORKER_MAX_DELIVER: {{ $w.maxDeliver | int64 | quote }}
 WORKER_BACKOFF_SECONDS: {{ include "unmix.numbers" $w.backoffSeconds | quote }}
+{{- with .Values.telemetry.tracingUiUrl }}
+TRACING_UI_URL: {{ . | quote }}
+{{- end }}
+BROADCAST_MESSAGES_PER_SECOND: {{ $w.broadcast.messagesPerSecond | toString | quote }}
+BROADCAST_MAX_ATTEMPTS: {{ $w.broadcast.maxAttempts | int64 | quote }}
+BROADCAST_RETRY_MAX_SECONDS: {{ $w.broadcast.retryMaxSeconds | int64 | quote }}
+{{- with .Values.whatsapp.businessAccountId }}
+WHATSAPP_BUSINESS_ACCOUNT_ID: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* The webhook pods (and, with worker.enabled=false, the worker too: ROLE=all). */}}

@@ -62,6 +62,15 @@ export interface UserMessageResult {
   deliveries: WebhookDelivery[];
 }
 
+/** A message template as GET /{waba-id}/message_templates lists it. */
+export interface SimTemplate {
+  id: string;
+  name: string;
+  language: string;
+  status: "APPROVED" | "PENDING" | "REJECTED" | "PAUSED" | "DISABLED";
+  category: "UTILITY" | "MARKETING" | "AUTHENTICATION";
+}
+
 export interface SimCoreOptions {
   business: Business;
   accessToken: string;
@@ -96,6 +105,8 @@ export class SimCore {
   readonly inbound = new Map<string, InboundMessage>();
   readonly sent: SentMessage[] = [];
   readonly reads: ReadMark[] = [];
+  /** The business account's templates by `name/language`; a template not listed here is sent as if approved. */
+  readonly templates = new Map<string, SimTemplate>();
   /** Everything in the order it happened, for the chat thread (the clock may stand still in tests). */
   readonly timeline: ({ kind: "in" | "out"; id: string } | { kind: "read"; mark: ReadMark })[] = [];
   webhookUrl: string | undefined;

@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 
 /** The simulator's Graph routes, as named for fault injection. */
-export type SimRoute = "media-info" | "media-download" | "media-upload" | "media-delete" | "messages";
+export type SimRoute = "media-info" | "media-download" | "media-upload" | "media-delete" | "messages" | "message-templates";
 
 export interface MetaError {
   httpStatus: number;
@@ -42,6 +42,12 @@ export const META_ERRORS = {
     details: "Unable to upload the media used in the message.",
   },
   "temporarily-unavailable": { httpStatus: 503, code: 133004, message: "(#133004) Server temporarily unavailable" },
+  "template-unavailable": {
+    httpStatus: 400,
+    code: 132001,
+    message: "(#132001) Template name does not exist in the translation",
+    details: "template name does not exist in the language or is not approved",
+  },
 } satisfies Record<string, MetaError>;
 export type MetaErrorName = keyof typeof META_ERRORS;
 

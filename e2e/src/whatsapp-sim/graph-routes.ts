@@ -1,5 +1,5 @@
-// The Graph API routes the product uses (reference §4–6): media metadata, download, upload and
-// delete, and messages. Every call is recorded, checked for the bearer token, and may be made to
+// The Graph API routes the product uses (reference §4–7): media metadata, download, upload and
+// delete, messages, and the business account's message templates (their review status). Every call is recorded, checked for the bearer token, and may be made to
 // fail or stall by a test first.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { SimCore } from "./core.ts";
@@ -71,6 +71,20 @@ export function registerGraphRoutes(app: FastifyInstance, core: SimCore): void {
     return { id: core.media.add(bytes, mimeType, core.business.phoneNumberId, "uploaded").id };
   });
 
+  // Meta's `name` filter matches names containing it; the answer is one page (paging omitted)
+  app.get<{ Params: { version: string; wabaId: string }; Querystring: { name?: string; status?: string; language?: string } }>(
+    "/:version/:wabaId/message_templates",
+    guarded("message-templates"),
+    async (req, reply) => {
+      if (req.params.wabaId !== core.business.wabaId) return sendError(reply, unknownObject(req.params.wabaId, "get"));
+      const { name, status, language } = req.query;
+      const data = [...core.templates.values()].filter(
+        (t) => (!name || t.name.includes(name)) && (!status || t.status === status) && (!language || t.language === language),
+      );
+      return { data };
+    },
+  );
+
   app.post<{ Params: { version: string; phoneNumberId: string } }>("/:version/:phoneNumberId/messages", guarded("messages"), async (req, reply) => {
     if (req.params.phoneNumberId !== core.business.phoneNumberId) return sendError(reply, unknownObject(req.params.phoneNumberId, "post"));
     const body = req.body as Record<string, unknown> | null;
@@ -90,6 +104,10 @@ export function registerGraphRoutes(app: FastifyInstance, core: SimCore): void {
       if (!media) return sendError(reply, invalidParameter(`Param ${m.type}['id'] is not a valid whatsapp business account media attachment ID`));
       if (!baseMimeType(media.mimeType).startsWith(`${m.type}/`))
         return sendError(reply, { ...META_ERRORS["media-rejected"], details: `${media.mimeType} cannot be sent as ${m.type}` });
+    }
+    if (m.type === "template") {
+      const known = core.templates.get(`${m.template.name}/${m.template.language.code}`);
+      if (known && known.status !== "APPROVED") return sendError(reply, META_ERRORS["template-unavailable"]);
     }
     const sent = core.acceptMessage(m);
     return {

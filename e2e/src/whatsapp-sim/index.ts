@@ -3,13 +3,13 @@
 // shared/reference/whatsapp-cloud-api.md; the production client talks to it unchanged.
 import Fastify, { type FastifyError, type FastifyRequest } from "fastify";
 import { registerChatRoutes } from "./chat.ts";
-import { type ReadMark, type RecordedRequest, SimCore, type UserMessageResult } from "./core.ts";
+import { type ReadMark, type RecordedRequest, SimCore, type SimTemplate, type UserMessageResult } from "./core.ts";
 import { type Fault, invalidParameter, metaErrorBody, type SimRoute } from "./faults.ts";
 import { registerGraphRoutes } from "./graph-routes.ts";
 import type { SentMessage } from "./outgoing.ts";
 import type { BatchLayout, DeliveryOptions, Receipt, Sender, UserMessage, WebhookDelivery } from "./webhooks.ts";
 
-export type { ReadMark, RecordedRequest, UserMessageResult } from "./core.ts";
+export type { ReadMark, RecordedRequest, SimTemplate, UserMessageResult } from "./core.ts";
 export type { Fault, MetaError, MetaErrorName, SimRoute } from "./faults.ts";
 export { META_ERRORS } from "./faults.ts";
 export { MEDIA_URL_TTL_MS } from "./media.ts";
@@ -71,6 +71,8 @@ export interface WhatsAppSimulator {
   /** Posts these exact bytes, signed (e.g. a `body` delivered before, or odd whitespace). */
   deliverRaw(body: string, options?: DeliveryOptions): Promise<WebhookDelivery[]>;
   failNext(route: SimRoute, fault: Fault, times?: number): void;
+  /** Adds or changes a message template of the business account (its review status). */
+  setTemplate(name: string, languageCode: string, status: SimTemplate["status"], category?: SimTemplate["category"]): void;
   /** Drops the failures and delays still queued. */
   clearFaults(): void;
   delayNext(route: SimRoute, ms: number, times?: number): void;
@@ -149,6 +151,11 @@ export async function startWhatsAppSimulator(o: WhatsAppSimulatorOptions): Promi
     sendReceipt: (receipt, options) => core.sendReceipt(receipt, options),
     deliverRaw: (body, options) => core.deliver(body, options),
     failNext: (route, fault, times = 1) => core.faults.failNext(route, fault, times),
+    setTemplate: (name, language, status, category = "UTILITY") => {
+      const key = `${name}/${language}`;
+      const id = core.templates.get(key)?.id ?? String(1_000_000_000_000 + core.templates.size);
+      core.templates.set(key, { id, name, language, status, category });
+    },
     clearFaults: () => core.faults.clear(),
     delayNext: (route, ms, times = 1) => core.faults.delayNext(route, ms, times),
     sentMessages: () => [...core.sent],
