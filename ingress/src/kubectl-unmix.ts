@@ -14,6 +14,7 @@ import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import { ADMIN_AUDIENCE } from "@unmix/api/support";
 import { k8s } from "@unmix/core/kube";
+import type { Campaign } from "./broadcast.ts";
 
 const USAGE = `kubectl unmix: the unmix support console from a terminal
 
@@ -152,20 +153,6 @@ interface Job {
   reason: string | null;
   failure: string | null;
   totalSeconds: number | null;
-}
-
-/** A campaign as GET /admin/broadcasts lists it (ingress/src/admin.ts). */
-interface Campaign {
-  id: string;
-  state: string;
-  total: number;
-  sent: number;
-  skipped: number;
-  failed: number;
-  unconfirmed: number;
-  byKind: { text: number; template: number };
-  startedAt: string;
-  finishedAt: string | null;
 }
 
 function table(rows: string[][]): string {

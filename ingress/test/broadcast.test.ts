@@ -27,19 +27,6 @@ const admin = (path: string, body?: unknown) =>
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
 
-interface Progress {
-  id: string;
-  state: string;
-  total: number;
-  sent: number;
-  skipped: number;
-  failed: number;
-  unconfirmed: number;
-  byKind: { text: number; template: number };
-  startedAt: string;
-  finishedAt: string | null;
-}
-
 const TEXT = "We changed our data policy: results are now kept for 24 hours.";
 const TEMPLATE = { name: "policy_update", languageCode: "en" };
 const waId = (n: number) => `4915511${String(n).padStart(4, "0")}77`;
@@ -116,7 +103,7 @@ describe("policy broadcasts (durable campaigns)", () => {
     const ours = () => h.sim.sentMessages().slice(since);
     await until("a dozen notices to be out", () => (ours().length >= 12 ? true : undefined), 60_000);
     await h.restart();
-    const mid = (await (await admin(`/admin/broadcasts/${started.id}`)).json()) as Progress;
+    const mid = (await (await admin(`/admin/broadcasts/${started.id}`)).json()) as Campaign;
     assert.equal(mid.state, "Sending", "the restart landed mid-campaign");
     assert.ok(mid.sent < 50, JSON.stringify(mid));
     const third = await admin("/admin/broadcasts", request);
@@ -125,7 +112,7 @@ describe("policy broadcasts (durable campaigns)", () => {
     const done = await until(
       "the campaign to finish",
       async () => {
-        const p = (await (await admin(`/admin/broadcasts/${started.id}`)).json()) as Progress;
+        const p = (await (await admin(`/admin/broadcasts/${started.id}`)).json()) as Campaign;
         return p.state === "Finished" ? p : undefined;
       },
       120_000,
@@ -152,7 +139,7 @@ describe("policy broadcasts (durable campaigns)", () => {
     for (const u of [...stopping, ...stopped]) assert.deepEqual(to(u), [], `opted-out user ${u}`);
     assert.equal(ours().length, 50);
 
-    const listed = ((await (await admin("/admin/broadcasts")).json()) as { campaigns: Progress[] }).campaigns;
+    const listed = ((await (await admin("/admin/broadcasts")).json()) as { campaigns: Campaign[] }).campaigns;
     assert.deepEqual(
       listed.map((c) => [c.id, c.state, c.sent]),
       [[started.id, "Finished", 50]],
@@ -198,12 +185,12 @@ describe("policy broadcasts (durable campaigns)", () => {
     until(
       `campaign ${id} to finish`,
       async () => {
-        const p = (await (await admin(`/admin/broadcasts/${id}`)).json()) as Progress;
+        const p = (await (await admin(`/admin/broadcasts/${id}`)).json()) as Campaign;
         return p.state === "Finished" ? p : undefined;
       },
       120_000,
     );
-  const counts = (p: Progress) => ({ total: p.total, sent: p.sent, skipped: p.skipped, failed: p.failed, unconfirmed: p.unconfirmed, byKind: p.byKind });
+  const counts = (p: Campaign) => ({ total: p.total, sent: p.sent, skipped: p.skipped, failed: p.failed, unconfirmed: p.unconfirmed, byKind: p.byKind });
   const keyOf = (u: string) => new UserState(h.nats, { secret: USER_KEY_SECRET, jobsPerHour: 20 }).keyOf(u);
 
   test("P15: a notice whose send began when its worker died is counted unconfirmed and never sent again (at most once)", async () => {
