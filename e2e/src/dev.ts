@@ -1,6 +1,7 @@
 // `make dev`: the whole product on the real local stack (control plane with a GPU node, NATS, MinIO,
 // the WhatsApp simulator, the ingress, the controller, the job image on CPU), with the URLs printed.
 // Ctrl-C (or SIGTERM) stops everything and removes the stack's folder.
+import { ADMIN_AUDIENCE } from "@unmix/api/support";
 import { OPERATORS_NAMESPACE } from "./operators.ts";
 import { htdemucsWeightsDir, OPERATOR, startProduct } from "./product.ts";
 
@@ -35,6 +36,7 @@ process.stdout.write(
     `  admin:        ${p.adminUrl}   (operators are Kubernetes users; with KUBECONFIG below:`,
     `                kubectl unmix --admin-url ${p.adminUrl} --service-account ${OPERATORS_NAMESPACE}/${OPERATOR} jobs)`,
     "                broadcast templates: policy_update (en, APPROVED), policy_update_draft (en, PENDING)",
+    `  console:      ${p.adminUrl}/console   (its token: kubectl create token ${OPERATOR} -n ${OPERATORS_NAMESPACE} --audience ${ADMIN_AUDIENCE})`,
     `  controller:   ${p.controller.url}/metrics`,
     `  kubernetes:   export KUBECONFIG=${kubeconfig}`,
     `                kubectl get sj -n ${p.namespace}   ·   kubectl get jobs,pods -n ${p.namespace}`,
